@@ -1,0 +1,7 @@
+"""keras-stn: Spatial Transformer Networks for Keras 3."""
+
+from keras_stn import ops
+from keras_stn.layers import SpatialTransformer
+from keras_stn.version import __version__
+
+__all__ = ["SpatialTransformer", "ops", "__version__"]

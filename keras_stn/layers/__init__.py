@@ -1,0 +1,6 @@
+"""Keras layers of keras-stn."""
+
+from keras_stn.layers.localization_net import default_localization_net
+from keras_stn.layers.spatial_transformer import SpatialTransformer
+
+__all__ = ["SpatialTransformer", "default_localization_net"]

@@ -1,0 +1,87 @@
+"""Normalized and pixel coordinates, with the conventions of PyTorch.
+
+Convention: a coordinate of -1 is the left (top) edge of the image and +1
+the right (bottom) edge. With `align_corners=False` the edges are the outer
+borders of the corner pixels, so pixel `i` of a row of `size` pixels has its
+centre at `(2 * i + 1) / size - 1`. With `align_corners=True` the edges are
+the centres of the corner pixels, so pixel `i` sits at
+`2 * i / (size - 1) - 1`. These are the conventions of
+`torch.nn.functional.affine_grid` and `torch.nn.functional.grid_sample`.
+"""
+
+from fractions import Fraction
+
+import numpy as np
+
+
+def normalized_coordinates(size, align_corners):
+    """Return the normalized coordinates of the centres of `size` pixels.
+
+    Args:
+        size: the number of pixels along the axis (a Python int).
+        align_corners: the convention described in the module docstring.
+
+    Returns:
+        A float64 NumPy array of shape `(size,)`. A single pixel is at 0.
+    """
+    if size == 1:
+        return np.zeros((1,))
+    # Integer numerators are exact, so each value is rounded once.
+    index = np.arange(size, dtype=np.float64)
+    if align_corners:
+        return (2.0 * index - (size - 1)) / (size - 1)
+    return (2.0 * index + 1.0 - size) / size
+
+
+def unnormalize(coordinates, size, align_corners):
+    """Map normalized coordinates to pixel coordinates along one axis.
+
+    The arithmetic is PyTorch's `grid_sampler_unnormalize`, operation for
+    operation, so that the same grid lands on the same pixel coordinates.
+
+    Args:
+        coordinates: a float tensor of normalized coordinates.
+        size: the number of pixels along the axis.
+        align_corners: the convention described in the module docstring.
+
+    Returns:
+        A tensor like `coordinates`, in pixels (pixel `i` has its centre at
+        `i`).
+    """
+    if align_corners:
+        return ((coordinates + 1.0) / 2.0) * (size - 1)
+    return ((coordinates + 1.0) * size - 1.0) / 2.0
+
+
+def unnormalize_factors(size, align_corners):
+    """Return `(scale, offset)` such that `pixel = scale * normalized + offset`.
+
+    Args:
+        size: the number of pixels along the axis.
+        align_corners: the convention described in the module docstring.
+
+    Returns:
+        Two exact `fractions.Fraction`s, so that products of factors can be
+        formed without rounding.
+    """
+    half_span = Fraction(size - 1, 2)
+    if align_corners:
+        return half_span, half_span
+    return Fraction(size, 2), half_span
+
+
+def normalize_factors(size, align_corners):
+    """Return `(scale, offset)` such that `normalized = scale * index + offset`.
+
+    Args:
+        size: the number of pixels along the axis.
+        align_corners: the convention described in the module docstring.
+
+    Returns:
+        Two exact `fractions.Fraction`s; both 0 for a single pixel.
+    """
+    if size == 1:
+        return Fraction(0), Fraction(0)
+    if align_corners:
+        return Fraction(2, size - 1), Fraction(-1)
+    return Fraction(2, size), Fraction(1 - size, size)

@@ -1,0 +1,124 @@
+"""Argument checks shared by the grid generators, the sampler and the layers.
+
+Every public entry point validates its arguments here, before any backend
+op runs, so that bad input fails with a `ValueError` naming the argument
+instead of a shape error from deep inside TensorFlow, JAX or PyTorch.
+"""
+
+import keras
+
+SAMPLING_MODES = ("bilinear", "nearest")
+PADDING_MODES = ("zeros", "border", "reflection")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def _check_choice(value, choices, name):
+    if value not in choices:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected one of "
+            f"{choices}. Received {name}={value!r}"
+        )
+    return value
+
+
+def check_mode(mode):
+    """Return `mode` if it is a known sampling mode, else raise."""
+    return _check_choice(mode, SAMPLING_MODES, "mode")
+
+
+def check_padding_mode(padding_mode):
+    """Return `padding_mode` if it is a known padding mode, else raise."""
+    return _check_choice(padding_mode, PADDING_MODES, "padding_mode")
+
+
+def standardize_data_format(data_format):
+    """Resolve `None` to the Keras image data format and check the value."""
+    if data_format is None:
+        data_format = keras.config.image_data_format()
+    return _check_choice(data_format, DATA_FORMATS, "data_format")
+
+
+def standardize_size(size, name, allow_none=False):
+    """Return `size` as a tuple of two positive Python ints.
+
+    Args:
+        size: a pair `(height, width)` of positive integers, or `None` when
+            `allow_none` is true.
+        name: the argument's name, for the error message.
+        allow_none: whether `None` is accepted (and returned as is).
+
+    Returns:
+        `(height, width)` as Python ints, or `None`.
+    """
+    if size is None and allow_none:
+        return None
+    try:
+        values = tuple(size)
+    except TypeError:
+        values = None
+    if (
+        values is None
+        or len(values) != 2
+        or not all(_is_positive_int(v) for v in values)
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a tuple of two "
+            f"strictly positive integers (height, width). "
+            f"Received {name}={size!r}"
+        )
+    return tuple(int(v) for v in values)
+
+
+def _is_positive_int(value):
+    if isinstance(value, bool):
+        return False
+    try:
+        return int(value) == value and int(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def check_float_dtype(x, name):
+    """Raise if the tensor `x` does not have a floating-point dtype."""
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if not keras.backend.is_float_dtype(dtype):
+        raise ValueError(
+            f"Invalid dtype for argument `{name}`. Expected a floating-point "
+            f"tensor. Received {name} with dtype={dtype}"
+        )
+
+
+def check_shape(x, name, rank, last_dims=(), description=""):
+    """Raise if `x` does not have `rank` axes ending in `last_dims`.
+
+    Args:
+        x: the tensor to check.
+        name: the argument's name, for the error message.
+        rank: the expected number of axes.
+        last_dims: the expected sizes of the trailing axes (`None` in the
+            tuple accepts any size).
+        description: the expected layout, spelled out for the message, for
+            example `"(batch, 2, 3)"`.
+    """
+    shape = tuple(x.shape)
+    trailing = shape[len(shape) - len(last_dims) :]
+    dims_ok = all(
+        expected is None or actual is None or actual == expected
+        for actual, expected in zip(trailing, last_dims, strict=True)
+    )
+    if len(shape) != rank or not dims_ok:
+        raise ValueError(
+            f"Invalid shape for argument `{name}`. Expected a tensor of "
+            f"shape {description}. Received {name}.shape={shape}"
+        )
+
+
+def check_same_batch(a, a_name, b, b_name):
+    """Raise if the statically known batch sizes of `a` and `b` differ."""
+    a_batch, b_batch = a.shape[0], b.shape[0]
+    if a_batch is not None and b_batch is not None and a_batch != b_batch:
+        raise ValueError(
+            f"Arguments `{a_name}` and `{b_name}` must have the same batch "
+            f"size. Received {a_name}.shape={tuple(a.shape)} and "
+            f"{b_name}.shape={tuple(b.shape)}"
+        )
