@@ -1,0 +1,100 @@
+"""Test helpers: per-backend gradients and the PyTorch oracle.
+
+The backend under test is chosen by `KERAS_BACKEND`; one pytest run tests
+one backend. PyTorch is installed whatever the backend, as the oracle.
+"""
+
+import contextlib
+
+import keras
+import numpy as np
+import torch
+
+BACKEND = keras.backend.backend()
+
+
+def tolerance(dtype):
+    """Absolute and relative tolerance for comparisons in `dtype`."""
+    return {"float64": 1e-7, "float32": 1e-5, "float16": 1e-3}.get(
+        str(np.dtype(dtype)), 1e-2
+    )
+
+
+@contextlib.contextmanager
+def float64_enabled():
+    """Let the backend compute in float64 (JAX needs a switch for it)."""
+    if BACKEND == "jax":
+        import jax
+
+        with jax.enable_x64(True):
+            yield
+    else:
+        yield
+
+
+def value_and_gradients(fn, *args):
+    """Evaluate `fn(*args)` and its gradients with the backend's autodiff.
+
+    Args:
+        fn: maps backend tensors to a scalar tensor, using `keras.ops`.
+        *args: NumPy arrays, the points at which to differentiate.
+
+    Returns:
+        `(value, gradients)`: NumPy arrays; a missing gradient (an argument
+        on which the value does not depend) is returned as zeros.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        tensors = [tf.convert_to_tensor(a) for a in args]
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            value = fn(*tensors)
+        grads = tape.gradient(value, tensors)
+    elif BACKEND == "jax":
+        import jax
+
+        tensors = [jax.numpy.asarray(a) for a in args]
+        value, grads = jax.value_and_grad(fn, argnums=tuple(range(len(args))))(
+            *tensors
+        )
+    elif BACKEND == "torch":
+        tensors = [torch.tensor(a, requires_grad=True) for a in args]
+        value = fn(*tensors)
+        grads = torch.autograd.grad(value, tensors, allow_unused=True)
+    else:
+        raise ValueError(f"Unsupported backend {BACKEND}")
+    grads = [
+        np.zeros_like(a) if g is None else keras.ops.convert_to_numpy(g)
+        for a, g in zip(args, grads, strict=True)
+    ]
+    return keras.ops.convert_to_numpy(value), grads
+
+
+def torch_grid_sample(images, grid, upstream, data_format, **kwargs):
+    """PyTorch's `grid_sample` with its gradients, in our layouts.
+
+    Args:
+        images: NumPy array, channels last or first as `data_format` says.
+        grid: NumPy array `(batch, out_height, out_width, 2)`.
+        upstream: NumPy array shaped like the output: the gradient of the
+            loss `sum(output * upstream)` with respect to the output.
+        data_format: `"channels_last"` or `"channels_first"`.
+        **kwargs: `mode`, `padding_mode`, `align_corners`.
+
+    Returns:
+        `(output, grad_images, grad_grid)` as NumPy arrays.
+    """
+    channels_last = data_format == "channels_last"
+    t_images = torch.tensor(images, requires_grad=True)
+    t_grid = torch.tensor(grid, requires_grad=True)
+    nchw = t_images.permute(0, 3, 1, 2) if channels_last else t_images
+    out = torch.nn.functional.grid_sample(nchw, t_grid, **kwargs)
+    if channels_last:
+        out = out.permute(0, 2, 3, 1)
+    (out * torch.tensor(upstream)).sum().backward()
+    return (
+        out.detach().numpy(),
+        t_images.grad.numpy(),
+        t_grid.grad.numpy(),
+    )

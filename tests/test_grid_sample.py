@@ -1,0 +1,193 @@
+"""`grid_sample` against PyTorch's, and against finite differences."""
+
+import itertools
+
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_stn.ops import grid_sample
+from keras_stn.ops.coordinates import normalized_coordinates
+
+from helpers import float64_enabled
+from helpers import torch_grid_sample
+from helpers import value_and_gradients
+
+MODES = ("bilinear", "nearest")
+PADDINGS = ("zeros", "border", "reflection")
+# (batch, height, width, channels, out_height, out_width)
+SIZES = [(2, 5, 7, 3, 4, 6), (1, 8, 8, 1, 8, 8), (3, 1, 4, 4, 3, 2)]
+
+
+def make_grid(rng, batch, height, width, out_height, out_width, corners):
+    """Points inside, outside, on the border and on pixel centres."""
+    grid = rng.uniform(-1.3, 1.3, (batch, out_height, out_width, 2))
+    flat = grid.reshape(batch, -1, 2)
+    xs = normalized_coordinates(width, corners)
+    ys = normalized_coordinates(height, corners)
+    special = [(-1.0, -1.0), (1.0, 1.0), (-1.0, 0.3), (0.2, 1.0)]
+    special += [(xs[0], ys[-1]), (xs[-1], ys[0]), (xs[len(xs) // 2], 0.0)]
+    count = min(len(special), flat.shape[1])
+    flat[:, :count] = special[:count]
+    return grid.astype("float32")
+
+
+@pytest.mark.parametrize(
+    "mode,padding_mode,align_corners,data_format,size",
+    list(
+        itertools.product(
+            MODES,
+            PADDINGS,
+            (False, True),
+            ("channels_last", "channels_first"),
+            SIZES,
+        )
+    ),
+)
+def test_matches_torch(mode, padding_mode, align_corners, data_format, size):
+    batch, height, width, channels, out_height, out_width = size
+    rng = np.random.default_rng(sum(size))
+    grid = make_grid(
+        rng, batch, height, width, out_height, out_width, align_corners
+    )
+    images = rng.normal(size=(batch, height, width, channels))
+    out_shape = (batch, out_height, out_width, channels)
+    if data_format == "channels_first":
+        images = images.transpose(0, 3, 1, 2)
+        out_shape = (batch, channels, out_height, out_width)
+    images = images.astype("float32")
+    upstream = rng.normal(size=out_shape).astype("float32")
+    kwargs = dict(
+        mode=mode, padding_mode=padding_mode, align_corners=align_corners
+    )
+
+    def loss(images, grid):
+        out = grid_sample(images, grid, data_format=data_format, **kwargs)
+        return ops.sum(ops.multiply(out, upstream))
+
+    out = grid_sample(images, grid, data_format=data_format, **kwargs)
+    _, (grad_images, grad_grid) = value_and_gradients(loss, images, grid)
+    expected, expected_images, expected_grid = torch_grid_sample(
+        images, grid, upstream, data_format, **kwargs
+    )
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(out), expected, atol=1e-5, rtol=1e-5
+    )
+    np.testing.assert_allclose(grad_images, expected_images, atol=1e-4)
+    np.testing.assert_allclose(grad_grid, expected_grid, atol=1e-4, rtol=1e-4)
+
+
+def off_kink_grid(rng, shape, height, width, align_corners):
+    """A float64 grid whose pixel coordinates keep 0.1 px from any kink.
+
+    Kinks of the sampled function lie on integer pixel coordinates
+    (bilinear) and on the mirror lines of reflection padding, which are
+    integers or half-integers, so fractional parts are drawn from
+    (0.1, 0.4) and (0.6, 0.9).
+    """
+    shape = (*shape, 2)
+    fraction = rng.uniform(0.1, 0.4, shape) + 0.5 * rng.integers(0, 2, shape)
+    pixels = (
+        np.stack(
+            [
+                rng.integers(-width - 2, 2 * width + 2, shape[:-1]),
+                rng.integers(-height - 2, 2 * height + 2, shape[:-1]),
+            ],
+            axis=-1,
+        )
+        + fraction
+    )
+    sizes = np.array([width, height], dtype=np.float64)
+    if align_corners:
+        return pixels * 2.0 / (sizes - 1) - 1.0
+    return (2.0 * pixels + 1.0) / sizes - 1.0
+
+
+@pytest.mark.parametrize(
+    "padding_mode,align_corners",
+    list(itertools.product(PADDINGS, (False, True))),
+)
+def test_gradients_match_finite_differences(padding_mode, align_corners):
+    rng = np.random.default_rng(7)
+    batch, height, width, channels = 2, 5, 6, 3
+    images = rng.normal(size=(batch, height, width, channels))
+    grid = off_kink_grid(rng, (batch, 4, 3), height, width, align_corners)
+    upstream = rng.normal(size=(batch, 4, 3, channels))
+
+    def loss(images, grid):
+        out = grid_sample(
+            images,
+            grid,
+            padding_mode=padding_mode,
+            align_corners=align_corners,
+            data_format="channels_last",
+        )
+        return ops.sum(ops.multiply(out, upstream))
+
+    step = 1e-5
+    with float64_enabled():
+        _, grads = value_and_gradients(loss, images, grid)
+        for index, point in enumerate((images, grid)):
+            direction = rng.normal(size=point.shape)
+            shifted = [images, grid]
+            shifted[index] = point + step * direction
+            forward = ops.convert_to_numpy(loss(*shifted))
+            shifted[index] = point - step * direction
+            backward = ops.convert_to_numpy(loss(*shifted))
+            numeric = (forward - backward) / (2 * step)
+            analytic = np.sum(grads[index] * direction)
+            np.testing.assert_allclose(analytic, numeric, rtol=1e-7)
+            assert abs(numeric) > 1e-3  # the check is not vacuous
+
+
+def test_float64_matches_torch():
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(2, 6, 5, 2))
+    grid = rng.uniform(-1.2, 1.2, (2, 3, 4, 2))
+    upstream = np.ones((2, 3, 4, 2))
+    with float64_enabled():
+        out = grid_sample(images, grid, data_format="channels_last")
+        assert ops.convert_to_numpy(out).dtype == np.float64
+    expected, _, _ = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )
+    np.testing.assert_allclose(ops.convert_to_numpy(out), expected, atol=1e-12)
+
+
+def test_default_data_format_follows_keras_config():
+    images = np.arange(6, dtype="float32").reshape(1, 2, 3, 1)
+    grid = np.zeros((1, 1, 1, 2), "float32")
+    out = grid_sample(images, grid)
+    assert tuple(out.shape) == (1, 1, 1, 1)
+    np.testing.assert_allclose(ops.convert_to_numpy(out)[0, 0, 0, 0], 2.5)
+
+
+@pytest.mark.parametrize(
+    "images_shape,grid_shape,kwargs,match",
+    [
+        ((2, 4, 4), (2, 3, 3, 2), {}, "`images`.*rank|shape"),
+        ((2, 4, 4, 1), (2, 3, 3, 3), {}, "`grid`"),
+        ((2, 4, 4, 1), (2, 9, 2), {}, "`grid`"),
+        ((2, 4, 4, 1), (3, 3, 3, 2), {}, "same batch size"),
+        ((2, 4, 4, 1), (2, 3, 3, 2), {"mode": "area"}, "`mode`"),
+        ((2, 4, 4, 1), (2, 3, 3, 2), {"padding_mode": "wrap"}, "padding_mode"),
+        ((2, 4, 4, 1), (2, 3, 3, 2), {"data_format": "NHWC"}, "data_format"),
+    ],
+)
+def test_bad_arguments(images_shape, grid_shape, kwargs, match):
+    images = np.zeros(images_shape, "float32")
+    grid = np.zeros(grid_shape, "float32")
+    with pytest.raises(ValueError, match=match):
+        grid_sample(images, grid, **kwargs)
+
+
+@pytest.mark.parametrize("argument", ["images", "grid"])
+def test_integer_dtype_is_rejected(argument):
+    arrays = {
+        "images": np.zeros((1, 4, 4, 1), "float32"),
+        "grid": np.zeros((1, 2, 2, 2), "float32"),
+    }
+    arrays[argument] = arrays[argument].astype("int32")
+    with pytest.raises(ValueError, match=f"`{argument}`.*floating-point"):
+        grid_sample(arrays["images"], arrays["grid"])
