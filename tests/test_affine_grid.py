@@ -1,0 +1,153 @@
+"""`affine_grid` and `affine_pixel_grid` against PyTorch's `affine_grid`."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from keras import ops
+
+from keras_stn.ops import affine_grid
+from keras_stn.ops.affine_grid import affine_pixel_grid
+
+from helpers import float64_enabled
+from helpers import value_and_gradients
+
+SIZES = [(1, 1), (1, 5), (4, 7), (3, 2), (28, 28)]
+
+
+def random_theta(rng, batch=3, dtype="float32"):
+    theta = np.eye(2, 3) + rng.normal(0.0, 0.4, (batch, 2, 3))
+    return theta.astype(dtype)
+
+
+def torch_affine_grid(theta, size, align_corners, upstream=None):
+    t_theta = torch.tensor(theta, requires_grad=True)
+    grid = torch.nn.functional.affine_grid(
+        t_theta, (theta.shape[0], 1, *size), align_corners=align_corners
+    )
+    if upstream is None:
+        return grid.detach().numpy()
+    (grid * torch.tensor(upstream)).sum().backward()
+    return grid.detach().numpy(), t_theta.grad.numpy()
+
+
+@pytest.mark.parametrize(
+    "size,align_corners", list(itertools.product(SIZES, (False, True)))
+)
+def test_matches_torch(size, align_corners):
+    rng = np.random.default_rng(size[0] * 100 + size[1])
+    theta = random_theta(rng)
+    upstream = rng.normal(size=(3, *size, 2)).astype("float32")
+    expected, expected_grad = torch_affine_grid(
+        theta, size, align_corners, upstream
+    )
+
+    def loss(theta):
+        grid = affine_grid(theta, size, align_corners=align_corners)
+        return ops.sum(ops.multiply(grid, upstream))
+
+    grid = affine_grid(theta, size, align_corners=align_corners)
+    _, (grad,) = value_and_gradients(loss, theta)
+    assert tuple(grid.shape) == (3, *size, 2)
+    np.testing.assert_allclose(ops.convert_to_numpy(grid), expected, atol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_gradient_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    theta = random_theta(rng, dtype="float64")
+    upstream = rng.normal(size=(3, 4, 5, 2))
+    direction = rng.normal(size=theta.shape)
+    step = 1e-6
+
+    def loss(theta):
+        grid = affine_grid(theta, (4, 5))
+        return ops.sum(ops.multiply(grid, upstream))
+
+    with float64_enabled():
+        _, (grad,) = value_and_gradients(loss, theta)
+        forward = ops.convert_to_numpy(loss(theta + step * direction))
+        backward = ops.convert_to_numpy(loss(theta - step * direction))
+    numeric = (forward - backward) / (2 * step)
+    np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-7)
+
+
+def unnormalize_numpy(grid, width, height, align_corners):
+    sizes = np.array([width, height], dtype=np.float64)
+    if align_corners:
+        return (grid + 1.0) / 2.0 * (sizes - 1)
+    return ((grid + 1.0) * sizes - 1.0) / 2.0
+
+
+@pytest.mark.parametrize(
+    "input_size,output_size,align_corners",
+    [
+        ((28, 28), (28, 28), False),
+        ((42, 42), (28, 28), False),
+        ((5, 9), (7, 3), True),
+        ((1, 6), (4, 1), True),
+        ((1, 6), (4, 1), False),
+    ],
+)
+def test_pixel_grid_is_the_unnormalized_grid(
+    input_size, output_size, align_corners
+):
+    rng = np.random.default_rng(5)
+    theta = random_theta(rng, dtype="float64")
+    normalized = torch_affine_grid(theta, output_size, align_corners)
+    expected = unnormalize_numpy(
+        normalized, input_size[1], input_size[0], align_corners
+    )
+    pixels = affine_pixel_grid(
+        theta.astype("float32"), input_size, output_size, align_corners
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(pixels), expected, atol=1e-5 * max(input_size)
+    )
+
+
+@pytest.mark.parametrize(
+    "size,align_corners",
+    list(itertools.product([(1, 1), (5, 7), (28, 28), (224, 97)], (0, 1))),
+)
+def test_pixel_grid_of_identity_is_exactly_the_pixel_centres(
+    size, align_corners
+):
+    identity = np.tile(np.eye(2, 3, dtype="float32"), (2, 1, 1))
+    pixels = ops.convert_to_numpy(
+        affine_pixel_grid(identity, size, size, bool(align_corners))
+    )
+    rows, columns = np.meshgrid(
+        np.arange(size[0]), np.arange(size[1]), indexing="ij"
+    )
+    np.testing.assert_array_equal(
+        pixels[..., 0], np.broadcast_to(columns, (2, *size))
+    )
+    np.testing.assert_array_equal(
+        pixels[..., 1], np.broadcast_to(rows, (2, *size))
+    )
+
+
+@pytest.mark.parametrize(
+    "theta_shape,output_size,match",
+    [
+        ((2, 3), (4, 4), "`theta`"),
+        ((1, 3, 3), (4, 4), "`theta`"),
+        ((1, 2, 3, 1), (4, 4), "`theta`"),
+        ((1, 2, 3), (0, 4), "`output_size`"),
+        ((1, 2, 3), (4,), "`output_size`"),
+        ((1, 2, 3), "ab", "`output_size`"),
+        ((1, 2, 3), (2.5, 4), "`output_size`"),
+        ((1, 2, 3), None, "`output_size`"),
+        ((1, 2, 3), (True, 4), "`output_size`"),
+    ],
+)
+def test_bad_arguments(theta_shape, output_size, match):
+    with pytest.raises(ValueError, match=match):
+        affine_grid(np.zeros(theta_shape, "float32"), output_size)
+
+
+def test_integer_theta_is_rejected():
+    with pytest.raises(ValueError, match="`theta`.*floating-point"):
+        affine_grid(np.zeros((1, 2, 3), "int32"), (4, 4))
