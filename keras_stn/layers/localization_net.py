@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_stn.ops.validation import standardize_data_format
+
 
 def default_localization_net(data_format=None, dtype=None):
     """Build the default localization network: a small convolutional net.
@@ -12,7 +14,8 @@ def default_localization_net(data_format=None, dtype=None):
     It maps a batch of images to a batch of feature vectors, from which
     `SpatialTransformer` regresses the transform. Sized for small images
     (up to about 64x64); give `SpatialTransformer` a net of your own for
-    larger ones.
+    larger ones. Channels-first input is transposed to channels last first,
+    since TensorFlow has no channels-first convolution on the CPU.
 
     Args:
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
@@ -31,27 +34,16 @@ def default_localization_net(data_format=None, dtype=None):
     (None, 50)
     """
 
-    def conv_block():
-        return [
+    layers = []
+    if standardize_data_format(data_format) == "channels_first":
+        layers.append(keras.layers.Permute((2, 3, 1), dtype=dtype))
+    for _ in range(2):
+        layers.append(
             keras.layers.Conv2D(
-                20,
-                5,
-                padding="same",
-                activation="relu",
-                data_format=data_format,
-                dtype=dtype,
-            ),
-            keras.layers.MaxPooling2D(
-                2, padding="same", data_format=data_format, dtype=dtype
-            ),
-        ]
-
-    return keras.Sequential(
-        [
-            *conv_block(),
-            *conv_block(),
-            keras.layers.Flatten(data_format=data_format, dtype=dtype),
-            keras.layers.Dense(50, activation="relu", dtype=dtype),
-        ],
-        name="localization_net",
-    )
+                20, 5, padding="same", activation="relu", dtype=dtype
+            )
+        )
+        layers.append(keras.layers.MaxPooling2D(2, padding="same", dtype=dtype))
+    layers.append(keras.layers.Flatten(dtype=dtype))
+    layers.append(keras.layers.Dense(50, activation="relu", dtype=dtype))
+    return keras.Sequential(layers, name="localization_net")

@@ -1,0 +1,222 @@
+"""The `SpatialTransformer` layer: identity start, shapes, config, saving,
+training, and bad arguments."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+from keras import ops
+
+from keras_stn import SpatialTransformer
+
+from helpers import BACKEND
+
+
+def pooled_features():
+    """A tiny localization net: the mean of each channel."""
+    return keras.Sequential([keras.layers.GlobalAveragePooling2D()])
+
+
+@pytest.mark.parametrize(
+    "shape,data_format,localization_net",
+    [
+        ((2, 28, 28, 1), "channels_last", None),
+        ((2, 42, 42, 3), "channels_last", None),
+        ((2, 3, 20, 24), "channels_first", None),
+        ((3, 16, 16, 2), "channels_last", pooled_features),
+    ],
+)
+def test_untrained_layer_is_the_identity(shape, data_format, localization_net):
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=shape).astype("float32")
+    layer = SpatialTransformer(
+        localization_net=localization_net and localization_net(),
+        data_format=data_format,
+    )
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer(images)), images)
+    theta = ops.convert_to_numpy(layer.compute_theta(images))
+    np.testing.assert_array_equal(
+        theta, np.tile(np.eye(2, 3, dtype="float32"), (shape[0], 1, 1))
+    )
+
+
+def test_regressor_starts_with_zero_kernel_and_identity_bias():
+    layer = SpatialTransformer()
+    layer.build((None, 28, 28, 1))
+    kernel = ops.convert_to_numpy(layer.theta_regressor.kernel)
+    bias = ops.convert_to_numpy(layer.theta_regressor.bias)
+    np.testing.assert_array_equal(kernel, np.zeros_like(kernel))
+    np.testing.assert_array_equal(bias, [1, 0, 0, 0, 1, 0])
+
+
+def st_cnn(input_shape=(42, 42, 1), **kwargs):
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            SpatialTransformer(output_size=(28, 28), **kwargs),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def test_output_shapes():
+    model = st_cnn()
+    assert model.layers[0].output.shape == (None, 28, 28, 1)
+    assert model.output_shape == (None, 10)
+    layer = SpatialTransformer(output_size=(5, 6), data_format="channels_first")
+    out = layer(np.zeros((2, 3, 9, 9), "float32"))
+    assert tuple(out.shape) == (2, 3, 5, 6)
+    assert layer.compute_output_shape((None, 3, 9, 9)) == (None, 3, 5, 6)
+
+
+def classification_data(count=32, size=42, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((count, size, size, 1)).astype("float32")
+    y = rng.integers(0, 10, count)
+    return x, y
+
+
+# On torch, Keras' jit_compile=True is torch.compile, which fails inside
+# Inductor on this model (README, "Backends"); "auto" runs eagerly there.
+@pytest.mark.parametrize(
+    "jit_compile", ["auto"] if BACKEND == "torch" else ["auto", True]
+)
+def test_fit_trains_the_localization_net(jit_compile):
+    model = st_cnn()
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss="sparse_categorical_crossentropy",
+        jit_compile=jit_compile,
+    )
+    x, y = classification_data()
+    layer = model.layers[0]
+    before = [ops.convert_to_numpy(w) for w in layer.localization_net.weights]
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    after = [ops.convert_to_numpy(w) for w in layer.localization_net.weights]
+    # The regressor's kernel starts at zero, so the localization net gets a
+    # gradient from the second step on; it must have moved.
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(before, after, strict=True)
+    )
+    theta = ops.convert_to_numpy(layer.compute_theta(x))
+    assert not np.allclose(theta, np.eye(2, 3), atol=1e-6)
+
+
+def test_keras_file_round_trip(tmp_path):
+    model = st_cnn(padding_mode="border", align_corners=True)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = classification_data()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    path = tmp_path / "st_cnn.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(loaded.predict(x, verbose=0)),
+        ops.convert_to_numpy(model.predict(x, verbose=0)),
+    )
+    layer = loaded.layers[0]
+    assert isinstance(layer, SpatialTransformer)
+    assert layer.padding_mode == "border" and layer.align_corners is True
+
+
+def test_config_round_trip_with_a_custom_localization_net():
+    layer = SpatialTransformer(
+        localization_net=pooled_features(),
+        output_size=(7, 8),
+        mode="nearest",
+        padding_mode="reflection",
+        align_corners=True,
+        data_format="channels_last",
+        name="st",
+    )
+    config = layer.get_config()
+    restored = SpatialTransformer.from_config(config)
+    assert restored.get_config() == config
+    assert isinstance(restored.localization_net, keras.Sequential)
+    images = np.random.default_rng(0).random((2, 10, 10, 1)).astype("float32")
+    assert tuple(restored(images).shape) == (2, 7, 8, 1)
+
+
+def test_learns_a_known_affine_distortion():
+    """Fit the layer alone to undo a fixed affine warp of smooth images."""
+    rng = np.random.default_rng(0)
+    count, size = 64, 32
+    coords = np.linspace(-1, 1, size)
+    xs, ys = np.meshgrid(coords, coords)
+    images = np.zeros((count, size, size, 1), "float32")
+    for _ in range(3):
+        cx, cy = rng.uniform(-0.35, 0.35, (2, count, 1, 1))
+        blob = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * 0.15**2))
+        images[..., 0] += blob
+    angle, scale, shift = np.deg2rad(20.0), 0.85, (0.1, -0.05)
+    distortion = np.array(
+        [
+            [scale * np.cos(angle), -scale * np.sin(angle), shift[0]],
+            [scale * np.sin(angle), scale * np.cos(angle), shift[1]],
+        ],
+        "float32",
+    )
+    # The oracle: PyTorch warps the clean images into the distorted ones.
+    t_images = torch.tensor(images).permute(0, 3, 1, 2)
+    t_theta = torch.tensor(np.tile(distortion, (count, 1, 1)))
+    grid = torch.nn.functional.affine_grid(t_theta, t_images.shape, False)
+    distorted = torch.nn.functional.grid_sample(
+        t_images, grid, align_corners=False
+    )
+    distorted = distorted.permute(0, 2, 3, 1).numpy()
+    # Undoing output -> distorted -> clean needs distortion @ theta = I.
+    square = np.vstack([distortion, [0.0, 0.0, 1.0]])
+    expected_theta = np.linalg.inv(square)[:2]
+
+    layer = SpatialTransformer(localization_net=pooled_features())
+    model = keras.Sequential([keras.Input((size, size, 1)), layer])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    initial_loss = model.evaluate(distorted, images, verbose=0)
+    model.fit(distorted, images, batch_size=16, epochs=60, verbose=0)
+    final_loss = model.evaluate(distorted, images, verbose=0)
+    theta = ops.convert_to_numpy(layer.compute_theta(distorted)).mean(axis=0)
+    assert final_loss < initial_loss / 20
+    np.testing.assert_allclose(theta, expected_theta, atol=0.05)
+
+
+def test_mixed_precision_keeps_theta_in_float32():
+    images = np.random.default_rng(0).random((2, 16, 16, 1)).astype("float32")
+    layer = SpatialTransformer(dtype="mixed_float16")
+    out = layer(images)
+    assert keras.backend.standardize_dtype(out.dtype) == "float16"
+    theta = layer.compute_theta(images)
+    assert keras.backend.standardize_dtype(theta.dtype) == "float32"
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(out).astype("float32"), images, atol=1e-3
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"localization_net": "conv"}, "`localization_net`"),
+        ({"output_size": (0, 28)}, "`output_size`"),
+        ({"output_size": 28}, "`output_size`"),
+        ({"mode": "cubic"}, "`mode`"),
+        ({"padding_mode": "wrap"}, "`padding_mode`"),
+        ({"data_format": "NCHW"}, "`data_format`"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SpatialTransformer(**kwargs)
+
+
+def test_localization_net_must_give_feature_vectors():
+    layer = SpatialTransformer(localization_net=keras.layers.Conv2D(4, 3))
+    with pytest.raises(ValueError, match="feature vectors"):
+        layer.build((None, 16, 16, 1))
+
+
+def test_input_of_the_wrong_rank_is_rejected():
+    layer = SpatialTransformer()
+    with pytest.raises(ValueError, match="ndim=4"):
+        layer(np.zeros((2, 16, 16), "float32"))
