@@ -1,0 +1,302 @@
+"""Train a spatial transformer CNN on rotated and translated MNIST.
+
+Each MNIST digit is rotated by up to 45 degrees, scaled and placed at a
+random position on a 42x42 canvas. An ST-CNN (Jaderberg et al., 2015) learns
+to undo the distortion: a `SpatialTransformer` samples a 28x28 view of the
+canvas, which a small CNN classifies. The distortion is made with SciPy, so
+the data do not depend on the library under test.
+
+Usage:
+
+    KERAS_BACKEND=jax python examples/mnist_demo.py --epochs 5
+
+Outputs, in `--output-dir`: the trained model `st_cnn.keras`, the metrics
+in `results.json`, and `transformer_outputs.png`: distorted test digits (top
+row) and what the transformer made of them (bottom row).
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from scipy import ndimage
+
+from keras_stn import SpatialTransformer
+
+DEFAULT_DATA = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_subset.npz"
+)
+CANVAS = 42
+DIGIT = 28
+MAX_ANGLE = 45.0
+SCALES = (0.8, 1.1)
+
+
+def load_mnist(path: Path) -> tuple[tuple, tuple]:
+    """Load MNIST from an `.npz` file, or download it if the file is missing.
+
+    Args:
+        path: an `.npz` file with the arrays `x_train`, `y_train`, `x_test`
+            and `y_test`, as `keras.datasets.mnist.load_data` returns them.
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`: uint8 images of shape
+        `(n, 28, 28)` and their integer labels.
+    """
+    if path.is_file():
+        with np.load(path) as data:
+            return (data["x_train"], data["y_train"]), (
+                data["x_test"],
+                data["y_test"],
+            )
+    print(
+        f"MNIST file {path} not found; downloading MNIST with "
+        "keras.datasets.mnist.load_data() instead."
+    )
+    try:
+        return keras.datasets.mnist.load_data()
+    except Exception as error:
+        raise SystemExit(
+            f"Error: the MNIST file {path} is missing and downloading MNIST "
+            f"failed ({error}). Pass the file's path with --data."
+        ) from error
+
+
+def distort(images: np.ndarray, seed: int) -> np.ndarray:
+    """Rotate, scale and translate digits onto a larger canvas at random.
+
+    Each digit is rotated by an angle drawn uniformly in [-45, 45] degrees,
+    scaled by a factor in [0.8, 1.1] and placed at a uniformly random
+    position where its bounding box stays whole on the 42x42 canvas. The
+    result depends only on `images` and `seed`.
+
+    Args:
+        images: uint8 array of shape `(n, 28, 28)`.
+        seed: seed of the random distortions.
+
+    Returns:
+        float32 array of shape `(n, 42, 42, 1)` with values in [0, 1].
+    """
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    angles = np.deg2rad(rng.uniform(-MAX_ANGLE, MAX_ANGLE, n))
+    scales = rng.uniform(*SCALES, n)
+    cos, sin = np.cos(angles) * scales, np.sin(angles) * scales
+    # Forward maps, digit (row, col) -> canvas (row, col) up to a shift.
+    forward = np.stack([np.stack([cos, -sin], 1), np.stack([sin, cos], 1)], 1)
+    # Corners of each digit's bounding box, widened by the one pixel over
+    # which bilinear interpolation fades the digit out.
+    rows, cols = images.any(axis=2), images.any(axis=1)
+    top, left = rows.argmax(1) - 1, cols.argmax(1) - 1
+    bottom = DIGIT - rows[:, ::-1].argmax(1)
+    right = DIGIT - cols[:, ::-1].argmax(1)
+    corners = np.stack(
+        [
+            np.stack([top, left], 1),
+            np.stack([top, right], 1),
+            np.stack([bottom, left], 1),
+            np.stack([bottom, right], 1),
+        ],
+        1,
+    )
+    moved = np.einsum("nij,nkj->nki", forward, corners)
+    low, high = -moved.min(1), CANVAS - 1 - moved.max(1)
+    shifts = low + rng.uniform(size=(n, 2)) * (high - low)
+    inverse = np.linalg.inv(forward)
+    offsets = -np.einsum("nij,nj->ni", inverse, shifts)
+    pixels = images.astype("float32") / 255.0
+    canvases = np.zeros((n, CANVAS, CANVAS), "float32")
+    for i in range(n):
+        ndimage.affine_transform(
+            pixels[i],
+            inverse[i],
+            offset=offsets[i],
+            output_shape=(CANVAS, CANVAS),
+            output=canvases[i],
+            order=1,
+        )
+    return np.clip(canvases, 0.0, 1.0)[..., None]
+
+
+def prepare_data(
+    path: Path, seed: int, train_samples: int, test_samples: int
+) -> tuple[tuple, tuple]:
+    """Load MNIST, keep the first samples, and distort them.
+
+    Args:
+        path: the MNIST `.npz` file, as for `load_mnist`.
+        seed: the training set is distorted with `seed`, the test set with
+            `seed + 1`.
+        train_samples: how many training images to keep.
+        test_samples: how many test images to keep.
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`: float32 images of shape
+        `(n, 42, 42, 1)` and int32 labels.
+    """
+    (x_train, y_train), (x_test, y_test) = load_mnist(path)
+    for name, count, available in (
+        ("train-samples", train_samples, len(x_train)),
+        ("test-samples", test_samples, len(x_test)),
+    ):
+        if not 1 <= count <= available:
+            raise SystemExit(
+                f"Error: --{name} must be between 1 and {available}. "
+                f"Received {count}."
+            )
+    return (
+        distort(x_train[:train_samples], seed),
+        y_train[:train_samples].astype("int32"),
+    ), (
+        distort(x_test[:test_samples], seed + 1),
+        y_test[:test_samples].astype("int32"),
+    )
+
+
+def build_model() -> keras.Sequential:
+    """Build and compile the ST-CNN: a spatial transformer, then a CNN.
+
+    Returns:
+        A compiled `keras.Sequential` mapping `(batch, 42, 42, 1)` images to
+        `(batch, 10)` class probabilities. Its first layer is the
+        `SpatialTransformer`, which outputs `(batch, 28, 28, 1)`.
+    """
+    model = keras.Sequential(
+        [
+            keras.Input((CANVAS, CANVAS, 1)),
+            SpatialTransformer(
+                output_size=(DIGIT, DIGIT), name="spatial_transformer"
+            ),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="st_cnn",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def save_comparison(
+    transformer: keras.layers.Layer, images: np.ndarray, path: Path, zoom=3
+) -> None:
+    """Save a PNG of images (top row) and the transformer's outputs (bottom).
+
+    Each 28x28 output is centred in a 42x42 tile, and every pixel is
+    enlarged `zoom` times.
+
+    Args:
+        transformer: the trained `SpatialTransformer`.
+        images: float array `(n, 42, 42, 1)` with values in [0, 1].
+        path: where to write the PNG.
+        zoom: the enlargement factor.
+    """
+    outputs = keras.ops.convert_to_numpy(transformer(images))
+    pad = (CANVAS - DIGIT) // 2
+    outputs = np.pad(outputs, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    grid = np.concatenate(
+        [np.concatenate(list(row), axis=1) for row in (images, outputs)],
+        axis=0,
+    )
+    grid = np.round(np.clip(grid, 0.0, 1.0) * 255).astype("uint8")
+    grid = np.repeat(np.repeat(grid, zoom, axis=0), zoom, axis=1)
+    keras.utils.save_img(path, grid, data_format="channels_last", scale=False)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--train-samples",
+        type=int,
+        default=22699,
+        help="number of training images (default: all 22699)",
+    )
+    parser.add_argument(
+        "--test-samples",
+        type=int,
+        default=10000,
+        help="number of test images (default: all 10000)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("outputs/mnist_demo")
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help=f"MNIST .npz file (default: {DEFAULT_DATA})",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="Keras verbosity: 0 silent, 1 progress bar, 2 one line a epoch",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the demo; return the results that it saves in `results.json`."""
+    args = parse_args(argv)
+    start = time.perf_counter()
+    keras.utils.set_random_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = prepare_data(
+        args.data, args.seed, args.train_samples, args.test_samples
+    )
+    model = build_model()
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        verbose=args.verbose,
+    )
+    loss, accuracy = model.evaluate(
+        x_test, y_test, batch_size=args.batch_size, verbose=args.verbose
+    )
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    model.save(args.output_dir / "st_cnn.keras")
+    save_comparison(
+        model.get_layer("spatial_transformer"),
+        x_test[:8],
+        args.output_dir / "transformer_outputs.png",
+    )
+    results = {
+        "accuracy": float(accuracy),
+        "loss": float(loss),
+        "epochs": args.epochs,
+        "backend": keras.backend.backend(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "train_samples": len(x_train),
+        "test_samples": len(x_test),
+        "seed": args.seed,
+    }
+    (args.output_dir / "results.json").write_text(
+        json.dumps(results, indent=2) + "\n"
+    )
+    print(
+        f"Test accuracy: {accuracy:.4f} on {len(x_test)} images "
+        f"(backend {results['backend']}, {results['seconds']} s). "
+        f"Saved to {args.output_dir}."
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main()
