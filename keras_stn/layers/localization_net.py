@@ -5,7 +5,9 @@ import keras
 from keras_stn.ops.validation import standardize_data_format
 
 
-def default_localization_net(data_format=None, dtype=None):
+def default_localization_net(
+    data_format: str | None = None, dtype=None
+) -> keras.Sequential:
     """Build the default localization network: a small convolutional net.
 
     In the spirit of the paper's MNIST localization networks (Jaderberg et

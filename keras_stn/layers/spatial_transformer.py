@@ -10,6 +10,8 @@ from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.validation import standardize_size
 from keras_stn.ops.warp_affine import warp_affine
+from keras_stn.typing import Size
+from keras_stn.typing import Tensor
 
 _LOW_PRECISION_DTYPES = ("float16", "bfloat16")
 
@@ -74,12 +76,12 @@ class SpatialTransformer(keras.layers.Layer):
 
     def __init__(
         self,
-        localization_net=None,
-        output_size=None,
-        mode="bilinear",
-        padding_mode="zeros",
-        align_corners=False,
-        data_format=None,
+        localization_net: keras.layers.Layer | None = None,
+        output_size: Size | None = None,
+        mode: str = "bilinear",
+        padding_mode: str = "zeros",
+        align_corners: bool = False,
+        data_format: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -128,7 +130,7 @@ class SpatialTransformer(keras.layers.Layer):
             )
         self.theta_regressor.build(features_shape)
 
-    def compute_theta(self, inputs):
+    def compute_theta(self, inputs: Tensor) -> Tensor:
         """Return the transforms that the layer applies to `inputs`.
 
         Args:

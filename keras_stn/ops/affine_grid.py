@@ -9,9 +9,13 @@ from keras_stn.ops.coordinates import unnormalize_factors
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_size
+from keras_stn.typing import Size
+from keras_stn.typing import Tensor
 
 
-def affine_grid(theta, output_size, align_corners=False):
+def affine_grid(
+    theta: Tensor, output_size: Size, align_corners: bool = False
+) -> Tensor:
     """Generate the sampling grid of a batch of 2-D affine transforms.
 
     Each output pixel's normalized coordinates `(x, y)` are mapped through
@@ -51,7 +55,12 @@ def affine_grid(theta, output_size, align_corners=False):
     return _apply_affine(theta, xs, ys)
 
 
-def affine_pixel_grid(theta, input_size, output_size, align_corners=False):
+def affine_pixel_grid(
+    theta: Tensor,
+    input_size: Size,
+    output_size: Size,
+    align_corners: bool = False,
+) -> Tensor:
     """Generate the affine sampling grid directly in input pixel coordinates.
 
     The result equals `unnormalize(affine_grid(theta, output_size))` for an

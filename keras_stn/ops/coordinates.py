@@ -13,8 +13,10 @@ from fractions import Fraction
 
 import numpy as np
 
+from keras_stn.typing import Tensor
 
-def normalized_coordinates(size, align_corners):
+
+def normalized_coordinates(size: int, align_corners: bool) -> np.ndarray:
     """Return the normalized coordinates of the centres of `size` pixels.
 
     Args:
@@ -33,7 +35,7 @@ def normalized_coordinates(size, align_corners):
     return (2.0 * index + 1.0 - size) / size
 
 
-def unnormalize(coordinates, size, align_corners):
+def unnormalize(coordinates: Tensor, size: int, align_corners: bool) -> Tensor:
     """Map normalized coordinates to pixel coordinates along one axis.
 
     The arithmetic is PyTorch's `grid_sampler_unnormalize`, operation for
@@ -53,7 +55,9 @@ def unnormalize(coordinates, size, align_corners):
     return ((coordinates + 1.0) * size - 1.0) / 2.0
 
 
-def unnormalize_factors(size, align_corners):
+def unnormalize_factors(
+    size: int, align_corners: bool
+) -> tuple[Fraction, Fraction]:
     """Return `(scale, offset)` such that `pixel = scale * normalized + offset`.
 
     Args:
@@ -70,7 +74,9 @@ def unnormalize_factors(size, align_corners):
     return Fraction(size, 2), half_span
 
 
-def normalize_factors(size, align_corners):
+def normalize_factors(
+    size: int, align_corners: bool
+) -> tuple[Fraction, Fraction]:
     """Return `(scale, offset)` such that `normalized = scale * index + offset`.
 
     Args:

@@ -9,16 +9,17 @@ from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import check_same_batch
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_data_format
+from keras_stn.typing import Tensor
 
 
 def grid_sample(
-    images,
-    grid,
-    mode="bilinear",
-    padding_mode="zeros",
-    align_corners=False,
-    data_format=None,
-):
+    images: Tensor,
+    grid: Tensor,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    data_format: str | None = None,
+) -> Tensor:
     """Sample images at the points of a grid.
 
     Output pixel `(i, j)` of image `b` is the value of `images[b]` at the
@@ -79,7 +80,7 @@ def grid_sample(
     return from_channels_last(outputs, data_format)
 
 
-def check_images(images):
+def check_images(images: Tensor) -> Tensor:
     """Convert `images` to a tensor and check that it is a float 4-D batch."""
     images = ops.convert_to_tensor(images)
     check_float_dtype(images, "images")
@@ -93,21 +94,28 @@ def check_images(images):
     return images
 
 
-def to_channels_last(images, data_format):
+def to_channels_last(images: Tensor, data_format: str) -> Tensor:
     """Move the channels of a 4-D batch last, if `data_format` says first."""
     if data_format == "channels_first":
         return ops.transpose(images, (0, 2, 3, 1))
     return images
 
 
-def from_channels_last(images, data_format):
+def from_channels_last(images: Tensor, data_format: str) -> Tensor:
     """Undo `to_channels_last`."""
     if data_format == "channels_first":
         return ops.transpose(images, (0, 3, 1, 2))
     return images
 
 
-def sample_pixels(images, x, y, mode, padding_mode, align_corners):
+def sample_pixels(
+    images: Tensor,
+    x: Tensor,
+    y: Tensor,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+) -> Tensor:
     """Sample channels-last images at pixel coordinates.
 
     Args:

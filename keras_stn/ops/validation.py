@@ -7,6 +7,9 @@ instead of a shape error from deep inside TensorFlow, JAX or PyTorch.
 
 import keras
 
+from keras_stn.typing import Size
+from keras_stn.typing import Tensor
+
 SAMPLING_MODES = ("bilinear", "nearest")
 PADDING_MODES = ("zeros", "border", "reflection")
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -21,24 +24,26 @@ def _check_choice(value, choices, name):
     return value
 
 
-def check_mode(mode):
+def check_mode(mode: str) -> str:
     """Return `mode` if it is a known sampling mode, else raise."""
     return _check_choice(mode, SAMPLING_MODES, "mode")
 
 
-def check_padding_mode(padding_mode):
+def check_padding_mode(padding_mode: str) -> str:
     """Return `padding_mode` if it is a known padding mode, else raise."""
     return _check_choice(padding_mode, PADDING_MODES, "padding_mode")
 
 
-def standardize_data_format(data_format):
+def standardize_data_format(data_format: str | None) -> str:
     """Resolve `None` to the Keras image data format and check the value."""
     if data_format is None:
         data_format = keras.config.image_data_format()
     return _check_choice(data_format, DATA_FORMATS, "data_format")
 
 
-def standardize_size(size, name, allow_none=False):
+def standardize_size(
+    size: Size | None, name: str, allow_none: bool = False
+) -> tuple[int, int] | None:
     """Return `size` as a tuple of two positive Python ints.
 
     Args:
@@ -78,7 +83,7 @@ def _is_positive_int(value):
         return False
 
 
-def check_float_dtype(x, name):
+def check_float_dtype(x: Tensor, name: str) -> None:
     """Raise if the tensor `x` does not have a floating-point dtype."""
     dtype = keras.backend.standardize_dtype(x.dtype)
     if not keras.backend.is_float_dtype(dtype):
@@ -88,7 +93,13 @@ def check_float_dtype(x, name):
         )
 
 
-def check_shape(x, name, rank, last_dims=(), description=""):
+def check_shape(
+    x: Tensor,
+    name: str,
+    rank: int,
+    last_dims: tuple[int | None, ...] = (),
+    description: str = "",
+) -> None:
     """Raise if `x` does not have `rank` axes ending in `last_dims`.
 
     Args:
@@ -113,7 +124,7 @@ def check_shape(x, name, rank, last_dims=(), description=""):
         )
 
 
-def check_same_batch(a, a_name, b, b_name):
+def check_same_batch(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
     """Raise if the statically known batch sizes of `a` and `b` differ."""
     a_batch, b_batch = a.shape[0], b.shape[0]
     if a_batch is not None and b_batch is not None and a_batch != b_batch:

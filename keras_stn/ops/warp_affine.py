@@ -12,17 +12,19 @@ from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import check_same_batch
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.validation import standardize_size
+from keras_stn.typing import Size
+from keras_stn.typing import Tensor
 
 
 def warp_affine(
-    images,
-    theta,
-    output_size=None,
-    mode="bilinear",
-    padding_mode="zeros",
-    align_corners=False,
-    data_format=None,
-):
+    images: Tensor,
+    theta: Tensor,
+    output_size: Size | None = None,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    data_format: str | None = None,
+) -> Tensor:
     """Warp images with a batch of 2-D affine transforms.
 
     The same numbers as
