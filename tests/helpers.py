@@ -32,6 +32,19 @@ def float64_enabled():
         yield
 
 
+def compile_function(fn):
+    """Compile `fn` with the backend's compiler: XLA, `jax.jit` or Inductor."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return torch.compile(fn)
+
+
 def value_and_gradients(fn, *args):
     """Evaluate `fn(*args)` and its gradients with the backend's autodiff.
 

@@ -10,6 +10,7 @@ from keras import ops
 from keras_stn.ops import warp_affine
 from keras_stn.ops.coordinates import normalized_coordinates
 
+from helpers import compile_function
 from helpers import float64_enabled
 from helpers import value_and_gradients
 
@@ -162,6 +163,53 @@ def test_theta_gradient_at_identity(padding_mode, align_corners):
         images.astype("float64"), upstream, padding_mode, bool(align_corners)
     )
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_theta_gradient_matches_finite_differences():
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(2, 12, 10, 2))
+    theta = identity(2, "float64") + rng.normal(0.0, 0.2, (2, 2, 3))
+    upstream = rng.normal(size=(2, 9, 8, 2))
+    direction = rng.normal(size=theta.shape)
+    step = 1e-7
+
+    def loss(theta):
+        out = warp_affine(
+            images,
+            theta,
+            (9, 8),
+            padding_mode="border",
+            data_format="channels_last",
+        )
+        return ops.sum(ops.multiply(out, upstream))
+
+    with float64_enabled():
+        _, (grad,) = value_and_gradients(loss, theta)
+        forward = ops.convert_to_numpy(loss(theta + step * direction))
+        backward = ops.convert_to_numpy(loss(theta - step * direction))
+    numeric = (forward - backward) / (2 * step)
+    np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-6)
+
+
+def test_compiled_matches_eager():
+    """Under XLA (TensorFlow), jax.jit or torch.compile: the same numbers."""
+    rng = np.random.default_rng(6)
+    images = rng.normal(size=(3, 16, 16, 2)).astype("float32")
+    theta = (identity(3) + rng.normal(0.0, 0.2, (3, 2, 3))).astype("float32")
+    upstream = rng.normal(size=(3, 12, 12, 2)).astype("float32")
+
+    def loss(images, theta):
+        out = warp_affine(images, theta, (12, 12), data_format="channels_last")
+        return ops.sum(ops.multiply(out, upstream))
+
+    eager = value_and_gradients(loss, images, theta)
+    compiled = value_and_gradients(compile_function(loss), images, theta)
+    np.testing.assert_allclose(compiled[0], eager[0], rtol=1e-5)
+    for compiled_grad, eager_grad in zip(compiled[1], eager[1], strict=True):
+        # Sums over many pixels, reordered by the compiler: compare relative
+        # to the largest entry.
+        scale = np.abs(eager_grad).max()
+        np.testing.assert_allclose(compiled_grad, eager_grad, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize(
