@@ -84,6 +84,35 @@ def value_and_gradients(fn, *args):
     return keras.ops.convert_to_numpy(value), grads
 
 
+def assert_gradients_match_finite_differences(fn, args, rng, step, rtol):
+    """Check the backend's gradients of `fn` by central differences.
+
+    For each argument, the gradient's component along a random direction
+    must equal `(fn(x + step * d) - fn(x - step * d)) / (2 * step)`. Runs in
+    float64; keep the points away from kinks by more than `step`.
+
+    Args:
+        fn: maps backend tensors to a scalar tensor, using `keras.ops`.
+        args: float64 NumPy arrays, the point at which to differentiate.
+        rng: a `numpy.random.Generator` for the directions.
+        step: the finite-difference step.
+        rtol: the relative tolerance of the comparison.
+    """
+    with float64_enabled():
+        _, grads = value_and_gradients(fn, *args)
+        for index, point in enumerate(args):
+            direction = rng.normal(size=point.shape)
+            shifted = list(args)
+            shifted[index] = point + step * direction
+            forward = keras.ops.convert_to_numpy(fn(*shifted))
+            shifted[index] = point - step * direction
+            backward = keras.ops.convert_to_numpy(fn(*shifted))
+            numeric = (forward - backward) / (2 * step)
+            analytic = np.sum(grads[index] * direction)
+            np.testing.assert_allclose(analytic, numeric, rtol=rtol)
+            assert abs(numeric) > 1e-3, "a vacuous check: no gradient"
+
+
 def torch_grid_sample(images, grid, upstream, data_format, **kwargs):
     """PyTorch's `grid_sample` with its gradients, in our layouts.
 

@@ -10,7 +10,7 @@ from keras import ops
 from keras_stn.ops import affine_grid
 from keras_stn.ops.affine_grid import affine_pixel_grid
 
-from helpers import float64_enabled
+from helpers import assert_gradients_match_finite_differences
 from helpers import value_and_gradients
 
 SIZES = [(1, 1), (1, 5), (4, 7), (3, 2), (28, 28)]
@@ -58,19 +58,14 @@ def test_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     theta = random_theta(rng, dtype="float64")
     upstream = rng.normal(size=(3, 4, 5, 2))
-    direction = rng.normal(size=theta.shape)
-    step = 1e-6
 
     def loss(theta):
         grid = affine_grid(theta, (4, 5))
         return ops.sum(ops.multiply(grid, upstream))
 
-    with float64_enabled():
-        _, (grad,) = value_and_gradients(loss, theta)
-        forward = ops.convert_to_numpy(loss(theta + step * direction))
-        backward = ops.convert_to_numpy(loss(theta - step * direction))
-    numeric = (forward - backward) / (2 * step)
-    np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-7)
+    assert_gradients_match_finite_differences(
+        loss, [theta], rng, step=1e-6, rtol=1e-7
+    )
 
 
 def unnormalize_numpy(grid, width, height, align_corners):

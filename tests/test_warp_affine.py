@@ -10,6 +10,7 @@ from keras import ops
 from keras_stn.ops import warp_affine
 from keras_stn.ops.coordinates import normalized_coordinates
 
+from helpers import assert_gradients_match_finite_differences
 from helpers import compile_function
 from helpers import float64_enabled
 from helpers import value_and_gradients
@@ -170,8 +171,6 @@ def test_theta_gradient_matches_finite_differences():
     images = rng.normal(size=(2, 12, 10, 2))
     theta = identity(2, "float64") + rng.normal(0.0, 0.2, (2, 2, 3))
     upstream = rng.normal(size=(2, 9, 8, 2))
-    direction = rng.normal(size=theta.shape)
-    step = 1e-7
 
     def loss(theta):
         out = warp_affine(
@@ -183,12 +182,9 @@ def test_theta_gradient_matches_finite_differences():
         )
         return ops.sum(ops.multiply(out, upstream))
 
-    with float64_enabled():
-        _, (grad,) = value_and_gradients(loss, theta)
-        forward = ops.convert_to_numpy(loss(theta + step * direction))
-        backward = ops.convert_to_numpy(loss(theta - step * direction))
-    numeric = (forward - backward) / (2 * step)
-    np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-6)
+    assert_gradients_match_finite_differences(
+        loss, [theta], rng, step=1e-7, rtol=1e-6
+    )
 
 
 def test_compiled_matches_eager():
