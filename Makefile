@@ -11,7 +11,6 @@ DEMO_BACKEND ?= jax
 
 $(VENV)/.installed: requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
 	$(PYTHON) -m pip install --quiet --no-deps -e .
 	touch $@
