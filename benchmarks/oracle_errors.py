@@ -23,6 +23,7 @@ from keras_stn.ops import grid_sample
 from keras_stn.ops import warp_affine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import random_images_and_upstream  # noqa: E402
 from helpers import torch_grid_sample  # noqa: E402
 from helpers import value_and_gradients  # noqa: E402
 
@@ -33,17 +34,12 @@ SIZES = [(4, 28, 28, 1, 28, 28), (2, 17, 23, 5, 31, 9), (2, 64, 64, 8, 32, 32)]
 def grid_sample_errors(mode, padding_mode, align_corners, data_format, rng):
     """Largest absolute errors of output and gradients over `SIZES`."""
     worst = np.zeros(3)
-    for batch, height, width, channels, out_h, out_w in SIZES:
-        images = rng.normal(size=(batch, height, width, channels))
-        out_shape = (batch, out_h, out_w, channels)
-        if data_format == "channels_first":
-            images = images.transpose(0, 3, 1, 2)
-            out_shape = (batch, channels, out_h, out_w)
-        images = images.astype("float32")
+    for size in SIZES:
+        images, upstream = random_images_and_upstream(rng, size, data_format)
+        batch, _, _, _, out_h, out_w = size
         grid = rng.uniform(-1.2, 1.2, (batch, out_h, out_w, 2)).astype(
             "float32"
         )
-        upstream = rng.normal(size=out_shape).astype("float32")
         kwargs = dict(
             mode=mode, padding_mode=padding_mode, align_corners=align_corners
         )

@@ -113,6 +113,27 @@ def assert_gradients_match_finite_differences(fn, args, rng, step, rtol):
             assert abs(numeric) > 1e-3, "a vacuous check: no gradient"
 
 
+def random_images_and_upstream(rng, size, data_format):
+    """Random float32 images and an upstream gradient for a sampler test.
+
+    Args:
+        rng: a `numpy.random.Generator`.
+        size: `(batch, height, width, channels, out_height, out_width)`.
+        data_format: `"channels_last"` or `"channels_first"`.
+
+    Returns:
+        `(images, upstream)`, laid out as `data_format` says: `upstream`
+        is shaped like the sampler's output.
+    """
+    batch, height, width, channels, out_height, out_width = size
+    images = rng.normal(size=(batch, height, width, channels))
+    upstream = rng.normal(size=(batch, out_height, out_width, channels))
+    if data_format == "channels_first":
+        images = images.transpose(0, 3, 1, 2)
+        upstream = upstream.transpose(0, 3, 1, 2)
+    return images.astype("float32"), upstream.astype("float32")
+
+
 def torch_grid_sample(images, grid, upstream, data_format, **kwargs):
     """PyTorch's `grid_sample` with its gradients, in our layouts.
 

@@ -11,6 +11,7 @@ from keras_stn.ops.coordinates import normalized_coordinates
 
 from helpers import assert_gradients_match_finite_differences
 from helpers import float64_enabled
+from helpers import random_images_and_upstream
 from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
@@ -51,13 +52,7 @@ def test_matches_torch(mode, padding_mode, align_corners, data_format, size):
     grid = make_grid(
         rng, batch, height, width, out_height, out_width, align_corners
     )
-    images = rng.normal(size=(batch, height, width, channels))
-    out_shape = (batch, out_height, out_width, channels)
-    if data_format == "channels_first":
-        images = images.transpose(0, 3, 1, 2)
-        out_shape = (batch, channels, out_height, out_width)
-    images = images.astype("float32")
-    upstream = rng.normal(size=out_shape).astype("float32")
+    images, upstream = random_images_and_upstream(rng, size, data_format)
     kwargs = dict(
         mode=mode, padding_mode=padding_mode, align_corners=align_corners
     )
