@@ -13,13 +13,6 @@ import torch
 BACKEND = keras.backend.backend()
 
 
-def tolerance(dtype):
-    """Absolute and relative tolerance for comparisons in `dtype`."""
-    return {"float64": 1e-7, "float32": 1e-5, "float16": 1e-3}.get(
-        str(np.dtype(dtype)), 1e-2
-    )
-
-
 @contextlib.contextmanager
 def float64_enabled():
     """Let the backend compute in float64 (JAX needs a switch for it)."""

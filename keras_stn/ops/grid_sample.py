@@ -59,10 +59,9 @@ def grid_sample(
     >>> float(ops.convert_to_numpy(out)[0, 0, 0, 0])
     1.5
     """
-    mode = check_mode(mode)
-    padding_mode = check_padding_mode(padding_mode)
-    data_format = standardize_data_format(data_format)
-    images = to_channels_last(check_images(images), data_format)
+    images, data_format = prepare_images(
+        images, mode, padding_mode, data_format
+    )
     grid = ops.convert_to_tensor(grid)
     check_float_dtype(grid, "grid")
     check_shape(
@@ -80,8 +79,24 @@ def grid_sample(
     return from_channels_last(outputs, data_format)
 
 
-def check_images(images: Tensor) -> Tensor:
-    """Convert `images` to a tensor and check that it is a float 4-D batch."""
+def prepare_images(
+    images: Tensor, mode: str, padding_mode: str, data_format: str | None
+) -> tuple[Tensor, str]:
+    """Check the sampler's arguments and move the channels of `images` last.
+
+    Args:
+        images: a 4-D float batch, laid out as `data_format` says.
+        mode: the sampling mode, checked.
+        padding_mode: the padding mode, checked.
+        data_format: `"channels_last"`, `"channels_first"` or `None`.
+
+    Returns:
+        `(images, data_format)`: the batch as a channels-last tensor, and
+        the data format with `None` resolved.
+    """
+    check_mode(mode)
+    check_padding_mode(padding_mode)
+    data_format = standardize_data_format(data_format)
     images = ops.convert_to_tensor(images)
     check_float_dtype(images, "images")
     check_shape(
@@ -91,18 +106,13 @@ def check_images(images: Tensor) -> Tensor:
         description="(batch, height, width, channels) or "
         "(batch, channels, height, width)",
     )
-    return images
-
-
-def to_channels_last(images: Tensor, data_format: str) -> Tensor:
-    """Move the channels of a 4-D batch last, if `data_format` says first."""
     if data_format == "channels_first":
-        return ops.transpose(images, (0, 2, 3, 1))
-    return images
+        images = ops.transpose(images, (0, 2, 3, 1))
+    return images, data_format
 
 
 def from_channels_last(images: Tensor, data_format: str) -> Tensor:
-    """Undo `to_channels_last`."""
+    """Move the channels of a channels-last batch where `data_format` says."""
     if data_format == "channels_first":
         return ops.transpose(images, (0, 3, 1, 2))
     return images

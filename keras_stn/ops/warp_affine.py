@@ -3,14 +3,10 @@
 from keras import ops
 
 from keras_stn.ops.affine_grid import affine_pixel_grid
-from keras_stn.ops.grid_sample import check_images
 from keras_stn.ops.grid_sample import from_channels_last
+from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
-from keras_stn.ops.grid_sample import to_channels_last
-from keras_stn.ops.validation import check_mode
-from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import check_same_batch
-from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.validation import standardize_size
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
@@ -61,10 +57,9 @@ def warp_affine(
     >>> bool(np.array_equal(ops.convert_to_numpy(out), images))
     True
     """
-    mode = check_mode(mode)
-    padding_mode = check_padding_mode(padding_mode)
-    data_format = standardize_data_format(data_format)
-    images = to_channels_last(check_images(images), data_format)
+    images, data_format = prepare_images(
+        images, mode, padding_mode, data_format
+    )
     input_size = tuple(images.shape[1:3])
     output_size = standardize_size(output_size, "output_size", allow_none=True)
     theta = ops.convert_to_tensor(theta)
