@@ -94,8 +94,11 @@ def test_pixel_grid_is_the_unnormalized_grid(
     expected = unnormalize_numpy(
         normalized, input_size[1], input_size[0], align_corners
     )
-    pixels = affine_pixel_grid(
-        theta.astype("float32"), input_size, output_size, align_corners
+    pixels = ops.stack(
+        affine_pixel_grid(
+            theta.astype("float32"), input_size, output_size, align_corners
+        ),
+        axis=-1,
     )
     np.testing.assert_allclose(
         ops.convert_to_numpy(pixels), expected, atol=1e-5 * max(input_size)
@@ -111,7 +114,9 @@ def test_pixel_grid_of_identity_is_exactly_the_pixel_centres(
 ):
     identity = np.tile(np.eye(2, 3, dtype="float32"), (2, 1, 1))
     pixels = ops.convert_to_numpy(
-        affine_pixel_grid(identity, size, size, bool(align_corners))
+        ops.stack(
+            affine_pixel_grid(identity, size, size, bool(align_corners)), -1
+        )
     )
     rows, columns = np.meshgrid(
         np.arange(size[0]), np.arange(size[1]), indexing="ij"

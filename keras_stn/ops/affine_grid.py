@@ -1,11 +1,11 @@
 """The affine grid generator (Jaderberg et al., 2015, section 3.2)."""
 
-import numpy as np
 from keras import ops
 
-from keras_stn.ops.coordinates import normalize_factors
-from keras_stn.ops.coordinates import normalized_coordinates
-from keras_stn.ops.coordinates import unnormalize_factors
+from keras_stn.ops.homogeneous import index_mesh
+from keras_stn.ops.homogeneous import map_mesh
+from keras_stn.ops.homogeneous import normalized_mesh
+from keras_stn.ops.homogeneous import pixel_space_matrix
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_size
@@ -16,25 +16,29 @@ from keras_stn.typing import Tensor
 def affine_grid(
     theta: Tensor, output_size: Size, align_corners: bool = False
 ) -> Tensor:
-    """Generate the sampling grid of a batch of 2-D affine transforms.
+    """Generate the sampling grid of a batch of 2-D or 3-D affine transforms.
 
     Each output pixel's normalized coordinates `(x, y)` are mapped through
-    `theta` to the point `theta @ (x, y, 1)` of the input that it samples.
+    `theta` to the point `theta @ (x, y, 1)` of the input that it samples
+    (in 3-D, `theta @ (x, y, z, 1)`).
 
     Convention: `theta` maps *output* coordinates to *input* coordinates
     (the inverse of the warp that one sees), coordinates are normalized to
     `[-1, 1]` as described in `keras_stn.ops.coordinates`, and the last axis
-    of the grid is `(x, y)`: exactly `torch.nn.functional.affine_grid`.
+    of the grid is `(x, y)` or `(x, y, z)`: exactly
+    `torch.nn.functional.affine_grid`, for 4-D and 5-D sizes.
 
     Args:
-        theta: float tensor of shape `(batch, 2, 3)`.
-        output_size: `(height, width)` of the grid.
+        theta: float tensor of shape `(batch, 2, 3)`, or `(batch, 3, 4)` for
+            volumes.
+        output_size: `(height, width)` of the grid, or `(depth, height,
+            width)` for a 3-D `theta`.
         align_corners: if `True`, -1 and 1 are the centres of the corner
             pixels; if `False`, their outer edges.
 
     Returns:
-        The grid, a tensor of shape `(batch, height, width, 2)` with the
-        dtype of `theta`.
+        The grid, a tensor of shape `(batch, height, width, 2)` (or
+        `(batch, depth, height, width, 3)`) with the dtype of `theta`.
 
     Example:
 
@@ -44,15 +48,12 @@ def affine_grid(
     >>> [float(v) for v in ops.convert_to_numpy(grid)[0, 0, 0]]
     [-0.5, -0.5]
     """
-    theta = _check_theta(theta)
-    height, width = standardize_size(output_size, "output_size")
-    xs = ops.convert_to_tensor(
-        normalized_coordinates(width, align_corners), dtype=theta.dtype
+    theta = check_theta(theta)
+    output_size = standardize_size(
+        output_size, "output_size", rank=theta.shape[1]
     )
-    ys = ops.convert_to_tensor(
-        normalized_coordinates(height, align_corners), dtype=theta.dtype
-    )
-    return _apply_affine(theta, xs, ys)
+    mesh = normalized_mesh(output_size, align_corners, theta.dtype)
+    return ops.stack(map_mesh(theta, mesh), axis=-1)
 
 
 def affine_pixel_grid(
@@ -60,97 +61,48 @@ def affine_pixel_grid(
     input_size: Size,
     output_size: Size,
     align_corners: bool = False,
-) -> Tensor:
+) -> list[Tensor]:
     """Generate the affine sampling grid directly in input pixel coordinates.
 
     The result equals `unnormalize(affine_grid(theta, output_size))` for an
-    input of `input_size`, but `theta` is first folded into a pixel-space
-    matrix with exact rational constants, and that matrix is applied to the
-    integer pixel indices of the output. At the identity transform (and
-    `input_size == output_size`) every product and sum is exact, so each
-    sampling point lands exactly on a pixel centre on every backend and
-    device. A normalized grid cannot promise this: `(2 * i + 1) / size - 1`
-    is rounded, the round trip back to pixels can land one ulp below `i`,
-    and `floor` then picks the neighbouring pixel, which changes the
-    gradient with respect to `theta` at the kink of bilinear interpolation.
+    input of `input_size`, but is computed from
+    `keras_stn.ops.homogeneous.pixel_space_matrix`, so that the identity
+    transform lands exactly on the pixel centres.
 
     Args:
-        theta: float tensor of shape `(batch, 2, 3)`, in normalized
-            coordinates as for `affine_grid`.
-        input_size: `(height, width)` of the images to be sampled.
-        output_size: `(height, width)` of the grid.
+        theta: float tensor of shape `(batch, 2, 3)` or `(batch, 3, 4)`, in
+            normalized coordinates as for `affine_grid`.
+        input_size: the spatial sizes of the images to be sampled.
+        output_size: the spatial sizes of the grid.
         align_corners: the convention of `affine_grid`.
 
     Returns:
-        Pixel coordinates `(x, y)` of shape `(batch, height, width, 2)`,
-        where pixel `i` has its centre at `i`.
+        The pixel coordinates `[x, y]` (or `[x, y, z]`) of the sampling
+        points, each of shape `(batch, *output_size)`; pixel `i` has its
+        centre at `i`.
     """
-    theta = _check_theta(theta)
-    in_height, in_width = standardize_size(input_size, "input_size")
-    out_height, out_width = standardize_size(output_size, "output_size")
-    # Row r of theta produces input axis r (x, then y); column c multiplies
-    # the output axis c (x, then y) or the constant 1. With
-    # pixel_in = scale_in * normalized_in + offset_in and
-    # normalized_out = scale_out * index_out + offset_out (per axis):
-    #   pixel_in[r] = sum_c theta[r, c] * scale_in[r] * scale_out[c] * index[c]
-    #               + sum_c theta[r, c] * scale_in[r] * offset_out[c]
-    #               + offset_in[r]
-    # with scale_out = 0 and offset_out = 1 for the constant column.
-    unnormalize = [
-        unnormalize_factors(size, align_corners)
-        for size in (in_width, in_height)
-    ]
-    normalize = [
-        normalize_factors(size, align_corners)
-        for size in (out_width, out_height)
-    ] + [(0, 1)]
-    linear = np.array(
-        [
-            [float(s_in * s_out) for s_out, _ in normalize[:2]]
-            for s_in, _ in unnormalize
-        ]
-    )
-    shift = np.array(
-        [
-            [float(s_in * o_out) for _, o_out in normalize]
-            for s_in, _ in unnormalize
-        ]
-    )
-    offset = np.array([float(o_in) for _, o_in in unnormalize])
-    dtype = theta.dtype
-    matrix_linear = theta[:, :, :2] * ops.convert_to_tensor(linear, dtype)
-    matrix_offset = ops.sum(
-        theta * ops.convert_to_tensor(shift, dtype), axis=-1
-    ) + ops.convert_to_tensor(offset, dtype)
-    matrix = ops.concatenate([matrix_linear, matrix_offset[..., None]], -1)
-    xs = ops.arange(out_width, dtype=dtype)
-    ys = ops.arange(out_height, dtype=dtype)
-    return _apply_affine(matrix, xs, ys)
+    theta = check_theta(theta)
+    matrix = pixel_space_matrix(theta, input_size, output_size, align_corners)
+    return map_mesh(matrix, index_mesh(output_size, theta.dtype))
 
 
-def _check_theta(theta):
-    theta = ops.convert_to_tensor(theta)
-    check_float_dtype(theta, "theta")
-    check_shape(
-        theta, "theta", rank=3, last_dims=(2, 3), description="(batch, 2, 3)"
-    )
-    return theta
-
-
-def _apply_affine(matrix, xs, ys):
-    """Map every `(x, y)` of the mesh of `xs` and `ys` through `matrix`.
-
-    Products and sums are written out elementwise rather than as a matrix
-    product, which GPUs may run in reduced precision (TF32).
+def check_theta(theta: Tensor) -> Tensor:
+    """Check an affine `theta` and return it as a tensor.
 
     Args:
-        matrix: tensor of shape `(batch, 2, 3)`.
-        xs: tensor of shape `(width,)`.
-        ys: tensor of shape `(height,)`.
+        theta: float tensor of shape `(batch, 2, 3)` or `(batch, 3, 4)`.
 
     Returns:
-        Tensor of shape `(batch, height, width, 2)`.
+        `theta` as a tensor; its number of spatial axes is `theta.shape[1]`.
     """
-    m = matrix[:, :, :, None, None]
-    mapped = m[:, :, 0] * xs[None, :] + m[:, :, 1] * ys[:, None] + m[:, :, 2]
-    return ops.transpose(mapped, (0, 2, 3, 1))
+    theta = ops.convert_to_tensor(theta)
+    check_float_dtype(theta, "theta")
+    rank = 3 if tuple(theta.shape[-2:]) == (3, 4) else 2
+    check_shape(
+        theta,
+        "theta",
+        rank=3,
+        last_dims=(rank, rank + 1),
+        description="(batch, 2, 3) for images or (batch, 3, 4) for volumes",
+    )
+    return theta

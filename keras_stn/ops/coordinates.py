@@ -91,3 +91,30 @@ def normalize_factors(
     if align_corners:
         return Fraction(2, size - 1), Fraction(-1)
     return Fraction(2, size), Fraction(1 - size, size)
+
+
+def identity_pixel_coordinates(
+    input_size: int, output_size: int, align_corners: bool
+) -> np.ndarray:
+    """Return where the output pixels sample the input under the identity.
+
+    Output pixel `i` sits at normalized coordinate `n_i`, which is input
+    pixel coordinate `p_i`; each `p_i` is computed exactly and rounded once,
+    so equal sizes give exactly `0, 1, ..., size - 1`.
+
+    Args:
+        input_size: the number of input pixels along the axis.
+        output_size: the number of output pixels along the axis.
+        align_corners: the convention described in the module docstring.
+
+    Returns:
+        A float64 NumPy array of shape `(output_size,)`.
+    """
+    in_scale, in_offset = unnormalize_factors(input_size, align_corners)
+    out_scale, out_offset = normalize_factors(output_size, align_corners)
+    return np.array(
+        [
+            float(in_scale * (out_scale * i + out_offset) + in_offset)
+            for i in range(output_size)
+        ]
+    )

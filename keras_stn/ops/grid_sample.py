@@ -1,5 +1,8 @@
 """The differentiable sampler (Jaderberg et al., 2015, section 3.3)."""
 
+import itertools
+
+import numpy as np
 from keras import ops
 
 from keras_stn.ops.coordinates import unnormalize
@@ -11,6 +14,10 @@ from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.typing import Tensor
 
+# The parameter of Keys' cubic convolution kernel that PyTorch's bicubic
+# sampling uses.
+CUBIC_A = -0.75
+
 
 def grid_sample(
     images: Tensor,
@@ -20,24 +27,30 @@ def grid_sample(
     align_corners: bool = False,
     data_format: str | None = None,
 ) -> Tensor:
-    """Sample images at the points of a grid.
+    """Sample images (or volumes) at the points of a grid.
 
     Output pixel `(i, j)` of image `b` is the value of `images[b]` at the
     point `grid[b, i, j]`, interpolated from the pixels around it. The result
     is differentiable with respect to both `images` and `grid`, so gradients
-    reach whatever produced the grid (the key point of the paper).
+    reach whatever produced the grid (the key point of the paper). Volumes
+    (5-D `images`) are sampled at the points of a 5-D grid in the same way.
 
-    Convention: the grid's last axis is `(x, y)`, normalized to `[-1, 1]` as
-    described in `keras_stn.ops.coordinates`; points outside are handled by
+    Convention: the grid's last axis is `(x, y)` (or `(x, y, z)`, with `z`
+    along the depth), normalized to `[-1, 1]` as described in
+    `keras_stn.ops.coordinates`; points outside are handled by
     `padding_mode`. The numbers are those of
     `torch.nn.functional.grid_sample` with the same arguments.
 
     Args:
         images: float tensor of shape `(batch, height, width, channels)`
             (`"channels_last"`) or `(batch, channels, height, width)`
-            (`"channels_first"`).
-        grid: float tensor of shape `(batch, out_height, out_width, 2)`.
-        mode: `"bilinear"` or `"nearest"` (ties round half to even).
+            (`"channels_first"`); for volumes, `(batch, depth, height,
+            width, channels)` or `(batch, channels, depth, height, width)`.
+        grid: float tensor of shape `(batch, out_height, out_width, 2)`, or
+            `(batch, out_depth, out_height, out_width, 3)` for volumes.
+        mode: `"bilinear"` (trilinear for volumes), `"nearest"` (ties round
+            half to even) or `"bicubic"` (images only; Keys' kernel with
+            `a = -0.75`, as PyTorch).
         padding_mode: the value of points outside the image: `"zeros"`,
             `"border"` (the nearest edge pixel) or `"reflection"` (the
             image mirrored at its edges).
@@ -48,7 +61,8 @@ def grid_sample(
 
     Returns:
         The sampled images, of shape `(batch, out_height, out_width,
-        channels)` (or channels first) and the dtype of `images`.
+        channels)` (or channels first, or with `out_depth` for volumes) and
+        the dtype of `images`.
 
     Example:
 
@@ -62,20 +76,24 @@ def grid_sample(
     images, data_format = prepare_images(
         images, mode, padding_mode, data_format
     )
+    rank = len(images.shape) - 2
     grid = ops.convert_to_tensor(grid)
     check_float_dtype(grid, "grid")
+    axes = ("out_depth, " if rank == 3 else "") + "out_height, out_width"
     check_shape(
         grid,
         "grid",
-        rank=4,
-        last_dims=(2,),
-        description="(batch, out_height, out_width, 2)",
+        rank=rank + 2,
+        last_dims=(rank,),
+        description=f"(batch, {axes}, {rank}) for {rank + 2}-D images",
     )
     check_same_batch(images, "images", grid, "grid")
-    height, width = ops.shape(images)[1:3]
-    x = unnormalize(grid[..., 0], width, align_corners)
-    y = unnormalize(grid[..., 1], height, align_corners)
-    outputs = sample_pixels(images, x, y, mode, padding_mode, align_corners)
+    sizes = reversed(ops.shape(images)[1:-1])
+    points = [
+        unnormalize(grid[..., axis], size, align_corners)
+        for axis, size in enumerate(sizes)
+    ]
+    outputs = sample_pixels(images, points, mode, padding_mode, align_corners)
     return from_channels_last(outputs, data_format)
 
 
@@ -85,7 +103,8 @@ def prepare_images(
     """Check the sampler's arguments and move the channels of `images` last.
 
     Args:
-        images: a 4-D float batch, laid out as `data_format` says.
+        images: a 4-D (images) or 5-D (volumes) float batch, laid out as
+            `data_format` says.
         mode: the sampling mode, checked.
         padding_mode: the padding mode, checked.
         data_format: `"channels_last"`, `"channels_first"` or `None`.
@@ -99,86 +118,156 @@ def prepare_images(
     data_format = standardize_data_format(data_format)
     images = ops.convert_to_tensor(images)
     check_float_dtype(images, "images")
+    rank = len(images.shape)
     check_shape(
         images,
         "images",
-        rank=4,
-        description="(batch, height, width, channels) or "
-        "(batch, channels, height, width)",
+        rank=rank if rank in (4, 5) else 4,
+        description="(batch, height, width, channels), (batch, depth, "
+        "height, width, channels) or the same with channels first",
     )
+    if mode == "bicubic" and rank == 5:
+        raise ValueError(
+            "Invalid value for argument `mode`. Expected 'bilinear' or "
+            "'nearest' for volumes (5-D images); 'bicubic' samples 2-D "
+            f"images only. Received mode={mode!r} and images.shape="
+            f"{tuple(images.shape)}"
+        )
     if data_format == "channels_first":
-        images = ops.transpose(images, (0, 2, 3, 1))
+        images = ops.moveaxis(images, 1, -1)
     return images, data_format
 
 
 def from_channels_last(images: Tensor, data_format: str) -> Tensor:
     """Move the channels of a channels-last batch where `data_format` says."""
     if data_format == "channels_first":
-        return ops.transpose(images, (0, 3, 1, 2))
+        return ops.moveaxis(images, -1, 1)
     return images
 
 
 def sample_pixels(
     images: Tensor,
-    x: Tensor,
-    y: Tensor,
+    points: list[Tensor],
     mode: str,
     padding_mode: str,
     align_corners: bool,
 ) -> Tensor:
-    """Sample channels-last images at pixel coordinates.
+    """Sample channels-last images or volumes at pixel coordinates.
 
     Args:
-        images: float tensor of shape `(batch, height, width, channels)`.
-        x: float tensor of shape `(batch, out_height, out_width)`: the column
-            of each sampling point, in pixels (pixel `i` has its centre at
-            `i`).
-        y: like `x`, the row.
-        mode: `"bilinear"` or `"nearest"`.
+        images: float tensor of shape `(batch, *spatial, channels)`, with
+            `spatial` `(height, width)` or `(depth, height, width)`.
+        points: the coordinates of the sampling points in pixels (pixel `i`
+            has its centre at `i`), one tensor per spatial axis in the order
+            `x, y[, z]`, each of shape `(batch, *output_shape)`.
+        mode: `"bilinear"`, `"nearest"` or `"bicubic"`.
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
         align_corners: the convention of the grid, which sets the mirror
             lines of `"reflection"` padding.
 
     Returns:
-        Tensor of shape `(batch, out_height, out_width, channels)`.
+        Tensor of shape `(batch, *output_shape, channels)`.
     """
-    batch, height, width, channels = ops.shape(images)
-    x = _pad_coordinates(x, width, padding_mode, align_corners)
-    y = _pad_coordinates(y, height, padding_mode, align_corners)
-    if mode == "nearest":
-        corners = [(ops.round(x), ops.round(y), ops.ones_like(x))]
-    else:
-        x0 = ops.floor(ops.stop_gradient(x))
-        y0 = ops.floor(ops.stop_gradient(y))
-        x1, y1 = x0 + 1.0, y0 + 1.0
-        # PyTorch's weights: each corner weighs the area of the rectangle
-        # between the point and the opposite corner.
-        corners = [
-            (x0, y0, (x1 - x) * (y1 - y)),
-            (x1, y0, (x - x0) * (y1 - y)),
-            (x0, y1, (x1 - x) * (y - y0)),
-            (x1, y1, (x - x0) * (y - y0)),
-        ]
-    # One gather for all corners: rows of the flattened (batch * height *
-    # width, channels) images.
-    first_row = ops.arange(batch, dtype="int32") * (height * width)
-    first_row = ops.reshape(first_row, (-1, 1, 1))
+    shape = ops.shape(images)
+    batch, channels = shape[0], shape[-1]
+    sizes = list(reversed(shape[1:-1]))
+    strides = np.cumprod([1] + sizes[:-1]).tolist()
+    # Per axis: the pixels that a point reads, each with its weight.
+    taps = [
+        _axis_taps(coordinate, size, mode, padding_mode, align_corners)
+        for coordinate, size in zip(points, sizes, strict=True)
+    ]
+    # One gather for all taps: rows of the flattened (batch * pixels,
+    # channels) images.
+    first_row = ops.arange(batch, dtype="int32") * int(np.prod(sizes))
+    first_row = ops.reshape(
+        first_row, (-1,) + (1,) * (len(points[0].shape) - 1)
+    )
     indices, weights = [], []
-    for corner_x, corner_y, weight in corners:
-        inside = (
-            (corner_x >= 0)
-            & (corner_x <= width - 1)
-            & (corner_y >= 0)
-            & (corner_y <= height - 1)
-        )
-        weights.append(ops.where(inside, weight, ops.zeros_like(weight)))
-        column = _to_index(corner_x, width)
-        row = _to_index(corner_y, height)
-        indices.append(first_row + row * width + column)
+    for combination in itertools.product(*taps):
+        index, weight = first_row, None
+        for (axis_index, axis_weight), stride in zip(
+            combination, strides, strict=True
+        ):
+            index = index + axis_index * stride
+            weight = axis_weight if weight is None else weight * axis_weight
+        indices.append(index)
+        weights.append(weight)
     flat_images = ops.reshape(images, (-1, channels))
     values = ops.take(flat_images, ops.stack(indices, axis=-1), axis=0)
     weights = ops.cast(ops.stack(weights, axis=-1), images.dtype)
     return ops.sum(values * weights[..., None], axis=-2)
+
+
+def _axis_taps(coordinate, size, mode, padding_mode, align_corners):
+    """The pixels that sampling reads along one axis, with their weights.
+
+    A point's weight in the sampled value is the product of its weights
+    along each axis; pixels outside the image weigh zero.
+
+    Args:
+        coordinate: the points' coordinates along the axis, in pixels.
+        size: the number of pixels along the axis.
+        mode: `"bilinear"`, `"nearest"` or `"bicubic"`.
+        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
+        align_corners: the convention of the grid.
+
+    Returns:
+        A list of `(index, weight)` pairs: int32 indices into the axis and
+        float weights, each shaped like `coordinate`.
+    """
+    if mode == "bicubic":
+        # PyTorch's bicubic pads each tap, not the point (a padded point
+        # would move the taps).
+        start = ops.floor(ops.stop_gradient(coordinate))
+        fraction = coordinate - start
+        weights = _cubic_weights(fraction)
+        positions = [
+            _pad_coordinates(start + offset, size, padding_mode, align_corners)
+            for offset in (-1.0, 0.0, 1.0, 2.0)
+        ]
+        return [
+            _masked_tap(position, weight, size)
+            for position, weight in zip(positions, weights, strict=True)
+        ]
+    coordinate = _pad_coordinates(coordinate, size, padding_mode, align_corners)
+    if mode == "nearest":
+        return [_masked_tap(ops.round(coordinate), 1.0, size)]
+    low = ops.floor(ops.stop_gradient(coordinate))
+    high = low + 1.0
+    # PyTorch's weights: each corner weighs the distance from the point to
+    # the opposite corner.
+    return [
+        _masked_tap(low, high - coordinate, size),
+        _masked_tap(high, coordinate - low, size),
+    ]
+
+
+def _cubic_weights(fraction):
+    """Keys' cubic convolution weights of the taps at -1, 0, 1 and 2.
+
+    The formulas of PyTorch's `get_cubic_upsample_coefficients`, for a point
+    at `fraction` in `[0, 1)` past tap 0.
+    """
+    a = CUBIC_A
+
+    def near(t):  # |t| <= 1
+        return ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+
+    def far(t):  # 1 < |t| < 2
+        return ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a
+
+    rest = 1.0 - fraction
+    return [far(fraction + 1.0), near(fraction), near(rest), far(rest + 1.0)]
+
+
+def _masked_tap(position, weight, size):
+    """Pair a tap's index with its weight, zero where it is outside."""
+    inside = (position >= 0) & (position <= size - 1)
+    if not hasattr(weight, "shape"):
+        weight = ops.ones_like(position) * weight
+    weight = ops.where(inside, weight, ops.zeros_like(weight))
+    return _to_index(position, size), weight
 
 
 def _to_index(coordinate, size):

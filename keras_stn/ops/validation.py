@@ -10,9 +10,10 @@ import keras
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
-SAMPLING_MODES = ("bilinear", "nearest")
+SAMPLING_MODES = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection")
 DATA_FORMATS = ("channels_last", "channels_first")
+_SIZE_LAYOUTS = {2: "(height, width)", 3: "(depth, height, width)"}
 
 
 def _check_choice(value, choices, name):
@@ -42,18 +43,23 @@ def standardize_data_format(data_format: str | None) -> str:
 
 
 def standardize_size(
-    size: Size | None, name: str, allow_none: bool = False
-) -> tuple[int, int] | None:
-    """Return `size` as a tuple of two positive Python ints.
+    size: Size | None,
+    name: str,
+    allow_none: bool = False,
+    rank: int | None = 2,
+) -> tuple[int, ...] | None:
+    """Return `size` as a tuple of positive Python ints.
 
     Args:
-        size: a pair `(height, width)` of positive integers, or `None` when
-            `allow_none` is true.
+        size: `(height, width)` or `(depth, height, width)` of positive
+            integers, or `None` when `allow_none` is true.
         name: the argument's name, for the error message.
         allow_none: whether `None` is accepted (and returned as is).
+        rank: the expected number of spatial axes, 2 or 3; `None` accepts
+            either.
 
     Returns:
-        `(height, width)` as Python ints, or `None`.
+        The sizes as Python ints, or `None`.
     """
     if size is None and allow_none:
         return None
@@ -61,15 +67,16 @@ def standardize_size(
         values = tuple(size)
     except TypeError:
         values = None
+    ranks = (2, 3) if rank is None else (rank,)
     if (
         values is None
-        or len(values) != 2
+        or len(values) not in ranks
         or not all(_is_positive_int(v) for v in values)
     ):
+        expected = " or ".join(_SIZE_LAYOUTS[r] for r in ranks)
         raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a tuple of two "
-            f"strictly positive integers (height, width). "
-            f"Received {name}={size!r}"
+            f"Invalid value for argument `{name}`. Expected a tuple of "
+            f"strictly positive integers {expected}. Received {name}={size!r}"
         )
     return tuple(int(v) for v in values)
 

@@ -3,6 +3,7 @@
 from keras import ops
 
 from keras_stn.ops.affine_grid import affine_pixel_grid
+from keras_stn.ops.affine_grid import check_theta
 from keras_stn.ops.grid_sample import from_channels_last
 from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
@@ -21,7 +22,7 @@ def warp_affine(
     align_corners: bool = False,
     data_format: str | None = None,
 ) -> Tensor:
-    """Warp images with a batch of 2-D affine transforms.
+    """Warp images (or volumes) with a batch of affine transforms.
 
     The same numbers as
     `grid_sample(images, affine_grid(theta, output_size), ...)`, computed
@@ -32,13 +33,14 @@ def warp_affine(
     Args:
         images: float tensor of shape `(batch, height, width, channels)`
             (`"channels_last"`) or `(batch, channels, height, width)`
-            (`"channels_first"`).
-        theta: float tensor of shape `(batch, 2, 3)` mapping normalized
-            output coordinates to normalized input coordinates, as in
-            `affine_grid`.
-        output_size: `(out_height, out_width)`, or `None` for the input's
-            size.
-        mode: `"bilinear"` or `"nearest"`.
+            (`"channels_first"`); for volumes, with a depth axis before the
+            height.
+        theta: float tensor of shape `(batch, 2, 3)` (or `(batch, 3, 4)`
+            for volumes) mapping normalized output coordinates to
+            normalized input coordinates, as in `affine_grid`.
+        output_size: `(out_height, out_width)` (or `(out_depth, out_height,
+            out_width)`), or `None` for the input's size.
+        mode: `"bilinear"`, `"nearest"` or `"bicubic"` (images only).
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
         align_corners: the convention of `affine_grid` and `grid_sample`.
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
@@ -60,19 +62,22 @@ def warp_affine(
     images, data_format = prepare_images(
         images, mode, padding_mode, data_format
     )
-    input_size = tuple(images.shape[1:3])
-    output_size = standardize_size(output_size, "output_size", allow_none=True)
-    theta = ops.convert_to_tensor(theta)
-    pixels = affine_pixel_grid(
+    input_size = tuple(images.shape[1:-1])
+    output_size = standardize_size(
+        output_size, "output_size", allow_none=True, rank=len(input_size)
+    )
+    theta = check_theta(theta)
+    if theta.shape[1] != len(input_size):
+        raise ValueError(
+            "Arguments `images` and `theta` must have the same number of "
+            "spatial axes: theta of shape (batch, 2, 3) for 4-D images, "
+            "(batch, 3, 4) for 5-D volumes. Received "
+            f"images.shape={tuple(ops.shape(images))} (channels last) and "
+            f"theta.shape={tuple(theta.shape)}"
+        )
+    check_same_batch(images, "images", theta, "theta")
+    points = affine_pixel_grid(
         theta, input_size, output_size or input_size, align_corners
     )
-    check_same_batch(images, "images", theta, "theta")
-    outputs = sample_pixels(
-        images,
-        pixels[..., 0],
-        pixels[..., 1],
-        mode,
-        padding_mode,
-        align_corners,
-    )
+    outputs = sample_pixels(images, points, mode, padding_mode, align_corners)
     return from_channels_last(outputs, data_format)

@@ -1,0 +1,150 @@
+"""Sampling grids of homogeneous matrices: the affine and projective maps.
+
+A matrix maps each output point `(x, y, 1)` (or `(x, y, z, 1)` in 3-D) to
+the input point it samples. Its rows are the input axes in the order
+`x, y[, z]`, plus, for a projective map, the homogeneous coordinate `w`
+that the others are divided by; its columns are the output axes in the same
+order, then the constant 1. An affine map has no `w` row: it is `(0, ..., 0,
+1)`.
+
+Products and sums are written out elementwise rather than as a matrix
+product, which GPUs may run in reduced precision (TF32).
+"""
+
+from fractions import Fraction
+
+import numpy as np
+from keras import ops
+
+from keras_stn.ops.coordinates import normalize_factors
+from keras_stn.ops.coordinates import normalized_coordinates
+from keras_stn.ops.coordinates import unnormalize_factors
+from keras_stn.typing import Size
+from keras_stn.typing import Tensor
+
+
+def normalized_mesh(
+    output_size: Size, align_corners: bool, dtype: str
+) -> list[Tensor]:
+    """Return the normalized coordinates of the output pixels, per axis.
+
+    Args:
+        output_size: `(height, width)` or `(depth, height, width)`.
+        align_corners: the convention of `keras_stn.ops.coordinates`.
+        dtype: the dtype of the result.
+
+    Returns:
+        One 1-D tensor per axis, in the order `x, y[, z]`.
+    """
+    return [
+        ops.convert_to_tensor(
+            normalized_coordinates(size, align_corners), dtype
+        )
+        for size in reversed(output_size)
+    ]
+
+
+def index_mesh(output_size: Size, dtype: str) -> list[Tensor]:
+    """Return the integer indices of the output pixels, per axis.
+
+    Args:
+        output_size: `(height, width)` or `(depth, height, width)`.
+        dtype: the dtype of the result.
+
+    Returns:
+        One 1-D tensor per axis, in the order `x, y[, z]`.
+    """
+    return [ops.arange(size, dtype=dtype) for size in reversed(output_size)]
+
+
+def pixel_space_matrix(
+    matrix: Tensor, input_size: Size, output_size: Size, align_corners: bool
+) -> Tensor:
+    """Turn a map of normalized coordinates into a map of pixel indices.
+
+    The result maps the integer indices of the output pixels to the pixel
+    coordinates of the input (pixel `i` has its centre at `i`). Each entry
+    of `matrix` is multiplied by constants that are exact products of the
+    rational normalization factors, rounded once. At the identity (and
+    `input_size == output_size`) every product and sum is exact, so the
+    identity samples exactly the pixel centres on every backend and device;
+    a normalized grid cannot promise this, since `(2 * i + 1) / size - 1`
+    is rounded and its round trip to pixels can land one ulp below `i`,
+    where `floor` picks the neighbouring pixel.
+
+    Args:
+        matrix: tensor of shape `(batch, n, n + 1)` (affine) or
+            `(batch, n + 1, n + 1)` (projective), `n` spatial axes, in
+            normalized coordinates.
+        input_size: the `n` sizes of the images to be sampled.
+        output_size: the `n` sizes of the output.
+        align_corners: the convention of `keras_stn.ops.coordinates`.
+
+    Returns:
+        The pixel-space matrix, of the shape of `matrix`.
+    """
+    rank = len(input_size)
+    rows = matrix.shape[1]
+    # pixel_in = A @ matrix @ B @ index_out, with A unnormalizing the input
+    # and B normalizing the output, in homogeneous coordinates.
+    a = _homogeneous_scaling(
+        [unnormalize_factors(s, align_corners) for s in reversed(input_size)]
+    )
+    b = _homogeneous_scaling(
+        [normalize_factors(s, align_corners) for s in reversed(output_size)]
+    )
+    # constants[r, c, k, m] = a[r, k] * b[m, c], exact, then rounded once.
+    constants = a[:rows, None, :, None] * b.T[None, :, None, :]
+    constants = constants.astype(np.float64)
+    products = matrix[:, None, None, :, :] * ops.convert_to_tensor(
+        constants[:, :, :rows], matrix.dtype
+    )
+    result = ops.sum(products, axis=(3, 4))
+    if rows == rank:
+        # The affine map's implicit last row, (0, ..., 0, 1).
+        result = result + ops.convert_to_tensor(
+            constants[:, :, rank, rank], matrix.dtype
+        )
+    return result
+
+
+def _homogeneous_scaling(factors):
+    """The homogeneous matrix of `coordinate = scale * value + offset`.
+
+    Returns:
+        A NumPy array of exact `fractions.Fraction`s (dtype object).
+    """
+    rank = len(factors)
+    matrix = np.full((rank + 1, rank + 1), Fraction(0), dtype=object)
+    for axis, (scale, offset) in enumerate(factors):
+        matrix[axis, axis] = scale
+        matrix[axis, rank] = offset
+    matrix[rank, rank] = Fraction(1)
+    return matrix
+
+
+def map_mesh(matrix: Tensor, mesh: list[Tensor]) -> list[Tensor]:
+    """Map every point of the mesh of `mesh`'s axes through `matrix`.
+
+    Args:
+        matrix: tensor of shape `(batch, rows, n + 1)`.
+        mesh: `n` 1-D tensors, the coordinates along the axes `x, y[, z]`.
+
+    Returns:
+        `rows` tensors, one per row of `matrix`, each of shape
+        `(batch, *output_size)` (the sizes of `mesh`'s axes, reversed).
+    """
+    rank = len(mesh)
+    batch_shape = (-1,) + (1,) * rank
+    mapped = []
+    for row in range(matrix.shape[1]):
+        value = None
+        for column, axis in enumerate(mesh):
+            axis_shape = [1] * (rank + 1)
+            axis_shape[rank - column] = -1
+            term = ops.reshape(matrix[:, row, column], batch_shape) * (
+                ops.reshape(axis, axis_shape)
+            )
+            value = term if value is None else value + term
+        mapped.append(value + ops.reshape(matrix[:, row, rank], batch_shape))
+    return mapped

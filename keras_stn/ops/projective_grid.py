@@ -1,0 +1,114 @@
+"""The projective (homography) grid generator."""
+
+from keras import ops
+
+from keras_stn.ops.homogeneous import index_mesh
+from keras_stn.ops.homogeneous import map_mesh
+from keras_stn.ops.homogeneous import normalized_mesh
+from keras_stn.ops.homogeneous import pixel_space_matrix
+from keras_stn.ops.validation import check_float_dtype
+from keras_stn.ops.validation import check_shape
+from keras_stn.ops.validation import standardize_size
+from keras_stn.typing import Size
+from keras_stn.typing import Tensor
+
+# Denominators smaller than this in magnitude are replaced by it (with
+# their sign): the points at infinity of a homography become points far
+# outside the image, with finite values and gradients.
+MIN_DENOMINATOR = 1e-6
+
+
+def projective_grid(
+    homography: Tensor, output_size: Size, align_corners: bool = False
+) -> Tensor:
+    """Generate the sampling grid of a batch of projective transforms.
+
+    Each output pixel's normalized coordinates `(x, y)` are mapped through
+    the 3x3 matrix `homography` to `(u, v, w) = homography @ (x, y, 1)`,
+    and sample the input at `(u / w, v / w)`. Denominators `w` nearer to 0
+    than `1e-6` are replaced by `1e-6` with their sign, so that the grid and
+    its gradients stay finite. In 3-D, the matrix is 4x4 and acts on
+    `(x, y, z, 1)`.
+
+    Convention: as `affine_grid`, `homography` maps *output* coordinates to
+    *input* coordinates, normalized to `[-1, 1]`; an affine `theta` is the
+    homography whose last row is `(0, 0, 1)`.
+
+    Args:
+        homography: float tensor of shape `(batch, 3, 3)`, or
+            `(batch, 4, 4)` for volumes.
+        output_size: `(height, width)` of the grid, or `(depth, height,
+            width)` for volumes.
+        align_corners: if `True`, -1 and 1 are the centres of the corner
+            pixels; if `False`, their outer edges.
+
+    Returns:
+        The grid, a tensor of shape `(batch, height, width, 2)` (or
+        `(batch, depth, height, width, 3)`) with the dtype of `homography`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> homography = np.array([[[1.0, 0, 0], [0, 1, 0], [0.5, 0, 1]]])
+    >>> grid = projective_grid(homography, output_size=(1, 2))
+    >>> [round(float(v), 4) for v in ops.convert_to_numpy(grid)[0, 0, :, 0]]
+    [-0.6667, 0.4]
+    """
+    homography = _check_homography(homography)
+    output_size = standardize_size(
+        output_size, "output_size", rank=homography.shape[1] - 1
+    )
+    mesh = normalized_mesh(output_size, align_corners, homography.dtype)
+    return ops.stack(_project(map_mesh(homography, mesh)), axis=-1)
+
+
+def projective_pixel_grid(
+    homography: Tensor,
+    input_size: Size,
+    output_size: Size,
+    align_corners: bool = False,
+) -> list[Tensor]:
+    """Generate the projective sampling grid in input pixel coordinates.
+
+    Like `keras_stn.ops.affine_grid.affine_pixel_grid`: the same points as
+    `projective_grid`, with the identity landing exactly on pixel centres.
+
+    Args:
+        homography: float tensor of shape `(batch, 3, 3)` or
+            `(batch, 4, 4)`, in normalized coordinates.
+        input_size: the spatial sizes of the images to be sampled.
+        output_size: the spatial sizes of the grid.
+        align_corners: the convention of `projective_grid`.
+
+    Returns:
+        The pixel coordinates `[x, y]` (or `[x, y, z]`) of the sampling
+        points, each of shape `(batch, *output_size)`.
+    """
+    homography = _check_homography(homography)
+    matrix = pixel_space_matrix(
+        homography, input_size, output_size, align_corners
+    )
+    return _project(map_mesh(matrix, index_mesh(output_size, matrix.dtype)))
+
+
+def _project(homogeneous):
+    """Divide the coordinates by the last, `w`, kept away from zero."""
+    *coordinates, w = homogeneous
+    small = ops.abs(w) < MIN_DENOMINATOR
+    floor = ops.where(w < 0, -MIN_DENOMINATOR, MIN_DENOMINATOR)
+    w = ops.where(small, ops.cast(floor, w.dtype), w)
+    return [coordinate / w for coordinate in coordinates]
+
+
+def _check_homography(homography):
+    homography = ops.convert_to_tensor(homography)
+    check_float_dtype(homography, "homography")
+    rank = 3 if tuple(homography.shape[-2:]) == (4, 4) else 2
+    check_shape(
+        homography,
+        "homography",
+        rank=3,
+        last_dims=(rank + 1, rank + 1),
+        description="(batch, 3, 3) for images or (batch, 4, 4) for volumes",
+    )
+    return homography

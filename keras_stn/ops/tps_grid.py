@@ -1,0 +1,215 @@
+"""The thin-plate spline grid generator (Jaderberg et al., 2015, sec. 3.4).
+
+A thin-plate spline (Bookstein, 1989) maps the plane smoothly so that `K`
+control points land on `K` targets: `f(p) = A @ (x, y, 1) + sum_k w_k *
+U(|p - c_k|)` with the kernel `U(r) = r^2 log r`, where the affine part `A`
+and the weights `w` solve a linear system built from the control points
+alone. With the control points fixed, `f` is linear in the targets: every
+output pixel's sampling point is a fixed combination of them, precomputed
+once per control-point set and output size, so the grid is differentiable
+with respect to the targets through plain products and sums.
+"""
+
+import functools
+
+import numpy as np
+from keras import ops
+
+from keras_stn.ops.coordinates import identity_pixel_coordinates
+from keras_stn.ops.coordinates import normalized_coordinates
+from keras_stn.ops.coordinates import unnormalize_factors
+from keras_stn.ops.validation import check_float_dtype
+from keras_stn.ops.validation import check_shape
+from keras_stn.ops.validation import standardize_size
+from keras_stn.typing import Size
+from keras_stn.typing import Tensor
+
+
+def tps_grid(
+    targets: Tensor,
+    output_size: Size,
+    control_points,
+    align_corners: bool = False,
+) -> Tensor:
+    """Generate the sampling grid of a batch of thin-plate splines.
+
+    The spline maps each output pixel's normalized coordinates `(x, y)` to
+    the input point it samples, and maps `control_points[k]` exactly to
+    `targets[:, k]`. Targets equal to the control points give the identity;
+    targets that are an affine image of them give that affine map.
+
+    Args:
+        targets: float tensor of shape `(batch, num_points, 2)`: where each
+            control point is sent, as normalized `(x, y)` of the input.
+        output_size: `(height, width)` of the grid.
+        control_points: array-like of shape `(num_points, 2)`, at least 3
+            points not all on one line, as normalized `(x, y)` of the
+            output. Fixed: a NumPy array or a list, not a tensor.
+        align_corners: if `True`, -1 and 1 are the centres of the corner
+            pixels; if `False`, their outer edges.
+
+    Returns:
+        The grid, a tensor of shape `(batch, height, width, 2)` with the
+        dtype of `targets`, laid out as for `affine_grid`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> points = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], "float32")
+    >>> shifted = (points + [0.5, 0.0])[None]  # a translation
+    >>> grid = tps_grid(shifted, (1, 1), points, align_corners=True)
+    >>> [round(float(v), 4) for v in ops.convert_to_numpy(grid)[0, 0, 0]]
+    [0.5, 0.0]
+    """
+    control_points = _check_control_points(control_points)
+    targets = _check_targets(targets, len(control_points))
+    height, width = standardize_size(output_size, "output_size")
+    displacement = _displacement(
+        targets, control_points, (height, width), align_corners
+    )
+    mesh = np.stack(
+        np.meshgrid(
+            normalized_coordinates(width, align_corners),
+            normalized_coordinates(height, align_corners),
+        ),
+        axis=-1,
+    )
+    return ops.convert_to_tensor(mesh, targets.dtype) + displacement
+
+
+def tps_pixel_grid(
+    targets: Tensor,
+    control_points,
+    input_size: Size,
+    output_size: Size,
+    align_corners: bool = False,
+) -> list[Tensor]:
+    """Generate the thin-plate spline grid in input pixel coordinates.
+
+    The same points as `tps_grid`, as the identity's exact pixel
+    coordinates plus the spline's displacement, so that targets equal to
+    the control points land exactly on pixel centres.
+
+    Args:
+        targets: float tensor of shape `(batch, num_points, 2)`.
+        control_points: array-like of shape `(num_points, 2)`.
+        input_size: `(height, width)` of the images to be sampled.
+        output_size: `(height, width)` of the grid.
+        align_corners: the convention of `tps_grid`.
+
+    Returns:
+        The pixel coordinates `[x, y]` of the sampling points, each of shape
+        `(batch, height, width)`.
+    """
+    control_points = _check_control_points(control_points)
+    targets = _check_targets(targets, len(control_points))
+    displacement = _displacement(
+        targets, control_points, output_size, align_corners
+    )
+    coordinates = []
+    for axis, shape in ((0, (1, 1, -1)), (1, (1, -1, 1))):
+        in_size, out_size = input_size[1 - axis], output_size[1 - axis]
+        identity = identity_pixel_coordinates(in_size, out_size, align_corners)
+        scale = float(unnormalize_factors(in_size, align_corners)[0])
+        coordinates.append(
+            ops.convert_to_tensor(identity.reshape(shape), targets.dtype)
+            + displacement[..., axis] * scale
+        )
+    return coordinates
+
+
+def _displacement(targets, control_points, output_size, align_corners):
+    """`f(p) - p` at the output pixels, `(batch, height, width, 2)`."""
+    basis = _spline_basis(
+        tuple(map(tuple, control_points.tolist())),
+        tuple(output_size),
+        bool(align_corners),
+    )
+    offsets = targets - ops.convert_to_tensor(control_points, targets.dtype)
+    basis = ops.convert_to_tensor(basis, targets.dtype)
+    # A sum of products rather than a matrix product, which GPUs may run in
+    # reduced precision (TF32).
+    return ops.sum(
+        basis[None, :, :, :, None] * offsets[:, None, None, :, :], axis=3
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _spline_basis(control_points, output_size, align_corners):
+    """The weight of each target in each output pixel's sampling point.
+
+    Args:
+        control_points: the control points, a tuple of `(x, y)` pairs.
+        output_size: `(height, width)`.
+        align_corners: the normalization convention.
+
+    Returns:
+        A float64 NumPy array of shape `(height, width, num_points)`.
+    """
+    points = np.array(control_points)
+    count = len(points)
+    system = np.zeros((count + 3, count + 3))
+    system[:count, :count] = _kernel(points[:, None, :] - points[None, :, :])
+    system[:count, count] = 1.0
+    system[:count, count + 1 :] = points
+    system[count:, :count] = system[:count, count:].T
+    # Columns of the inverse that multiply the targets (the right-hand side
+    # is the targets, then zeros for the affine part's side conditions).
+    inverse = np.linalg.inv(system)[:, :count]
+    height, width = output_size
+    xs, ys = np.meshgrid(
+        normalized_coordinates(width, align_corners),
+        normalized_coordinates(height, align_corners),
+    )
+    pixels = np.stack([xs, ys], axis=-1)
+    features = np.concatenate(
+        [
+            _kernel(pixels[:, :, None, :] - points),
+            np.ones((height, width, 1)),
+            pixels,
+        ],
+        axis=-1,
+    )
+    return features @ inverse
+
+
+def _kernel(differences):
+    """`U(r) = r^2 log r` of the vectors `differences`, with `U(0) = 0`."""
+    squared = np.sum(differences**2, axis=-1)
+    safe = np.where(squared > 0, squared, 1.0)
+    return 0.5 * squared * np.log(safe)
+
+
+def _check_control_points(control_points):
+    try:
+        points = np.asarray(control_points, dtype=np.float64)
+    except (TypeError, ValueError):
+        points = None
+    problem = None
+    if points is None or points.ndim != 2 or points.shape[1] != 2:
+        problem = "an array of shape (num_points, 2)"
+    elif len(points) < 3 or not np.all(np.isfinite(points)):
+        problem = "at least 3 finite points"
+    elif np.linalg.matrix_rank(np.c_[points, np.ones(len(points))]) < 3:
+        problem = "points that are not all on one line"
+    elif len(np.unique(points, axis=0)) < len(points):
+        problem = "distinct points"
+    if problem:
+        raise ValueError(
+            "Invalid value for argument `control_points`. Expected "
+            f"{problem}. Received control_points={control_points!r}"
+        )
+    return points
+
+
+def _check_targets(targets, num_points):
+    targets = ops.convert_to_tensor(targets)
+    check_float_dtype(targets, "targets")
+    check_shape(
+        targets,
+        "targets",
+        rank=3,
+        last_dims=(num_points, 2),
+        description=f"(batch, {num_points}, 2), one target per control point",
+    )
+    return targets
