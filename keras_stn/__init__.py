@@ -1,7 +1,8 @@
 """keras-stn: Spatial Transformer Networks for Keras 3."""
 
 from keras_stn import ops
+from keras_stn import transforms
 from keras_stn.layers import SpatialTransformer
 from keras_stn.version import __version__
 
-__all__ = ["SpatialTransformer", "ops", "__version__"]
+__all__ = ["SpatialTransformer", "ops", "transforms", "__version__"]

@@ -4,17 +4,25 @@ import keras
 
 from keras_stn.ops.validation import standardize_data_format
 
+# Per number of spatial axes: the convolution and pooling layers, and the
+# convolutions' kernel size (smaller for volumes, whose kernels are cubes).
+_CONVOLUTIONS = {
+    2: (keras.layers.Conv2D, keras.layers.MaxPooling2D, 5),
+    3: (keras.layers.Conv3D, keras.layers.MaxPooling3D, 3),
+}
+
 
 def default_localization_net(
-    data_format: str | None = None, dtype=None
+    data_format: str | None = None, dtype=None, spatial_rank: int = 2
 ) -> keras.Sequential:
     """Build the default localization network: a small convolutional net.
 
     In the spirit of the paper's MNIST localization networks (Jaderberg et
     al., 2015, appendix A): two convolutions of 20 filters of 5x5, each
     followed by 2x2 max pooling, then a fully connected layer of 50 units.
-    It maps a batch of images to a batch of feature vectors, from which
-    `SpatialTransformer` regresses the transform. Sized for small images
+    For volumes, the same with 3x3x3 convolutions and 2x2x2 pooling. It maps
+    a batch of images to a batch of feature vectors, from which
+    `SpatialTransformer` regresses the transform. Sized for small inputs
     (up to about 64x64); give `SpatialTransformer` a net of your own for
     larger ones. Channels-first input is transposed to channels last first,
     since TensorFlow has no channels-first convolution on the CPU.
@@ -23,6 +31,7 @@ def default_localization_net(
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
             `keras.config.image_data_format()`.
         dtype: the dtype policy of its layers.
+        spatial_rank: 2 for images, 3 for volumes.
 
     Returns:
         An unbuilt `keras.Sequential` mapping `(batch, ...image...)` to
@@ -35,17 +44,23 @@ def default_localization_net(
     >>> net.compute_output_shape((None, 28, 28, 1))
     (None, 50)
     """
-
+    if spatial_rank not in _CONVOLUTIONS:
+        raise ValueError(
+            "Invalid value for argument `spatial_rank`. Expected 2 (images) "
+            f"or 3 (volumes). Received spatial_rank={spatial_rank!r}"
+        )
+    convolution, pooling, kernel_size = _CONVOLUTIONS[spatial_rank]
     layers = []
     if standardize_data_format(data_format) == "channels_first":
-        layers.append(keras.layers.Permute((2, 3, 1), dtype=dtype))
+        order = tuple(range(2, spatial_rank + 2)) + (1,)
+        layers.append(keras.layers.Permute(order, dtype=dtype))
     for _ in range(2):
         layers.append(
-            keras.layers.Conv2D(
-                20, 5, padding="same", activation="relu", dtype=dtype
+            convolution(
+                20, kernel_size, padding="same", activation="relu", dtype=dtype
             )
         )
-        layers.append(keras.layers.MaxPooling2D(2, padding="same", dtype=dtype))
+        layers.append(pooling(2, padding="same", dtype=dtype))
     layers.append(keras.layers.Flatten(dtype=dtype))
     layers.append(keras.layers.Dense(50, activation="relu", dtype=dtype))
     return keras.Sequential(layers, name="localization_net")

@@ -4,16 +4,19 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_stn import transforms
 from keras_stn.layers.localization_net import default_localization_net
+from keras_stn.ops.grid_sample import prepare_images
+from keras_stn.ops.grid_sample import sample_pixels
 from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.validation import standardize_size
-from keras_stn.ops.warp_affine import warp_affine
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
 _LOW_PRECISION_DTYPES = ("float16", "bfloat16")
+MERGE_MODES = ("concat", "stack")
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")
@@ -24,15 +27,22 @@ class SpatialTransformer(keras.layers.Layer):
     Kavukcuoglu, 2015). The layer has three parts:
 
     1. a localization network maps the input to a feature vector, and a
-       dense regression layer maps that to the transform `theta`, a 2x3
-       affine matrix per example. The regression layer starts with a zero
-       kernel and the identity as bias, so an untrained layer passes its
-       input through unchanged;
+       dense regression layer maps that to the transform's parameters
+       `theta` (a 2x3 affine matrix per example by default). The regression
+       layer starts with a zero kernel and the transform's identity as
+       bias, so an untrained layer passes its input through unchanged;
     2. a grid generator maps each output pixel through `theta` to a point of
-       the input (`keras_stn.ops.affine_grid`);
-    3. a bilinear sampler reads the input at those points
+       the input (`keras_stn.ops.affine_grid`, or the grid of another
+       transform family);
+    3. a sampler reads the input at those points
        (`keras_stn.ops.grid_sample`), differentiably with respect to both
        the input and the points, so the whole layer trains end to end.
+
+    It warps images (4-D inputs) and, with the `"affine"`, `"attention"` and
+    `"projective"` families, volumes (5-D inputs). With `num_transformers=N`
+    it regresses `N` transforms from one localization network and returns
+    the `N` warped copies of its input, as the paper's parallel transformers
+    on CUB.
 
     Convention: `theta` maps normalized output coordinates in `[-1, 1]` to
     normalized input coordinates, as `torch.nn.functional.affine_grid`.
@@ -40,11 +50,24 @@ class SpatialTransformer(keras.layers.Layer):
     Args:
         localization_net: a Keras layer or model mapping the layer's input
             to a batch of feature vectors `(batch, features)`. `None` builds
-            `keras_stn.layers.default_localization_net`, a small conv net.
-        output_size: `(height, width)` of the output, or `None` to keep the
-            input's size.
-        mode: sampling mode, `"bilinear"` or `"nearest"` (which passes no
-            gradient to `theta`).
+            `keras_stn.layers.default_localization_net`, a small conv net,
+            when the layer is built.
+        transform: the transform family: `"affine"` (6 parameters),
+            `"attention"` (3: scale and translation), `"similarity"` (4:
+            scale, rotation and translation), `"projective"` (8) or `"tps"`
+            (a thin-plate spline on 4x4 control points, 32), or a
+            `keras_stn.transforms.Transform` for other options, such as
+            `ThinPlateSpline(grid_size=(3, 3))`.
+        output_size: `(height, width)` (or `(depth, height, width)`) of the
+            output, or `None` to keep the input's size.
+        num_transformers: how many transforms to regress and apply.
+        merge_mode: how the outputs of several transformers are returned:
+            `"concat"` concatenates them along the channels, `"stack"`
+            stacks them along a new axis 1, `(batch, num_transformers,
+            ...)`. Also applies when `num_transformers=1`.
+        mode: sampling mode, `"bilinear"` (trilinear for volumes),
+            `"nearest"` (which passes no gradient to `theta`) or
+            `"bicubic"` (images only).
         padding_mode: the value of points outside the input: `"zeros"`,
             `"border"` or `"reflection"`.
         align_corners: if `True`, normalized -1 and 1 are the centres of the
@@ -54,18 +77,21 @@ class SpatialTransformer(keras.layers.Layer):
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a batch of images, `(batch, height, width, channels)` or
-            channels first.
+        inputs: a batch of images, `(batch, height, width, channels)`, or of
+            volumes, `(batch, depth, height, width, channels)`, or the same
+            with channels first.
 
     Returns:
         The warped batch, `(batch, out_height, out_width, channels)` (or
-        channels first).
+        channels first, or with a depth axis), with
+        `num_transformers * channels` channels for `"concat"` and a new
+        axis 1 of size `num_transformers` for `"stack"`.
 
     Example:
 
     >>> model = keras.Sequential([
     ...     keras.Input((42, 42, 1)),
-    ...     SpatialTransformer(output_size=(28, 28)),
+    ...     SpatialTransformer(transform="attention", output_size=(28, 28)),
     ...     keras.layers.Conv2D(8, 3, activation="relu"),
     ...     keras.layers.GlobalAveragePooling2D(),
     ...     keras.layers.Dense(10, activation="softmax"),
@@ -77,7 +103,10 @@ class SpatialTransformer(keras.layers.Layer):
     def __init__(
         self,
         localization_net: keras.layers.Layer | None = None,
+        transform: str | transforms.Transform = "affine",
         output_size: Size | None = None,
+        num_transformers: int = 1,
+        merge_mode: str = "concat",
         mode: str = "bilinear",
         padding_mode: str = "zeros",
         align_corners: bool = False,
@@ -93,31 +122,61 @@ class SpatialTransformer(keras.layers.Layer):
                 "Keras layer or model, or None. "
                 f"Received localization_net={localization_net!r}"
             )
+        if (
+            isinstance(num_transformers, bool)
+            or not isinstance(num_transformers, (int, np.integer))
+            or num_transformers < 1
+        ):
+            raise ValueError(
+                "Invalid value for argument `num_transformers`. Expected a "
+                "strictly positive integer. "
+                f"Received num_transformers={num_transformers!r}"
+            )
+        if merge_mode not in MERGE_MODES:
+            raise ValueError(
+                "Invalid value for argument `merge_mode`. Expected one of "
+                f"{MERGE_MODES}. Received merge_mode={merge_mode!r}"
+            )
+        self.localization_net = localization_net
+        self.transform = transforms.get(transform)
         self.output_size = standardize_size(
-            output_size, "output_size", allow_none=True
+            output_size, "output_size", allow_none=True, rank=None
         )
+        self.num_transformers = int(num_transformers)
+        self.merge_mode = merge_mode
         self.mode = check_mode(mode)
         self.padding_mode = check_padding_mode(padding_mode)
         self.align_corners = bool(align_corners)
         self.data_format = standardize_data_format(data_format)
-        self.localization_net = localization_net or default_localization_net(
-            self.data_format, dtype=self.dtype_policy
-        )
-        # Under a float16 or bfloat16 policy, theta is still regressed in
-        # float32, so that sampling coordinates keep sub-pixel precision.
-        low_precision = self.compute_dtype in _LOW_PRECISION_DTYPES
-        self.theta_regressor = keras.layers.Dense(
-            6,
-            kernel_initializer="zeros",
-            bias_initializer=keras.initializers.Constant(
-                np.eye(2, 3).flatten().tolist()
-            ),
-            dtype="float32" if low_precision else self.dtype_policy,
-            name="theta_regressor",
-        )
-        self.input_spec = keras.layers.InputSpec(ndim=4)
+        self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=5)
 
     def build(self, input_shape):
+        spatial_rank = len(input_shape) - 2
+        self.transform.check_spatial_rank(spatial_rank)
+        spatial_shape = self._spatial_shape(input_shape)
+        if None in spatial_shape:
+            raise ValueError(
+                "SpatialTransformer needs the spatial sizes of its input. "
+                f"Received an input of shape {tuple(input_shape)}"
+            )
+        if self.output_size is not None and (
+            len(self.output_size) != spatial_rank
+        ):
+            raise ValueError(
+                "Invalid value for argument `output_size`. Expected "
+                f"{spatial_rank} sizes for an input with {spatial_rank} "
+                f"spatial axes. Received output_size={self.output_size} for "
+                f"an input of shape {tuple(input_shape)}"
+            )
+        if self.mode == "bicubic" and spatial_rank != 2:
+            raise ValueError(
+                "Invalid value for argument `mode`. 'bicubic' samples images "
+                f"only. Received an input of shape {tuple(input_shape)}"
+            )
+        if self.localization_net is None:
+            self.localization_net = default_localization_net(
+                self.data_format, self.dtype_policy, spatial_rank
+            )
         if not self.localization_net.built:
             self.localization_net.build(input_shape)
         features_shape = self.localization_net.compute_output_shape(input_shape)
@@ -128,40 +187,105 @@ class SpatialTransformer(keras.layers.Layer):
                 f"output shape of {features_shape} for an input of shape "
                 f"{input_shape}"
             )
+        self._parameter_shape = self.transform.parameter_shape(spatial_rank)
+        identity = self.transform.identity(spatial_rank).flatten()
+        # Under a float16 or bfloat16 policy, theta is still regressed in
+        # float32, so that sampling coordinates keep sub-pixel precision.
+        low_precision = self.compute_dtype in _LOW_PRECISION_DTYPES
+        self.theta_regressor = keras.layers.Dense(
+            self.num_transformers * identity.size,
+            kernel_initializer="zeros",
+            bias_initializer=keras.initializers.Constant(
+                np.tile(identity, self.num_transformers).tolist()
+            ),
+            dtype="float32" if low_precision else self.dtype_policy,
+            name="theta_regressor",
+        )
         self.theta_regressor.build(features_shape)
 
     def compute_theta(self, inputs: Tensor) -> Tensor:
-        """Return the transforms that the layer applies to `inputs`.
+        """Return the transform parameters that the layer applies to `inputs`.
 
         Args:
             inputs: a batch of images, as for calling the layer.
 
         Returns:
-            `theta`, a float tensor of shape `(batch, 2, 3)` mapping
-            normalized output coordinates to normalized input coordinates.
-            It is float32 under a float16 or bfloat16 dtype policy, so that
-            sampling coordinates keep sub-pixel precision.
+            `theta`, a float tensor of shape `(batch, *parameter_shape)`
+            (for example `(batch, 2, 3)` for 2-D affine transforms), with an
+            axis of size `num_transformers` after the batch when that is
+            more than 1. It is float32 under a float16 or bfloat16 dtype
+            policy, so that sampling coordinates keep sub-pixel precision.
         """
         theta = self.theta_regressor(self.localization_net(inputs))
-        return ops.reshape(theta, (-1, 2, 3))
+        shape = self._parameter_shape
+        if self.num_transformers > 1:
+            shape = (self.num_transformers, *shape)
+        return ops.reshape(theta, (-1, *shape))
 
     def call(self, inputs):
-        return warp_affine(
-            inputs,
-            self.compute_theta(inputs),
-            output_size=self.output_size,
-            mode=self.mode,
-            padding_mode=self.padding_mode,
-            align_corners=self.align_corners,
-            data_format=self.data_format,
+        images, data_format = prepare_images(
+            inputs, self.mode, self.padding_mode, self.data_format
         )
+        input_size = tuple(images.shape[1:-1])
+        output_size = self.output_size or input_size
+        theta = ops.reshape(
+            self.compute_theta(inputs), (-1, *self._parameter_shape)
+        )
+        points = self.transform.pixel_grid(
+            theta, input_size, output_size, self.align_corners
+        )
+        # The transformers' points of one example sample the same image:
+        # shape (batch, num_transformers, *output_size).
+        points = [
+            ops.reshape(p, (-1, self.num_transformers, *output_size))
+            for p in points
+        ]
+        outputs = sample_pixels(
+            images, points, self.mode, self.padding_mode, self.align_corners
+        )
+        return self._merge(outputs, data_format)
+
+    def _merge(self, outputs, data_format):
+        """Lay out `(batch, num_transformers, *spatial, channels)` outputs."""
+        if data_format == "channels_first":
+            outputs = ops.moveaxis(outputs, -1, 2)
+        if self.merge_mode == "stack":
+            return outputs
+        shape = ops.shape(outputs)
+        if data_format == "channels_first":
+            return ops.reshape(outputs, (-1, shape[1] * shape[2], *shape[3:]))
+        outputs = ops.moveaxis(outputs, 1, -2)
+        return ops.reshape(outputs, (-1, *shape[2:-1], shape[1] * shape[-1]))
 
     def compute_output_shape(self, input_shape):
-        if self.output_size is None:
-            return tuple(input_shape)
+        input_shape = tuple(input_shape)
+        output_size = self.output_size or self._spatial_shape(input_shape)
+        channels_first = self.data_format == "channels_first"
+        channels = input_shape[1 if channels_first else -1]
+        if self.merge_mode == "stack":
+            if channels_first:
+                return (
+                    input_shape[0],
+                    self.num_transformers,
+                    channels,
+                    *output_size,
+                )
+            return (
+                input_shape[0],
+                self.num_transformers,
+                *output_size,
+                channels,
+            )
+        if channels is not None:
+            channels *= self.num_transformers
+        if channels_first:
+            return (input_shape[0], channels, *output_size)
+        return (input_shape[0], *output_size, channels)
+
+    def _spatial_shape(self, input_shape):
         if self.data_format == "channels_first":
-            return (input_shape[0], input_shape[1], *self.output_size)
-        return (input_shape[0], *self.output_size, input_shape[-1])
+            return tuple(input_shape[2:])
+        return tuple(input_shape[1:-1])
 
     def get_config(self):
         config = super().get_config()
@@ -170,7 +294,12 @@ class SpatialTransformer(keras.layers.Layer):
                 "localization_net": keras.saving.serialize_keras_object(
                     self.localization_net
                 ),
+                "transform": keras.saving.serialize_keras_object(
+                    self.transform
+                ),
                 "output_size": self.output_size,
+                "num_transformers": self.num_transformers,
+                "merge_mode": self.merge_mode,
                 "mode": self.mode,
                 "padding_mode": self.padding_mode,
                 "align_corners": self.align_corners,
@@ -182,7 +311,10 @@ class SpatialTransformer(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["localization_net"] = keras.saving.deserialize_keras_object(
-            config["localization_net"]
-        )
+        if config.get("localization_net") is not None:
+            config["localization_net"] = keras.saving.deserialize_keras_object(
+                config["localization_net"]
+            )
+        if "transform" in config:
+            config["transform"] = transforms.get(config["transform"])
         return cls(**config)

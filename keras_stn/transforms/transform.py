@@ -1,0 +1,146 @@
+"""The base class of the transform families."""
+
+import numpy as np
+from keras import ops
+
+from keras_stn.ops.validation import check_float_dtype
+from keras_stn.ops.validation import check_shape
+from keras_stn.ops.validation import standardize_size
+from keras_stn.typing import Size
+from keras_stn.typing import Tensor
+
+
+class Transform:
+    """A family of spatial transforms, differentiable in its parameters.
+
+    A transform family turns a vector of parameters per example (what the
+    localization network regresses) into a sampling grid. It knows how many
+    parameters it takes and which ones give the identity, so that
+    `SpatialTransformer` can start at "do nothing" whatever the family.
+
+    Subclasses implement `parameter_shape`, `identity`, `pixel_grid` and
+    `normalized_grid`, set
+    `spatial_ranks` to the numbers of spatial axes they support, and
+    implement `get_config` when their constructor takes arguments.
+
+    Example:
+
+    >>> from keras_stn.transforms import Attention
+    >>> Attention().parameter_shape(spatial_rank=2)
+    (3,)
+    """
+
+    spatial_ranks = (2,)
+
+    def parameter_shape(self, spatial_rank: int) -> tuple[int, ...]:
+        """Return the shape of one example's parameters.
+
+        Args:
+            spatial_rank: 2 for images, 3 for volumes.
+
+        Returns:
+            A tuple of ints, for example `(2, 3)` for a 2-D affine matrix.
+        """
+        raise NotImplementedError
+
+    def identity(self, spatial_rank: int) -> np.ndarray:
+        """Return the parameters of the identity transform.
+
+        Args:
+            spatial_rank: 2 for images, 3 for volumes.
+
+        Returns:
+            A float64 NumPy array of shape `parameter_shape(spatial_rank)`.
+        """
+        raise NotImplementedError
+
+    def pixel_grid(
+        self,
+        parameters: Tensor,
+        input_size: Size,
+        output_size: Size,
+        align_corners: bool,
+    ) -> list[Tensor]:
+        """Return the sampling points in input pixel coordinates.
+
+        Args:
+            parameters: float tensor of shape `(batch, *parameter_shape)`.
+            input_size: the spatial sizes of the images to be sampled.
+            output_size: the spatial sizes of the output.
+            align_corners: the convention of `keras_stn.ops.coordinates`.
+
+        Returns:
+            The coordinates `[x, y]` (or `[x, y, z]`) of the points, each of
+            shape `(batch, *output_size)`; pixel `i` has its centre at `i`.
+        """
+        raise NotImplementedError
+
+    def grid(
+        self,
+        parameters: Tensor,
+        output_size: Size,
+        align_corners: bool = False,
+    ) -> Tensor:
+        """Return the normalized sampling grid of a batch of parameters.
+
+        The grid of `keras_stn.ops.affine_grid`'s convention: feed it to
+        `keras_stn.ops.grid_sample`.
+
+        Args:
+            parameters: float tensor of shape `(batch, *parameter_shape)`.
+            output_size: `(height, width)`, or `(depth, height, width)`.
+            align_corners: the convention of `keras_stn.ops.coordinates`.
+
+        Returns:
+            A tensor of shape `(batch, *output_size, spatial_rank)`.
+        """
+        output_size = standardize_size(output_size, "output_size", rank=None)
+        parameters = self.check_parameters(parameters, len(output_size))
+        return self.normalized_grid(parameters, output_size, align_corners)
+
+    def normalized_grid(
+        self, parameters: Tensor, output_size: Size, align_corners: bool
+    ) -> Tensor:
+        """Return the normalized grid of checked arguments (see `grid`)."""
+        raise NotImplementedError
+
+    def check_spatial_rank(self, spatial_rank: int) -> None:
+        """Raise a `ValueError` if the family does not support the rank."""
+        if spatial_rank not in self.spatial_ranks:
+            kinds = {2: "images (4-D inputs)", 3: "volumes (5-D inputs)"}
+            supported = " and ".join(kinds[r] for r in self.spatial_ranks)
+            raise ValueError(
+                f"The transform {type(self).__name__} supports {supported} "
+                f"only. Received an input with {spatial_rank} spatial axes"
+            )
+
+    def check_parameters(self, parameters: Tensor, spatial_rank: int):
+        """Check a batch of parameters and return it as a tensor."""
+        self.check_spatial_rank(spatial_rank)
+        parameters = ops.convert_to_tensor(parameters)
+        check_float_dtype(parameters, "parameters")
+        shape = self.parameter_shape(spatial_rank)
+        check_shape(
+            parameters,
+            "parameters",
+            rank=len(shape) + 1,
+            last_dims=shape,
+            description=f"(batch, {', '.join(map(str, shape))}) for "
+            f"{type(self).__name__} with {spatial_rank} spatial axes",
+        )
+        return parameters
+
+    def get_config(self) -> dict:
+        """Return the constructor arguments, for serialization."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Transform":
+        """Create a transform from the output of `get_config`."""
+        return cls(**config)
+
+    def __repr__(self):
+        arguments = ", ".join(
+            f"{k}={v!r}" for k, v in self.get_config().items()
+        )
+        return f"{type(self).__name__}({arguments})"
