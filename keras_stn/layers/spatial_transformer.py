@@ -10,6 +10,7 @@ from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
 from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
+from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.validation import standardize_size
 from keras_stn.typing import Size
@@ -187,7 +188,6 @@ class SpatialTransformer(keras.layers.Layer):
                 f"output shape of {features_shape} for an input of shape "
                 f"{input_shape}"
             )
-        self._parameter_shape = self.transform.parameter_shape(spatial_rank)
         identity = self.transform.identity(spatial_rank).flatten()
         # Under a float16 or bfloat16 policy, theta is still regressed in
         # float32, so that sampling coordinates keep sub-pixel precision.
@@ -217,20 +217,51 @@ class SpatialTransformer(keras.layers.Layer):
             policy, so that sampling coordinates keep sub-pixel precision.
         """
         theta = self.theta_regressor(self.localization_net(inputs))
-        shape = self._parameter_shape
+        spatial_rank = len(inputs.shape) - 2
+        return ops.reshape(theta, (-1, *self._theta_shape(spatial_rank)))
+
+    def _theta_shape(self, spatial_rank):
+        """The shape of one example's `theta`."""
+        shape = self.transform.parameter_shape(spatial_rank)
         if self.num_transformers > 1:
-            shape = (self.num_transformers, *shape)
-        return ops.reshape(theta, (-1, *shape))
+            return (self.num_transformers, *shape)
+        return shape
 
     def call(self, inputs):
+        return self.warp(inputs, self.compute_theta(inputs))
+
+    def warp(self, inputs: Tensor, theta: Tensor) -> Tensor:
+        """Warp `inputs` with given transform parameters.
+
+        What calling the layer does, with `theta` given instead of regressed:
+        for example to apply the transforms that `compute_theta` found on a
+        small input to a larger version of it (coordinates are normalized,
+        so the same `theta` fits any size).
+
+        Args:
+            inputs: a batch of images, as for calling the layer.
+            theta: the transforms' parameters, shaped as `compute_theta`
+                returns them.
+
+        Returns:
+            The warped batch, as calling the layer returns it.
+        """
         images, data_format = prepare_images(
             inputs, self.mode, self.padding_mode, self.data_format
         )
         input_size = tuple(images.shape[1:-1])
         output_size = self.output_size or input_size
-        theta = ops.reshape(
-            self.compute_theta(inputs), (-1, *self._parameter_shape)
+        theta = ops.convert_to_tensor(theta)
+        theta_shape = self._theta_shape(len(input_size))
+        check_shape(
+            theta,
+            "theta",
+            rank=len(theta_shape) + 1,
+            last_dims=theta_shape,
+            description=f"(batch, {', '.join(map(str, theta_shape))})",
         )
+        parameter_shape = self.transform.parameter_shape(len(input_size))
+        theta = ops.reshape(theta, (-1, *parameter_shape))
         points = self.transform.pixel_grid(
             theta, input_size, output_size, self.align_corners
         )
