@@ -1,5 +1,8 @@
 """The `SpatialTransformer` layer: identity start, shapes, config, saving,
-training, and bad arguments."""
+training, every transform family, volumes, several transformers, and bad
+arguments."""
+
+import itertools
 
 import keras
 import numpy as np
@@ -8,13 +11,26 @@ import torch
 from keras import ops
 
 from keras_stn import SpatialTransformer
+from keras_stn import transforms
 
 from helpers import BACKEND
 
+FAMILIES = ["affine", "attention", "similarity", "projective", "tps"]
 
-def pooled_features():
+
+def pooled_features(data_format="channels_last"):
     """A tiny localization net: the mean of each channel."""
-    return keras.Sequential([keras.layers.GlobalAveragePooling2D()])
+    return keras.Sequential(
+        [keras.layers.GlobalAveragePooling2D(data_format=data_format)]
+    )
+
+
+def randomize_regressor(layer, rng, scale=0.1):
+    """Move a built layer's regressor away from the identity."""
+    regressor = layer.theta_regressor
+    kernel = rng.normal(0.0, 0.02, regressor.kernel.shape)
+    bias = ops.convert_to_numpy(regressor.bias)
+    regressor.set_weights([kernel, bias + rng.normal(0.0, scale, bias.shape)])
 
 
 @pytest.mark.parametrize(
@@ -182,9 +198,10 @@ def test_learns_a_known_affine_distortion():
     np.testing.assert_allclose(theta, expected_theta, atol=0.05)
 
 
-def test_mixed_precision_keeps_theta_in_float32():
+@pytest.mark.parametrize("transform", FAMILIES)
+def test_mixed_precision_keeps_theta_in_float32(transform):
     images = np.random.default_rng(0).random((2, 16, 16, 1)).astype("float32")
-    layer = SpatialTransformer(dtype="mixed_float16")
+    layer = SpatialTransformer(transform=transform, dtype="mixed_float16")
     out = layer(images)
     assert keras.backend.standardize_dtype(out.dtype) == "float16"
     theta = layer.compute_theta(images)
@@ -203,6 +220,11 @@ def test_mixed_precision_keeps_theta_in_float32():
         ({"mode": "cubic"}, "`mode`"),
         ({"padding_mode": "wrap"}, "`padding_mode`"),
         ({"data_format": "NCHW"}, "`data_format`"),
+        ({"transform": "shear"}, "`transform`"),
+        ({"num_transformers": 0}, "`num_transformers`"),
+        ({"num_transformers": 1.5}, "`num_transformers`"),
+        ({"num_transformers": True}, "`num_transformers`"),
+        ({"merge_mode": "sum"}, "`merge_mode`"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -220,3 +242,247 @@ def test_input_of_the_wrong_rank_is_rejected():
     layer = SpatialTransformer()
     with pytest.raises(ValueError, match="ndim=4"):
         layer(np.zeros((2, 16, 16), "float32"))
+
+
+@pytest.mark.parametrize(
+    "transform,num_transformers,merge_mode",
+    list(itertools.product(FAMILIES, [1, 3], ["concat", "stack"])),
+)
+def test_every_family_starts_at_the_identity(
+    transform, num_transformers, merge_mode
+):
+    images = np.random.default_rng(0).normal(size=(2, 20, 24, 3))
+    images = images.astype("float32")
+    layer = SpatialTransformer(
+        transform=transform,
+        num_transformers=num_transformers,
+        merge_mode=merge_mode,
+    )
+    out = ops.convert_to_numpy(layer(images))
+    copies = [images] * num_transformers
+    if merge_mode == "stack":
+        np.testing.assert_array_equal(out, np.stack(copies, axis=1))
+    else:
+        np.testing.assert_array_equal(out, np.concatenate(copies, axis=-1))
+    identity = transforms.get(transform).identity(2).astype("float32")
+    theta = ops.convert_to_numpy(layer.compute_theta(images))
+    expected_shape = (2, num_transformers) if num_transformers > 1 else (2,)
+    np.testing.assert_array_equal(
+        theta, np.broadcast_to(identity, expected_shape + identity.shape)
+    )
+
+
+@pytest.mark.parametrize(
+    "transform,data_format",
+    list(
+        itertools.product(
+            ["affine", "attention", "projective"],
+            ["channels_last", "channels_first"],
+        )
+    ),
+)
+def test_volumes_start_at_the_identity(transform, data_format):
+    shape = (2, 6, 8, 10, 2)
+    if data_format == "channels_first":
+        shape = (2, 2, 6, 8, 10)
+    volumes = np.random.default_rng(0).normal(size=shape).astype("float32")
+    layer = SpatialTransformer(transform=transform, data_format=data_format)
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer(volumes)), volumes)
+
+
+@pytest.mark.parametrize(
+    "merge_mode,data_format",
+    list(
+        itertools.product(
+            ["concat", "stack"], ["channels_last", "channels_first"]
+        )
+    ),
+)
+def test_several_transformers_match_torch(merge_mode, data_format):
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(3, 16, 20, 2)).astype("float32")
+    if data_format == "channels_first":
+        images = images.transpose(0, 3, 1, 2)
+    layer = SpatialTransformer(
+        localization_net=pooled_features(data_format),
+        output_size=(9, 11),
+        num_transformers=2,
+        merge_mode=merge_mode,
+        data_format=data_format,
+    )
+    layer.build(images.shape)
+    randomize_regressor(layer, rng)
+    out = ops.convert_to_numpy(layer(images))
+    theta = ops.convert_to_numpy(layer.compute_theta(images))
+    assert theta.shape == (3, 2, 2, 3)
+    nchw = torch.tensor(images)
+    if data_format == "channels_last":
+        nchw = nchw.permute(0, 3, 1, 2)
+    warped = []
+    for index in range(2):
+        grid = torch.nn.functional.affine_grid(
+            torch.tensor(theta[:, index]), (3, 2, 9, 11), align_corners=False
+        )
+        warped.append(
+            torch.nn.functional.grid_sample(nchw, grid, align_corners=False)
+        )
+    expected = torch.stack(warped, dim=1)  # (batch, 2, channels, 9, 11)
+    if data_format == "channels_last":
+        expected = expected.permute(0, 1, 3, 4, 2)
+    expected = expected.numpy()
+    if merge_mode == "concat":
+        if data_format == "channels_last":
+            expected = np.concatenate([expected[:, 0], expected[:, 1]], -1)
+        else:
+            expected = expected.reshape(3, 4, 9, 11)
+    assert out.shape == expected.shape
+    assert layer.compute_output_shape(images.shape) == expected.shape
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "transform,kwargs,input_shape",
+    [
+        ("attention", {}, (20, 20, 1)),
+        ("similarity", {"padding_mode": "reflection"}, (20, 20, 1)),
+        ("projective", {"mode": "bicubic"}, (20, 20, 1)),
+        (transforms.ThinPlateSpline(grid_size=(3, 3)), {}, (20, 20, 1)),
+        ("tps", {"num_transformers": 2}, (20, 20, 2)),
+        ("affine", {"num_transformers": 3, "merge_mode": "stack"}, (20, 20, 1)),
+        ("attention", {"output_size": (5, 6, 7)}, (8, 8, 8, 1)),
+        ("projective", {"num_transformers": 2}, (8, 8, 8, 1)),
+    ],
+)
+def test_keras_file_round_trip_of_every_family(
+    tmp_path, transform, kwargs, input_shape
+):
+    rng = np.random.default_rng(2)
+    layer = SpatialTransformer(transform=transform, **kwargs)
+    model = keras.Sequential(
+        [
+            keras.Input(input_shape),
+            layer,
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    randomize_regressor(layer, rng, scale=0.05)
+    x = rng.random((4, *input_shape)).astype("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(loaded.predict(x, verbose=0)),
+        ops.convert_to_numpy(model.predict(x, verbose=0)),
+    )
+    restored = loaded.layers[0]
+    assert type(restored.transform) is type(layer.transform)
+    # Sublayer names may differ; the layer's own arguments may not.
+    for key, value in layer.get_config().items():
+        if key != "localization_net":
+            assert restored.get_config()[key] == value, key
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(restored.compute_theta(x)),
+        ops.convert_to_numpy(layer.compute_theta(x)),
+    )
+
+
+def test_transformers_in_series_train_end_to_end(tmp_path):
+    """An attention window on the image, then an affine transformer on a
+    deeper feature map, as the paper's multi-ST models."""
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 1)),
+            SpatialTransformer(
+                transform="attention", output_size=(24, 24), name="first"
+            ),
+            keras.layers.Conv2D(6, 3, padding="same", activation="relu"),
+            SpatialTransformer(
+                localization_net=pooled_features(), name="second"
+            ),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss="sparse_categorical_crossentropy",
+    )
+    x, y = classification_data(size=32)
+    transformers = [model.get_layer("first"), model.get_layer("second")]
+    before = [
+        [ops.convert_to_numpy(w) for w in layer.trainable_weights]
+        for layer in transformers
+    ]
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    for layer, weights in zip(transformers, before, strict=True):
+        after = [ops.convert_to_numpy(w) for w in layer.trainable_weights]
+        changed = [
+            not np.array_equal(a, b)
+            for a, b in zip(after, weights, strict=True)
+        ]
+        assert all(changed), layer.name
+    path = tmp_path / "series.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(loaded.predict(x, verbose=0)),
+        ops.convert_to_numpy(model.predict(x, verbose=0)),
+    )
+
+
+def test_a_volume_model_trains():
+    model = keras.Sequential(
+        [
+            keras.Input((8, 10, 12, 1)),
+            SpatialTransformer(transform="attention", output_size=(6, 6, 6)),
+            keras.layers.Conv3D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling3D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    assert model.layers[0].output.shape == (None, 6, 6, 6, 1)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss="sparse_categorical_crossentropy",
+    )
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 8, 10, 12, 1)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    theta = ops.convert_to_numpy(model.layers[0].compute_theta(x))
+    assert theta.shape == (16, 4)
+    assert not np.allclose(theta, [1.0, 0.0, 0.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs,input_shape,match",
+    [
+        ({"transform": "similarity"}, (None, 6, 6, 6, 1), "supports images"),
+        ({"transform": "tps"}, (None, 6, 6, 6, 1), "supports images"),
+        ({"mode": "bicubic"}, (None, 6, 6, 6, 1), "`mode`"),
+        ({"output_size": (5, 5)}, (None, 6, 6, 6, 1), "`output_size`"),
+        ({"output_size": (5, 5, 5)}, (None, 6, 6, 1), "`output_size`"),
+        ({}, (None, None, None, 1), "spatial sizes"),
+    ],
+)
+def test_build_rejects_inputs_the_layer_cannot_handle(
+    kwargs, input_shape, match
+):
+    layer = SpatialTransformer(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        layer.build(input_shape)
+
+
+@pytest.mark.parametrize(
+    "num_transformers,theta_shape",
+    [(1, (2, 6)), (1, (2, 3, 3)), (2, (2, 2, 3)), (2, (2, 3, 2, 3))],
+)
+def test_warp_rejects_theta_of_the_wrong_shape(num_transformers, theta_shape):
+    layer = SpatialTransformer(num_transformers=num_transformers)
+    images = np.zeros((2, 16, 16, 1), "float32")
+    layer(images)
+    with pytest.raises(ValueError, match="`theta`"):
+        layer.warp(images, np.zeros(theta_shape, "float32"))

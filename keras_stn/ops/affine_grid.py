@@ -82,6 +82,10 @@ def affine_pixel_grid(
         centre at `i`.
     """
     theta = check_theta(theta)
+    input_size = standardize_size(input_size, "input_size", rank=theta.shape[1])
+    output_size = standardize_size(
+        output_size, "output_size", rank=theta.shape[1]
+    )
     matrix = pixel_space_matrix(theta, input_size, output_size, align_corners)
     return map_mesh(matrix, index_mesh(output_size, theta.dtype))
 

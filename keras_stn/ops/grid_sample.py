@@ -172,6 +172,12 @@ def sample_pixels(
     batch, channels = shape[0], shape[-1]
     sizes = list(reversed(shape[1:-1]))
     strides = np.cumprod([1] + sizes[:-1]).tolist()
+    # The points flattened to (batch, num_points): gathers of high rank
+    # crash XLA's CPU compiler (jax 0.10) when a matrix product follows.
+    output_shape = tuple(points[0].shape[1:])
+    points = [
+        ops.reshape(point, (-1, int(np.prod(output_shape)))) for point in points
+    ]
     # Per axis: the pixels that a point reads, each with its weight.
     taps = [
         _axis_taps(coordinate, size, mode, padding_mode, align_corners)
@@ -180,9 +186,7 @@ def sample_pixels(
     # One gather for all taps: rows of the flattened (batch * pixels,
     # channels) images.
     first_row = ops.arange(batch, dtype="int32") * int(np.prod(sizes))
-    first_row = ops.reshape(
-        first_row, (-1,) + (1,) * (len(points[0].shape) - 1)
-    )
+    first_row = ops.reshape(first_row, (-1, 1))
     indices, weights = [], []
     for combination in itertools.product(*taps):
         index, weight = first_row, None
@@ -196,7 +200,8 @@ def sample_pixels(
     flat_images = ops.reshape(images, (-1, channels))
     values = ops.take(flat_images, ops.stack(indices, axis=-1), axis=0)
     weights = ops.cast(ops.stack(weights, axis=-1), images.dtype)
-    return ops.sum(values * weights[..., None], axis=-2)
+    outputs = ops.sum(values * weights[..., None], axis=-2)
+    return ops.reshape(outputs, (-1, *output_shape, channels))
 
 
 def _axis_taps(coordinate, size, mode, padding_mode, align_corners):

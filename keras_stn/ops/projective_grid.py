@@ -85,6 +85,12 @@ def projective_pixel_grid(
         points, each of shape `(batch, *output_size)`.
     """
     homography = _check_homography(homography)
+    input_size = standardize_size(
+        input_size, "input_size", rank=homography.shape[1] - 1
+    )
+    output_size = standardize_size(
+        output_size, "output_size", rank=homography.shape[1] - 1
+    )
     matrix = pixel_space_matrix(
         homography, input_size, output_size, align_corners
     )

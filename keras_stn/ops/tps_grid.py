@@ -103,6 +103,8 @@ def tps_pixel_grid(
     """
     control_points = _check_control_points(control_points)
     targets = _check_targets(targets, len(control_points))
+    input_size = standardize_size(input_size, "input_size")
+    output_size = standardize_size(output_size, "output_size")
     displacement = _displacement(
         targets, control_points, output_size, align_corners
     )
