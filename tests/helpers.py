@@ -111,19 +111,22 @@ def random_images_and_upstream(rng, size, data_format):
 
     Args:
         rng: a `numpy.random.Generator`.
-        size: `(batch, height, width, channels, out_height, out_width)`.
+        size: `(batch, height, width, channels, out_height, out_width)`, or
+            `(batch, depth, height, width, channels, out_depth, out_height,
+            out_width)` for volumes.
         data_format: `"channels_last"` or `"channels_first"`.
 
     Returns:
         `(images, upstream)`, laid out as `data_format` says: `upstream`
         is shaped like the sampler's output.
     """
-    batch, height, width, channels, out_height, out_width = size
-    images = rng.normal(size=(batch, height, width, channels))
-    upstream = rng.normal(size=(batch, out_height, out_width, channels))
+    rank = (len(size) - 2) // 2
+    batch, channels = size[0], size[rank + 1]
+    images = rng.normal(size=(batch, *size[1 : rank + 1], channels))
+    upstream = rng.normal(size=(batch, *size[rank + 2 :], channels))
     if data_format == "channels_first":
-        images = images.transpose(0, 3, 1, 2)
-        upstream = upstream.transpose(0, 3, 1, 2)
+        images = np.moveaxis(images, -1, 1)
+        upstream = np.moveaxis(upstream, -1, 1)
     return images.astype("float32"), upstream.astype("float32")
 
 
@@ -131,8 +134,10 @@ def torch_grid_sample(images, grid, upstream, data_format, **kwargs):
     """PyTorch's `grid_sample` with its gradients, in our layouts.
 
     Args:
-        images: NumPy array, channels last or first as `data_format` says.
-        grid: NumPy array `(batch, out_height, out_width, 2)`.
+        images: NumPy array, 4-D images or 5-D volumes, channels last or
+            first as `data_format` says.
+        grid: NumPy array `(batch, out_height, out_width, 2)`, or
+            `(batch, out_depth, out_height, out_width, 3)` for volumes.
         upstream: NumPy array shaped like the output: the gradient of the
             loss `sum(output * upstream)` with respect to the output.
         data_format: `"channels_last"` or `"channels_first"`.
@@ -144,10 +149,10 @@ def torch_grid_sample(images, grid, upstream, data_format, **kwargs):
     channels_last = data_format == "channels_last"
     t_images = torch.tensor(images, requires_grad=True)
     t_grid = torch.tensor(grid, requires_grad=True)
-    nchw = t_images.permute(0, 3, 1, 2) if channels_last else t_images
-    out = torch.nn.functional.grid_sample(nchw, t_grid, **kwargs)
+    channels_first = t_images.movedim(-1, 1) if channels_last else t_images
+    out = torch.nn.functional.grid_sample(channels_first, t_grid, **kwargs)
     if channels_last:
-        out = out.permute(0, 2, 3, 1)
+        out = out.movedim(1, -1)
     (out * torch.tensor(upstream)).sum().backward()
     return (
         out.detach().numpy(),

@@ -14,10 +14,12 @@ from helpers import assert_gradients_match_finite_differences
 from helpers import value_and_gradients
 
 SIZES = [(1, 1), (1, 5), (4, 7), (3, 2), (28, 28)]
+VOLUME_SIZES = [(1, 1, 1), (1, 4, 3), (5, 1, 2), (3, 4, 6)]
 
 
-def random_theta(rng, batch=3, dtype="float32"):
-    theta = np.eye(2, 3) + rng.normal(0.0, 0.4, (batch, 2, 3))
+def random_theta(rng, batch=3, dtype="float32", rank=2):
+    shape = (batch, rank, rank + 1)
+    theta = np.eye(rank, rank + 1) + rng.normal(0.0, 0.4, shape)
     return theta.astype(dtype)
 
 
@@ -33,12 +35,14 @@ def torch_affine_grid(theta, size, align_corners, upstream=None):
 
 
 @pytest.mark.parametrize(
-    "size,align_corners", list(itertools.product(SIZES, (False, True)))
+    "size,align_corners",
+    list(itertools.product(SIZES + VOLUME_SIZES, (False, True))),
 )
 def test_matches_torch(size, align_corners):
+    rank = len(size)
     rng = np.random.default_rng(size[0] * 100 + size[1])
-    theta = random_theta(rng)
-    upstream = rng.normal(size=(3, *size, 2)).astype("float32")
+    theta = random_theta(rng, rank=rank)
+    upstream = rng.normal(size=(3, *size, rank)).astype("float32")
     expected, expected_grad = torch_affine_grid(
         theta, size, align_corners, upstream
     )
@@ -49,7 +53,7 @@ def test_matches_torch(size, align_corners):
 
     grid = affine_grid(theta, size, align_corners=align_corners)
     _, (grad,) = value_and_gradients(loss, theta)
-    assert tuple(grid.shape) == (3, *size, 2)
+    assert tuple(grid.shape) == (3, *size, rank)
     np.testing.assert_allclose(ops.convert_to_numpy(grid), expected, atol=1e-5)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-4)
 
@@ -68,8 +72,8 @@ def test_gradient_matches_finite_differences():
     )
 
 
-def unnormalize_numpy(grid, width, height, align_corners):
-    sizes = np.array([width, height], dtype=np.float64)
+def unnormalize_numpy(grid, input_size, align_corners):
+    sizes = np.array(input_size[::-1], dtype=np.float64)
     if align_corners:
         return (grid + 1.0) / 2.0 * (sizes - 1)
     return ((grid + 1.0) * sizes - 1.0) / 2.0
@@ -83,17 +87,18 @@ def unnormalize_numpy(grid, width, height, align_corners):
         ((5, 9), (7, 3), True),
         ((1, 6), (4, 1), True),
         ((1, 6), (4, 1), False),
+        ((4, 5, 6), (4, 5, 6), False),
+        ((3, 8, 5), (6, 2, 4), True),
+        ((1, 6, 2), (3, 1, 4), False),
     ],
 )
 def test_pixel_grid_is_the_unnormalized_grid(
     input_size, output_size, align_corners
 ):
     rng = np.random.default_rng(5)
-    theta = random_theta(rng, dtype="float64")
+    theta = random_theta(rng, dtype="float64", rank=len(input_size))
     normalized = torch_affine_grid(theta, output_size, align_corners)
-    expected = unnormalize_numpy(
-        normalized, input_size[1], input_size[0], align_corners
-    )
+    expected = unnormalize_numpy(normalized, input_size, align_corners)
     pixels = ops.stack(
         affine_pixel_grid(
             theta.astype("float32"), input_size, output_size, align_corners
@@ -107,26 +112,25 @@ def test_pixel_grid_is_the_unnormalized_grid(
 
 @pytest.mark.parametrize(
     "size,align_corners",
-    list(itertools.product([(1, 1), (5, 7), (28, 28), (224, 97)], (0, 1))),
+    list(
+        itertools.product(
+            [(1, 1), (5, 7), (28, 28), (224, 97), (1, 1, 1), (12, 1, 31)],
+            (0, 1),
+        )
+    ),
 )
 def test_pixel_grid_of_identity_is_exactly_the_pixel_centres(
     size, align_corners
 ):
-    identity = np.tile(np.eye(2, 3, dtype="float32"), (2, 1, 1))
-    pixels = ops.convert_to_numpy(
-        ops.stack(
-            affine_pixel_grid(identity, size, size, bool(align_corners)), -1
+    rank = len(size)
+    identity = np.tile(np.eye(rank, rank + 1, dtype="float32"), (2, 1, 1))
+    pixels = affine_pixel_grid(identity, size, size, bool(align_corners))
+    indices = np.meshgrid(*[np.arange(n) for n in size], indexing="ij")
+    # The grid's axes are x, y[, z]: the mesh's in reverse.
+    for axis, index in zip(pixels, indices[::-1], strict=True):
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(axis), np.broadcast_to(index, (2, *size))
         )
-    )
-    rows, columns = np.meshgrid(
-        np.arange(size[0]), np.arange(size[1]), indexing="ij"
-    )
-    np.testing.assert_array_equal(
-        pixels[..., 0], np.broadcast_to(columns, (2, *size))
-    )
-    np.testing.assert_array_equal(
-        pixels[..., 1], np.broadcast_to(rows, (2, *size))
-    )
 
 
 @pytest.mark.parametrize(
@@ -141,6 +145,10 @@ def test_pixel_grid_of_identity_is_exactly_the_pixel_centres(
         ((1, 2, 3), (2.5, 4), "`output_size`"),
         ((1, 2, 3), None, "`output_size`"),
         ((1, 2, 3), (True, 4), "`output_size`"),
+        ((1, 3, 4), (4, 4), "`output_size`"),
+        ((1, 2, 3), (2, 4, 4), "`output_size`"),
+        ((1, 3, 3, 4), (2, 4, 4), "`theta`"),
+        ((1, 4, 5), (2, 2, 4, 4), "`theta`"),
     ],
 )
 def test_bad_arguments(theta_shape, output_size, match):

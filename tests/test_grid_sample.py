@@ -15,43 +15,48 @@ from helpers import random_images_and_upstream
 from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
-MODES = ("bilinear", "nearest")
+MODES = ("bilinear", "nearest", "bicubic")
+VOLUME_MODES = ("bilinear", "nearest")  # bicubic samples images only
 PADDINGS = ("zeros", "border", "reflection")
+DATA_FORMATS = ("channels_last", "channels_first")
 # (batch, height, width, channels, out_height, out_width)
 SIZES = [(2, 5, 7, 3, 4, 6), (1, 8, 8, 1, 8, 8), (3, 1, 4, 4, 3, 2)]
+# (batch, depth, height, width, channels, out_depth, out_height, out_width)
+VOLUME_SIZES = [(2, 4, 5, 6, 3, 3, 4, 5), (1, 3, 1, 4, 2, 2, 3, 2)]
 
 
-def make_grid(rng, batch, height, width, out_height, out_width, corners):
+def make_grid(rng, size, corners):
     """Points inside, outside, on the border and on pixel centres."""
-    grid = rng.uniform(-1.3, 1.3, (batch, out_height, out_width, 2))
-    flat = grid.reshape(batch, -1, 2)
-    xs = normalized_coordinates(width, corners)
-    ys = normalized_coordinates(height, corners)
+    rank = (len(size) - 2) // 2
+    batch, input_size, output_size = size[0], size[1 : rank + 1], size[-rank:]
+    grid = rng.uniform(-1.3, 1.3, (batch, *output_size, rank))
+    flat = grid.reshape(batch, -1, rank)
+    centres = [normalized_coordinates(n, corners) for n in input_size[::-1]]
+    xs, ys = centres[:2]
     special = [(-1.0, -1.0), (1.0, 1.0), (-1.0, 0.3), (0.2, 1.0)]
     special += [(xs[0], ys[-1]), (xs[-1], ys[0]), (xs[len(xs) // 2], 0.0)]
+    if rank == 3:
+        zs = centres[2]
+        depths = [-1.0, 1.0, 1.0, -0.4, zs[len(zs) // 2], zs[-1], zs[0]]
+        special = [(*xy, z) for xy, z in zip(special, depths, strict=True)]
     count = min(len(special), flat.shape[1])
     flat[:, :count] = special[:count]
     return grid.astype("float32")
 
 
+def sampler_cases(modes, sizes):
+    return list(
+        itertools.product(modes, PADDINGS, (False, True), DATA_FORMATS, sizes)
+    )
+
+
 @pytest.mark.parametrize(
     "mode,padding_mode,align_corners,data_format,size",
-    list(
-        itertools.product(
-            MODES,
-            PADDINGS,
-            (False, True),
-            ("channels_last", "channels_first"),
-            SIZES,
-        )
-    ),
+    sampler_cases(MODES, SIZES) + sampler_cases(VOLUME_MODES, VOLUME_SIZES),
 )
 def test_matches_torch(mode, padding_mode, align_corners, data_format, size):
-    batch, height, width, channels, out_height, out_width = size
     rng = np.random.default_rng(sum(size))
-    grid = make_grid(
-        rng, batch, height, width, out_height, out_width, align_corners
-    )
+    grid = make_grid(rng, size, align_corners)
     images, upstream = random_images_and_upstream(rng, size, data_format)
     kwargs = dict(
         mode=mode, padding_mode=padding_mode, align_corners=align_corners
@@ -74,55 +79,68 @@ def test_matches_torch(mode, padding_mode, align_corners, data_format, size):
     np.testing.assert_allclose(grad_grid, expected_grid, atol=1e-4, rtol=1e-4)
 
 
-def off_kink_grid(rng, shape, height, width, align_corners):
+def off_kink_grid(rng, shape, input_size, align_corners):
     """A float64 grid whose pixel coordinates keep 0.1 px from any kink.
 
-    Kinks of the sampled function lie on integer pixel coordinates
-    (bilinear) and on the mirror lines of reflection padding, which are
-    integers or half-integers, so fractional parts are drawn from
-    (0.1, 0.4) and (0.6, 0.9).
+    Kinks of the sampled function (or, for bicubic, of its derivative) lie
+    on integer pixel coordinates and on the mirror lines of reflection
+    padding, which are integers or half-integers, so fractional parts are
+    drawn from (0.1, 0.4) and (0.6, 0.9).
     """
-    shape = (*shape, 2)
+    sizes = input_size[::-1]
+    shape = (*shape, len(sizes))
     fraction = rng.uniform(0.1, 0.4, shape) + 0.5 * rng.integers(0, 2, shape)
     pixels = (
         np.stack(
-            [
-                rng.integers(-width - 2, 2 * width + 2, shape[:-1]),
-                rng.integers(-height - 2, 2 * height + 2, shape[:-1]),
-            ],
+            [rng.integers(-n - 2, 2 * n + 2, shape[:-1]) for n in sizes],
             axis=-1,
         )
         + fraction
     )
-    sizes = np.array([width, height], dtype=np.float64)
+    sizes = np.array(sizes, dtype=np.float64)
     if align_corners:
         return pixels * 2.0 / (sizes - 1) - 1.0
     return (2.0 * pixels + 1.0) / sizes - 1.0
 
 
 @pytest.mark.parametrize(
+    "mode,input_size,output_size",
+    [
+        ("bilinear", (5, 6), (4, 3)),
+        ("bilinear", (3, 5, 4), (2, 4, 3)),
+        ("bicubic", (5, 6), (4, 3)),
+    ],
+)
+@pytest.mark.parametrize(
     "padding_mode,align_corners",
     list(itertools.product(PADDINGS, (False, True))),
 )
-def test_gradients_match_finite_differences(padding_mode, align_corners):
+def test_gradients_match_finite_differences(
+    mode, input_size, output_size, padding_mode, align_corners
+):
     rng = np.random.default_rng(7)
-    batch, height, width, channels = 2, 5, 6, 3
-    images = rng.normal(size=(batch, height, width, channels))
-    grid = off_kink_grid(rng, (batch, 4, 3), height, width, align_corners)
-    upstream = rng.normal(size=(batch, 4, 3, channels))
+    batch, channels = 2, 3
+    images = rng.normal(size=(batch, *input_size, channels))
+    grid = off_kink_grid(rng, (batch, *output_size), input_size, align_corners)
+    upstream = rng.normal(size=(batch, *output_size, channels))
 
     def loss(images, grid):
         out = grid_sample(
             images,
             grid,
+            mode=mode,
             padding_mode=padding_mode,
             align_corners=align_corners,
             data_format="channels_last",
         )
         return ops.sum(ops.multiply(out, upstream))
 
+    # Central differences err by O(step**2) times the third derivative,
+    # which is zero for (tri)linear weights but not for cubic ones (about
+    # 1e-7 relative at this step).
+    rtol = 1e-6 if mode == "bicubic" else 1e-7
     assert_gradients_match_finite_differences(
-        loss, [images, grid], rng, step=1e-5, rtol=1e-7
+        loss, [images, grid], rng, step=1e-5, rtol=rtol
     )
 
 
@@ -158,6 +176,10 @@ def test_default_data_format_follows_keras_config():
         ((2, 4, 4, 1), (2, 3, 3, 2), {"mode": "area"}, "`mode`"),
         ((2, 4, 4, 1), (2, 3, 3, 2), {"padding_mode": "wrap"}, "padding_mode"),
         ((2, 4, 4, 1), (2, 3, 3, 2), {"data_format": "NHWC"}, "data_format"),
+        ((2, 3, 4, 4, 1), (2, 2, 3, 3, 3), {"mode": "bicubic"}, "`mode`"),
+        ((2, 3, 4, 4, 1), (2, 2, 3, 3, 2), {}, "`grid`"),
+        ((2, 3, 4, 4, 1), (2, 3, 3, 3), {}, "`grid`"),
+        ((2, 3, 4, 4, 1, 1), (2, 2, 3, 3, 3), {}, "`images`"),
     ],
 )
 def test_bad_arguments(images_shape, grid_shape, kwargs, match):

@@ -19,15 +19,15 @@ MODES = ("bilinear", "nearest")
 PADDINGS = ("zeros", "border", "reflection")
 
 
-def identity(batch, dtype="float32"):
-    return np.tile(np.eye(2, 3, dtype=dtype), (batch, 1, 1))
+def identity(batch, dtype="float32", rank=2):
+    return np.tile(np.eye(rank, rank + 1, dtype=dtype), (batch, 1, 1))
 
 
 @pytest.mark.parametrize(
     "size,padding_mode,align_corners,data_format",
     list(
         itertools.product(
-            [(1, 1), (5, 7), (28, 28), (33, 17)],
+            [(1, 1), (5, 7), (28, 28), (33, 17), (1, 1, 1), (6, 1, 9)],
             PADDINGS,
             (False, True),
             ("channels_last", "channels_first"),
@@ -42,7 +42,7 @@ def test_identity_returns_the_input_exactly(
     images = rng.normal(size=shape).astype("float32")
     out = warp_affine(
         images,
-        identity(2),
+        identity(2, rank=len(size)),
         padding_mode=padding_mode,
         align_corners=align_corners,
         data_format=data_format,
@@ -63,28 +63,34 @@ def test_identity_is_exact_in_float64():
 def torch_warp(images, theta, output_size, upstream, **kwargs):
     t_images = torch.tensor(images, requires_grad=True)
     t_theta = torch.tensor(theta, requires_grad=True)
-    batch, _, _, channels = images.shape
+    batch, channels = images.shape[0], images.shape[-1]
     grid = torch.nn.functional.affine_grid(
         t_theta,
         (batch, channels, *output_size),
         align_corners=kwargs["align_corners"],
     )
     out = torch.nn.functional.grid_sample(
-        t_images.permute(0, 3, 1, 2), grid, **kwargs
-    ).permute(0, 2, 3, 1)
+        t_images.movedim(-1, 1), grid, **kwargs
+    ).movedim(1, -1)
     (out * torch.tensor(upstream)).sum().backward()
     return out.detach().numpy(), t_images.grad.numpy(), t_theta.grad.numpy()
 
 
 @pytest.mark.parametrize(
+    "input_size,output_size", [((12, 10), (7, 9)), ((5, 4, 6), (3, 4, 5))]
+)
+@pytest.mark.parametrize(
     "mode,padding_mode,align_corners",
     list(itertools.product(MODES, PADDINGS, (False, True))),
 )
-def test_matches_torch(mode, padding_mode, align_corners):
+def test_matches_torch(
+    mode, padding_mode, align_corners, input_size, output_size
+):
+    rank = len(input_size)
     rng = np.random.default_rng(11)
-    images = rng.normal(size=(3, 12, 10, 2)).astype("float32")
-    theta = (identity(3) + rng.normal(0.0, 0.3, (3, 2, 3))).astype("float32")
-    output_size = (7, 9)
+    images = rng.normal(size=(3, *input_size, 2)).astype("float32")
+    theta = identity(3, rank=rank) + rng.normal(0.0, 0.3, (3, rank, rank + 1))
+    theta = theta.astype("float32")
     upstream = rng.normal(size=(3, *output_size, 2)).astype("float32")
     kwargs = dict(
         mode=mode, padding_mode=padding_mode, align_corners=align_corners
@@ -216,6 +222,9 @@ def test_compiled_matches_eager():
         ((8, 8, 1), (2, 2, 3), None, "`images`"),
         ((2, 8, 8, 1), (2, 2, 3), (0, 3), "`output_size`"),
         ((2, 8, 8, 1), (2, 2, 3), (3, 3, 3), "`output_size`"),
+        ((2, 8, 8, 1), (2, 3, 4), None, "`theta`"),
+        ((2, 4, 8, 8, 1), (2, 2, 3), None, "`theta`"),
+        ((2, 4, 8, 8, 1), (2, 3, 4), (3, 3), "`output_size`"),
     ],
 )
 def test_bad_arguments(images_shape, theta_shape, output_size, match):
