@@ -1,17 +1,21 @@
-"""Outputs and theta gradients of a saved spatial transformer model.
+"""Outputs and theta gradients of saved spatial transformer models.
 
 Run as a script under a chosen `KERAS_BACKEND` by `test_cross_backend.py`:
 
-    python cross_backend_worker.py MODEL.keras INPUTS.npz RESULTS.npz
+    python cross_backend_worker.py CASES_FOLDER RESULTS_NAME
+
+evaluates every `CASES_FOLDER/*/model.keras` on the `inputs.npz` beside it
+and writes the results there as `RESULTS_NAME.npz`.
 """
 
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import warp_affine
+from keras_stn import SpatialTransformer
 
 from helpers import value_and_gradients
 
@@ -30,21 +34,13 @@ def evaluate(model_path, inputs_path):
     """
     model = keras.models.load_model(model_path)
     layer = model.layers[0]
+    assert isinstance(layer, SpatialTransformer)
     data = np.load(inputs_path)
     images, upstream = data["images"], data["upstream"]
     theta = ops.convert_to_numpy(layer.compute_theta(images))
 
     def loss(theta):
-        out = warp_affine(
-            images,
-            theta,
-            output_size=layer.output_size,
-            mode=layer.mode,
-            padding_mode=layer.padding_mode,
-            align_corners=layer.align_corners,
-            data_format=layer.data_format,
-        )
-        return ops.sum(ops.multiply(out, upstream))
+        return ops.sum(ops.multiply(layer.warp(images, theta), upstream))
 
     _, (theta_gradient,) = value_and_gradients(loss, theta)
     outputs = ops.convert_to_numpy(model.predict(images, verbose=0))
@@ -56,5 +52,7 @@ def evaluate(model_path, inputs_path):
 
 
 if __name__ == "__main__":
-    model_path, inputs_path, results_path = sys.argv[1:4]
-    np.savez(results_path, **evaluate(model_path, inputs_path))
+    cases_folder, results_name = Path(sys.argv[1]), sys.argv[2]
+    for case in sorted(p for p in cases_folder.iterdir() if p.is_dir()):
+        results = evaluate(case / "model.keras", case / "inputs.npz")
+        np.savez(case / f"{results_name}.npz", **results)

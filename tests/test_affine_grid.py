@@ -159,3 +159,16 @@ def test_bad_arguments(theta_shape, output_size, match):
 def test_integer_theta_is_rejected():
     with pytest.raises(ValueError, match="`theta`.*floating-point"):
         affine_grid(np.zeros((1, 2, 3), "int32"), (4, 4))
+
+
+@pytest.mark.parametrize(
+    "input_size,output_size,match",
+    [
+        ((4, 4, 4), (4, 4), "`input_size`"),
+        ((4, 4), (2.5, 4), "`output_size`"),
+    ],
+)
+def test_pixel_grid_checks_its_sizes(input_size, output_size, match):
+    theta = np.eye(2, 3, dtype="float32")[None]
+    with pytest.raises(ValueError, match=match):
+        affine_pixel_grid(theta, input_size, output_size)

@@ -1,8 +1,9 @@
-"""The same saved model gives the same numbers on all three backends.
+"""The same saved models give the same numbers on all three backends.
 
-Initial weights differ per backend for the same seed, so the model is built
-and saved here, on the backend under test, and loaded by the other two
-backends in subprocesses (`cross_backend_worker.py`).
+Initial weights differ per backend for the same seed, so the models are
+built and saved here, on the backend under test, and loaded by the other two
+backends in subprocesses (`cross_backend_worker.py`), one per backend for
+all the models.
 """
 
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_stn import SpatialTransformer
 
@@ -21,56 +23,94 @@ from helpers import BACKEND
 
 OTHER_BACKENDS = [b for b in ("tensorflow", "jax", "torch") if b != BACKEND]
 WORKER = Path(__file__).with_name("cross_backend_worker.py")
+# (name, SpatialTransformer arguments, input shape, random regressor)
+CASES = [
+    ("affine_identity", {"output_size": (24, 20)}, (28, 28, 2), False),
+    (
+        "affine_border",
+        {"output_size": (24, 20), "padding_mode": "border", "align_corners": 1},
+        (28, 28, 2),
+        True,
+    ),
+    (
+        "tps_bicubic_two",
+        {"transform": "tps", "mode": "bicubic", "num_transformers": 2},
+        (20, 20, 2),
+        True,
+    ),
+    (
+        "projective_stacked",
+        {
+            "transform": "projective",
+            "num_transformers": 2,
+            "merge_mode": "stack",
+        },
+        (20, 20, 1),
+        True,
+    ),
+    (
+        "similarity_reflection",
+        {"transform": "similarity", "padding_mode": "reflection"},
+        (20, 20, 1),
+        True,
+    ),
+    (
+        "attention_volume",
+        {"transform": "attention", "output_size": (6, 7, 8)},
+        (8, 8, 8, 1),
+        True,
+    ),
+]
 
 
-def run_worker(backend, model_path, inputs_path, results_path):
-    env = dict(os.environ, KERAS_BACKEND=backend)
-    process = subprocess.run(
-        [sys.executable, WORKER, model_path, inputs_path, results_path],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert process.returncode == 0, process.stderr[-3000:]
-    return dict(np.load(results_path))
-
-
-@pytest.mark.parametrize(
-    "start,padding_mode,align_corners",
-    [("identity", "zeros", False), ("random", "border", True)],
-)
-def test_same_numbers_on_every_backend(
-    tmp_path, start, padding_mode, align_corners
-):
+@pytest.fixture(scope="module")
+def cases_folder(tmp_path_factory):
+    """Save every case's model and inputs, and evaluate them everywhere."""
+    folder = tmp_path_factory.mktemp("cases")
     rng = np.random.default_rng(0)
-    layer = SpatialTransformer(
-        output_size=(24, 20),
-        padding_mode=padding_mode,
-        align_corners=align_corners,
-    )
-    model = keras.Sequential([keras.Input((28, 28, 2)), layer])
-    if start == "random":
-        regressor = layer.theta_regressor
-        kernel = rng.normal(0.0, 0.02, regressor.kernel.shape)
-        bias = np.eye(2, 3).flatten() + rng.normal(0.0, 0.2, 6)
-        regressor.set_weights([kernel, bias])
-    images = rng.random((4, 28, 28, 2)).astype("float32")
-    upstream = rng.normal(size=(4, 24, 20, 2)).astype("float32")
-    model_path = tmp_path / "model.keras"
-    inputs_path = tmp_path / "inputs.npz"
-    model.save(model_path)
-    np.savez(inputs_path, images=images, upstream=upstream)
+    for name, kwargs, input_shape, randomize in CASES:
+        layer = SpatialTransformer(**kwargs)
+        model = keras.Sequential([keras.Input(input_shape), layer])
+        if randomize:
+            regressor = layer.theta_regressor
+            kernel = rng.normal(0.0, 0.02, regressor.kernel.shape)
+            bias = ops.convert_to_numpy(regressor.bias)
+            bias = bias + rng.normal(0.0, 0.1, bias.shape)
+            regressor.set_weights([kernel, bias])
+        images = rng.random((4, *input_shape)).astype("float32")
+        output_shape = ops.shape(model(images))
+        upstream = rng.normal(size=output_shape).astype("float32")
+        case = folder / name
+        case.mkdir()
+        model.save(case / "model.keras")
+        np.savez(case / "inputs.npz", images=images, upstream=upstream)
+    for backend in OTHER_BACKENDS:
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        process = subprocess.run(
+            [sys.executable, WORKER, folder, backend],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert process.returncode == 0, process.stderr[-3000:]
+    return folder
 
-    expected = evaluate(model_path, inputs_path)
-    identity = np.broadcast_to(np.eye(2, 3), expected["theta"].shape)
-    if start == "identity":
+
+@pytest.mark.parametrize("name", [case[0] for case in CASES])
+def test_same_numbers_on_every_backend(cases_folder, name):
+    case = cases_folder / name
+    expected = evaluate(case / "model.keras", case / "inputs.npz")
+    layer = keras.models.load_model(case / "model.keras").layers[0]
+    identity = np.broadcast_to(
+        layer.transform.identity(2 if "volume" not in name else 3),
+        expected["theta"].shape,
+    )
+    if name == "affine_identity":
         np.testing.assert_array_equal(expected["theta"], identity)
     else:
         assert not np.allclose(expected["theta"], identity, atol=0.05)
     for backend in OTHER_BACKENDS:
-        results = run_worker(
-            backend, model_path, inputs_path, tmp_path / f"{backend}.npz"
-        )
+        results = dict(np.load(case / f"{backend}.npz"))
         for key, value in expected.items():
             scale = np.abs(value).max()
             np.testing.assert_allclose(
@@ -78,5 +118,5 @@ def test_same_numbers_on_every_backend(
                 value,
                 rtol=1e-5,
                 atol=1e-5 * scale,
-                err_msg=f"{key}: {BACKEND} vs {backend}",
+                err_msg=f"{name}, {key}: {BACKEND} vs {backend}",
             )

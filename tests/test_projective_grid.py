@@ -249,3 +249,17 @@ def test_integer_homography_is_rejected():
         projective_grid(homography, (4, 4))
     with pytest.raises(ValueError, match="`homography`.*floating-point"):
         projective_pixel_grid(homography, (4, 4), (4, 4))
+
+
+@pytest.mark.parametrize(
+    "input_size,output_size,match",
+    [
+        ((4, 4, 4), (4, 4), "`input_size`"),
+        ((4, 4), (0, 4), "`output_size`"),
+        ((4, 4), (2.5, 4), "`output_size`"),
+    ],
+)
+def test_pixel_grid_checks_its_sizes(input_size, output_size, match):
+    homography = np.eye(3, dtype="float32")[None]
+    with pytest.raises(ValueError, match=match):
+        projective_pixel_grid(homography, input_size, output_size)

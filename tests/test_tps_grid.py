@@ -268,3 +268,17 @@ def test_pixel_grid_checks_its_arguments():
         tps_pixel_grid(
             np.zeros((1, 15, 2), "float32"), GRID_POINTS, (4, 4), (4, 4)
         )
+
+
+@pytest.mark.parametrize(
+    "input_size,output_size,match",
+    [
+        ((4, 4, 4), (4, 4), "`input_size`"),
+        ((4, 0), (4, 4), "`input_size`"),
+        ((4, 4), (4, 4, 4), "`output_size`"),
+    ],
+)
+def test_pixel_grid_checks_its_sizes(input_size, output_size, match):
+    targets = GRID_POINTS[None].astype("float32")
+    with pytest.raises(ValueError, match=match):
+        tps_pixel_grid(targets, GRID_POINTS, input_size, output_size)
