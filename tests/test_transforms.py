@@ -113,20 +113,23 @@ def test_affine_families_match_torch(
 # (its dtype rules follow JAX without x64), so the similarity's rotation is
 # differentiated with a larger step and tolerance.
 @pytest.mark.parametrize(
-    "family,step,rtol",
-    [(f, 1e-6, 1e-6) for f in FAMILIES if f != "similarity"]
-    + [("similarity", 1e-3, 1e-4)],
+    "family,output_size,step,rtol",
+    [(f, (5, 6), 1e-6, 1e-6) for f in FAMILIES if f != "similarity"]
+    + [("similarity", (5, 6), 1e-3, 1e-4)]
+    + [(f, (3, 4, 5), 1e-6, 1e-6) for f in ("affine", "attention")]
+    + [("projective", (3, 4, 5), 1e-6, 1e-6)],
 )
-def test_gradients_match_finite_differences(family, step, rtol):
+def test_gradients_match_finite_differences(family, output_size, step, rtol):
     transform = transforms.get(family)
-    shape = transform.parameter_shape(2)
+    rank = len(output_size)
+    shape = transform.parameter_shape(rank)
     rng = np.random.default_rng(3)
     # Small perturbations keep projective denominators near 1.
-    parameters = transform.identity(2) + rng.normal(0.0, 0.1, (2, *shape))
-    upstream = rng.normal(size=(2, 5, 6, 2))
+    parameters = transform.identity(rank) + rng.normal(0.0, 0.1, (2, *shape))
+    upstream = rng.normal(size=(2, *output_size, rank))
 
     def loss(parameters):
-        grid = transform.grid(parameters, (5, 6), align_corners=False)
+        grid = transform.grid(parameters, output_size, align_corners=False)
         return ops.sum(ops.multiply(grid, upstream))
 
     assert_gradients_match_finite_differences(
