@@ -31,9 +31,9 @@ from skimage.transform import ProjectiveTransform
 from keras_stn import transforms
 from keras_stn.ops import grid_sample
 from keras_stn.ops import warp_affine
-from keras_stn.ops.coordinates import normalized_coordinates
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import normalized_mesh  # noqa: E402
 from helpers import random_images_and_upstream  # noqa: E402
 from helpers import torch_grid_sample  # noqa: E402
 from helpers import value_and_gradients  # noqa: E402
@@ -175,13 +175,6 @@ def main():
         count = int(np.prod(transform.parameter_shape(rank)))
         error = family_grid_error(transform, rank, oracle, rng)
         print(f"{family:12} {rank:4} {count:6} {oracle_name:38} {error:9.2e}")
-
-
-def normalized_mesh(output_size, align_corners):
-    """The normalized `(x, y[, z])` of every output pixel, in NumPy."""
-    axes = [normalized_coordinates(s, align_corners) for s in output_size]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    return np.stack(mesh[::-1], axis=-1)
 
 
 def torch_affine_oracle(theta_of):

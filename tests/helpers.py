@@ -159,3 +159,33 @@ def torch_grid_sample(images, grid, upstream, data_format, **kwargs):
         t_images.grad.numpy(),
         t_grid.grad.numpy(),
     )
+
+
+def normalized_axis(size, align_corners):
+    """The normalized centres of `size` pixels (PyTorch's conventions)."""
+    if size == 1:
+        return np.zeros(1)
+    index = np.arange(size)
+    if align_corners:
+        return 2 * index / (size - 1) - 1
+    return (2 * index + 1) / size - 1
+
+
+def normalized_mesh(size, align_corners):
+    """The output pixels' `(x, y[, z])`, of shape `(*size, len(size))`."""
+    axes = [normalized_axis(n, align_corners) for n in size]
+    return np.stack(np.meshgrid(*axes, indexing="ij")[::-1], axis=-1)
+
+
+def unnormalize(grid, size, align_corners):
+    """PyTorch's `grid_sampler_unnormalize` along each axis of `grid`.
+
+    Args:
+        grid: normalized `(x, y[, z])` in the last axis.
+        size: the input's `(height, width)` or `(depth, height, width)`.
+        align_corners: PyTorch's convention.
+    """
+    sizes = np.array(size[::-1], dtype=np.float64)
+    if align_corners:
+        return (grid + 1.0) / 2.0 * (sizes - 1)
+    return ((grid + 1.0) * sizes - 1.0) / 2.0

@@ -11,6 +11,7 @@ from keras_stn.ops import affine_grid
 from keras_stn.ops.affine_grid import affine_pixel_grid
 
 from helpers import assert_gradients_match_finite_differences
+from helpers import unnormalize
 from helpers import value_and_gradients
 
 SIZES = [(1, 1), (1, 5), (4, 7), (3, 2), (28, 28)]
@@ -72,13 +73,6 @@ def test_gradient_matches_finite_differences():
     )
 
 
-def unnormalize_numpy(grid, input_size, align_corners):
-    sizes = np.array(input_size[::-1], dtype=np.float64)
-    if align_corners:
-        return (grid + 1.0) / 2.0 * (sizes - 1)
-    return ((grid + 1.0) * sizes - 1.0) / 2.0
-
-
 @pytest.mark.parametrize(
     "input_size,output_size,align_corners",
     [
@@ -98,7 +92,7 @@ def test_pixel_grid_is_the_unnormalized_grid(
     rng = np.random.default_rng(5)
     theta = random_theta(rng, dtype="float64", rank=len(input_size))
     normalized = torch_affine_grid(theta, output_size, align_corners)
-    expected = unnormalize_numpy(normalized, input_size, align_corners)
+    expected = unnormalize(normalized, input_size, align_corners)
     pixels = ops.stack(
         affine_pixel_grid(
             theta.astype("float32"), input_size, output_size, align_corners

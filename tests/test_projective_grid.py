@@ -12,34 +12,13 @@ from keras_stn.ops import projective_grid
 from keras_stn.ops.projective_grid import projective_pixel_grid
 
 from helpers import assert_gradients_match_finite_differences
+from helpers import normalized_axis
+from helpers import normalized_mesh
+from helpers import unnormalize
 from helpers import value_and_gradients
 
 SIZES = [(1, 1), (1, 5), (4, 7), (3, 2), (16, 16)]
 VOLUME_SIZES = [(1, 1, 1), (2, 3, 4), (5, 1, 3)]
-
-
-def normalized_axis(size, align_corners):
-    """The normalized centres of `size` pixels (torch's conventions)."""
-    if size == 1:
-        return np.zeros(1)
-    index = np.arange(size)
-    if align_corners:
-        return 2 * index / (size - 1) - 1
-    return (2 * index + 1) / size - 1
-
-
-def normalized_mesh(size, align_corners):
-    """The output pixels' `(x, y[, z])`, of shape `(*size, len(size))`."""
-    axes = [normalized_axis(n, align_corners) for n in size]
-    return np.stack(np.meshgrid(*axes, indexing="ij")[::-1], axis=-1)
-
-
-def unnormalize(grid, size, align_corners):
-    """Torch's `grid_sampler_unnormalize` along each axis of `grid`."""
-    sizes = np.array(size[::-1], dtype=np.float64)
-    if align_corners:
-        return (grid + 1.0) / 2.0 * (sizes - 1)
-    return ((grid + 1.0) * sizes - 1.0) / 2.0
 
 
 def random_homography(rng, rank=2, batch=3, dtype="float32"):

@@ -25,6 +25,17 @@ def pooled_features(data_format="channels_last"):
     )
 
 
+def saved_and_loaded(model, x, path):
+    """Save `model` as a `.keras` file, load it, and check its predictions."""
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(loaded.predict(x, verbose=0)),
+        ops.convert_to_numpy(model.predict(x, verbose=0)),
+    )
+    return loaded
+
+
 def randomize_regressor(layer, rng, scale=0.1):
     """Move a built layer's regressor away from the identity."""
     regressor = layer.theta_regressor
@@ -126,13 +137,7 @@ def test_keras_file_round_trip(tmp_path):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     x, y = classification_data()
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    path = tmp_path / "st_cnn.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(loaded.predict(x, verbose=0)),
-        ops.convert_to_numpy(model.predict(x, verbose=0)),
-    )
+    loaded = saved_and_loaded(model, x, tmp_path / "st_cnn.keras")
     layer = loaded.layers[0]
     assert isinstance(layer, SpatialTransformer)
     assert layer.padding_mode == "border" and layer.align_corners is True
@@ -368,13 +373,7 @@ def test_keras_file_round_trip_of_every_family(
     )
     randomize_regressor(layer, rng, scale=0.05)
     x = rng.random((4, *input_shape)).astype("float32")
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(loaded.predict(x, verbose=0)),
-        ops.convert_to_numpy(model.predict(x, verbose=0)),
-    )
+    loaded = saved_and_loaded(model, x, tmp_path / "model.keras")
     restored = loaded.layers[0]
     assert type(restored.transform) is type(layer.transform)
     # Sublayer names may differ; the layer's own arguments may not.
@@ -423,13 +422,7 @@ def test_transformers_in_series_train_end_to_end(tmp_path):
             for a, b in zip(after, weights, strict=True)
         ]
         assert all(changed), layer.name
-    path = tmp_path / "series.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(
-        ops.convert_to_numpy(loaded.predict(x, verbose=0)),
-        ops.convert_to_numpy(model.predict(x, verbose=0)),
-    )
+    saved_and_loaded(model, x, tmp_path / "series.keras")
 
 
 def test_a_volume_model_trains():

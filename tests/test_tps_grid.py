@@ -12,6 +12,9 @@ from keras_stn.ops import tps_grid
 from keras_stn.ops.tps_grid import tps_pixel_grid
 
 from helpers import assert_gradients_match_finite_differences
+from helpers import normalized_axis
+from helpers import normalized_mesh
+from helpers import unnormalize
 
 SIZES = [(1, 1), (1, 5), (4, 7), (3, 2), (16, 16)]
 # A regular 4x4 grid of control points, and 7 scattered ones.
@@ -20,33 +23,6 @@ GRID_POINTS = np.stack(
 ).reshape(-1, 2)
 SCATTERED_POINTS = np.random.default_rng(0).uniform(-1.0, 1.0, (7, 2))
 CONTROL_POINTS = {"grid": GRID_POINTS, "scattered": SCATTERED_POINTS}
-
-
-def normalized_axis(size, align_corners):
-    """The normalized centres of `size` pixels (torch's conventions)."""
-    if size == 1:
-        return np.zeros(1)
-    index = np.arange(size)
-    if align_corners:
-        return 2 * index / (size - 1) - 1
-    return (2 * index + 1) / size - 1
-
-
-def normalized_mesh(size, align_corners):
-    """The output pixels' `(x, y)`, of shape `(height, width, 2)`."""
-    xs, ys = np.meshgrid(
-        normalized_axis(size[1], align_corners),
-        normalized_axis(size[0], align_corners),
-    )
-    return np.stack([xs, ys], axis=-1)
-
-
-def unnormalize(grid, size, align_corners):
-    """Torch's `grid_sampler_unnormalize` along each axis of `grid`."""
-    sizes = np.array(size[::-1], dtype=np.float64)
-    if align_corners:
-        return (grid + 1.0) / 2.0 * (sizes - 1)
-    return ((grid + 1.0) * sizes - 1.0) / 2.0
 
 
 def random_targets(rng, control_points, batch=3, dtype="float32"):

@@ -169,11 +169,7 @@ class SpatialTransformer(keras.layers.Layer):
                 f"spatial axes. Received output_size={self.output_size} for "
                 f"an input of shape {tuple(input_shape)}"
             )
-        if self.mode == "bicubic" and spatial_rank != 2:
-            raise ValueError(
-                "Invalid value for argument `mode`. 'bicubic' samples images "
-                f"only. Received an input of shape {tuple(input_shape)}"
-            )
+        check_mode(self.mode, spatial_rank)
         if self.localization_net is None:
             self.localization_net = default_localization_net(
                 self.data_format, self.dtype_policy, spatial_rank

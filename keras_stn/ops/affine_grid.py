@@ -2,13 +2,9 @@
 
 from keras import ops
 
-from keras_stn.ops.homogeneous import index_mesh
-from keras_stn.ops.homogeneous import map_mesh
-from keras_stn.ops.homogeneous import normalized_mesh
-from keras_stn.ops.homogeneous import pixel_space_matrix
-from keras_stn.ops.validation import check_float_dtype
-from keras_stn.ops.validation import check_shape
-from keras_stn.ops.validation import standardize_size
+from keras_stn.ops.homogeneous import check_matrix
+from keras_stn.ops.homogeneous import normalized_grid
+from keras_stn.ops.homogeneous import pixel_grid
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -48,12 +44,10 @@ def affine_grid(
     >>> [float(v) for v in ops.convert_to_numpy(grid)[0, 0, 0]]
     [-0.5, -0.5]
     """
-    theta = check_theta(theta)
-    output_size = standardize_size(
-        output_size, "output_size", rank=theta.shape[1]
+    theta = check_matrix(theta, "theta", projective=False)
+    return ops.stack(
+        normalized_grid(theta, output_size, align_corners), axis=-1
     )
-    mesh = normalized_mesh(output_size, align_corners, theta.dtype)
-    return ops.stack(map_mesh(theta, mesh), axis=-1)
 
 
 def affine_pixel_grid(
@@ -65,9 +59,9 @@ def affine_pixel_grid(
     """Generate the affine sampling grid directly in input pixel coordinates.
 
     The result equals `unnormalize(affine_grid(theta, output_size))` for an
-    input of `input_size`, but is computed from
-    `keras_stn.ops.homogeneous.pixel_space_matrix`, so that the identity
-    transform lands exactly on the pixel centres.
+    input of `input_size`, but is computed by
+    `keras_stn.ops.homogeneous.pixel_grid`, so that the identity transform
+    lands exactly on the pixel centres.
 
     Args:
         theta: float tensor of shape `(batch, 2, 3)` or `(batch, 3, 4)`, in
@@ -81,32 +75,5 @@ def affine_pixel_grid(
         points, each of shape `(batch, *output_size)`; pixel `i` has its
         centre at `i`.
     """
-    theta = check_theta(theta)
-    input_size = standardize_size(input_size, "input_size", rank=theta.shape[1])
-    output_size = standardize_size(
-        output_size, "output_size", rank=theta.shape[1]
-    )
-    matrix = pixel_space_matrix(theta, input_size, output_size, align_corners)
-    return map_mesh(matrix, index_mesh(output_size, theta.dtype))
-
-
-def check_theta(theta: Tensor) -> Tensor:
-    """Check an affine `theta` and return it as a tensor.
-
-    Args:
-        theta: float tensor of shape `(batch, 2, 3)` or `(batch, 3, 4)`.
-
-    Returns:
-        `theta` as a tensor; its number of spatial axes is `theta.shape[1]`.
-    """
-    theta = ops.convert_to_tensor(theta)
-    check_float_dtype(theta, "theta")
-    rank = 3 if tuple(theta.shape[-2:]) == (3, 4) else 2
-    check_shape(
-        theta,
-        "theta",
-        rank=3,
-        last_dims=(rank, rank + 1),
-        description="(batch, 2, 3) for images or (batch, 3, 4) for volumes",
-    )
-    return theta
+    theta = check_matrix(theta, "theta", projective=False)
+    return pixel_grid(theta, input_size, output_size, align_corners)

@@ -113,7 +113,6 @@ def prepare_images(
         `(images, data_format)`: the batch as a channels-last tensor, and
         the data format with `None` resolved.
     """
-    check_mode(mode)
     check_padding_mode(padding_mode)
     data_format = standardize_data_format(data_format)
     images = ops.convert_to_tensor(images)
@@ -126,13 +125,7 @@ def prepare_images(
         description="(batch, height, width, channels), (batch, depth, "
         "height, width, channels) or the same with channels first",
     )
-    if mode == "bicubic" and rank == 5:
-        raise ValueError(
-            "Invalid value for argument `mode`. Expected 'bilinear' or "
-            "'nearest' for volumes (5-D images); 'bicubic' samples 2-D "
-            f"images only. Received mode={mode!r} and images.shape="
-            f"{tuple(images.shape)}"
-        )
+    check_mode(mode, spatial_rank=rank - 2)
     if data_format == "channels_first":
         images = ops.moveaxis(images, 1, -1)
     return images, data_format

@@ -19,11 +19,90 @@ from keras import ops
 from keras_stn.ops.coordinates import normalize_factors
 from keras_stn.ops.coordinates import normalized_coordinates
 from keras_stn.ops.coordinates import unnormalize_factors
+from keras_stn.ops.validation import check_float_dtype
+from keras_stn.ops.validation import check_shape
+from keras_stn.ops.validation import standardize_size
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
 
-def normalized_mesh(
+def check_matrix(matrix: Tensor, name: str, projective: bool) -> Tensor:
+    """Check a batch of affine or projective matrices; return a tensor.
+
+    Args:
+        matrix: float tensor of shape `(batch, n, n + 1)` (affine) or
+            `(batch, n + 1, n + 1)` (projective), with `n` 2 or 3 spatial
+            axes.
+        name: the argument's name, for the error message.
+        projective: which of the two shapes is expected.
+
+    Returns:
+        `matrix` as a tensor; its number of spatial axes is
+        `matrix.shape[2] - 1`.
+    """
+    matrix = ops.convert_to_tensor(matrix)
+    check_float_dtype(matrix, name)
+    extra = int(projective)
+    rank = 3 if tuple(matrix.shape[-2:]) == (3 + extra, 4) else 2
+    images, volumes = (f"(batch, {r + extra}, {r + 1})" for r in (2, 3))
+    check_shape(
+        matrix,
+        name,
+        rank=3,
+        last_dims=(rank + extra, rank + 1),
+        description=f"{images} for images or {volumes} for volumes",
+    )
+    return matrix
+
+
+def normalized_grid(
+    matrix: Tensor, output_size: Size, align_corners: bool
+) -> list[Tensor]:
+    """Map the normalized coordinates of the output pixels through `matrix`.
+
+    Args:
+        matrix: tensor of shape `(batch, rows, n + 1)`, `n` spatial axes.
+        output_size: the `n` sizes of the output, checked here.
+        align_corners: the convention of `keras_stn.ops.coordinates`.
+
+    Returns:
+        `rows` tensors, one per row of `matrix`, each of shape
+        `(batch, *output_size)`.
+    """
+    rank = matrix.shape[2] - 1
+    output_size = standardize_size(output_size, "output_size", rank=rank)
+    mesh = _normalized_mesh(output_size, align_corners, matrix.dtype)
+    return _map_mesh(matrix, mesh)
+
+
+def pixel_grid(
+    matrix: Tensor, input_size: Size, output_size: Size, align_corners: bool
+) -> list[Tensor]:
+    """Map the output pixels through `matrix`, in input pixel coordinates.
+
+    The same points as `normalized_grid`, unnormalized for an input of
+    `input_size`, but computed through `_pixel_space_matrix` so that the
+    identity lands exactly on the pixel centres.
+
+    Args:
+        matrix: tensor of shape `(batch, rows, n + 1)` in normalized
+            coordinates, `n` spatial axes.
+        input_size: the `n` sizes of the images to be sampled, checked here.
+        output_size: the `n` sizes of the output, checked here.
+        align_corners: the convention of `keras_stn.ops.coordinates`.
+
+    Returns:
+        `rows` tensors, one per row of `matrix`, each of shape
+        `(batch, *output_size)`; pixel `i` has its centre at `i`.
+    """
+    rank = matrix.shape[2] - 1
+    input_size = standardize_size(input_size, "input_size", rank=rank)
+    output_size = standardize_size(output_size, "output_size", rank=rank)
+    matrix = _pixel_space_matrix(matrix, input_size, output_size, align_corners)
+    return _map_mesh(matrix, _index_mesh(output_size, matrix.dtype))
+
+
+def _normalized_mesh(
     output_size: Size, align_corners: bool, dtype: str
 ) -> list[Tensor]:
     """Return the normalized coordinates of the output pixels, per axis.
@@ -44,7 +123,7 @@ def normalized_mesh(
     ]
 
 
-def index_mesh(output_size: Size, dtype: str) -> list[Tensor]:
+def _index_mesh(output_size: Size, dtype: str) -> list[Tensor]:
     """Return the integer indices of the output pixels, per axis.
 
     Args:
@@ -57,7 +136,7 @@ def index_mesh(output_size: Size, dtype: str) -> list[Tensor]:
     return [ops.arange(size, dtype=dtype) for size in reversed(output_size)]
 
 
-def pixel_space_matrix(
+def _pixel_space_matrix(
     matrix: Tensor, input_size: Size, output_size: Size, align_corners: bool
 ) -> Tensor:
     """Turn a map of normalized coordinates into a map of pixel indices.
@@ -123,7 +202,7 @@ def _homogeneous_scaling(factors):
     return matrix
 
 
-def map_mesh(matrix: Tensor, mesh: list[Tensor]) -> list[Tensor]:
+def _map_mesh(matrix: Tensor, mesh: list[Tensor]) -> list[Tensor]:
     """Map every point of the mesh of `mesh`'s axes through `matrix`.
 
     Args:

@@ -2,13 +2,9 @@
 
 from keras import ops
 
-from keras_stn.ops.homogeneous import index_mesh
-from keras_stn.ops.homogeneous import map_mesh
-from keras_stn.ops.homogeneous import normalized_mesh
-from keras_stn.ops.homogeneous import pixel_space_matrix
-from keras_stn.ops.validation import check_float_dtype
-from keras_stn.ops.validation import check_shape
-from keras_stn.ops.validation import standardize_size
+from keras_stn.ops.homogeneous import check_matrix
+from keras_stn.ops.homogeneous import normalized_grid
+from keras_stn.ops.homogeneous import pixel_grid
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -54,12 +50,9 @@ def projective_grid(
     >>> [round(float(v), 4) for v in ops.convert_to_numpy(grid)[0, 0, :, 0]]
     [-0.6667, 0.4]
     """
-    homography = _check_homography(homography)
-    output_size = standardize_size(
-        output_size, "output_size", rank=homography.shape[1] - 1
-    )
-    mesh = normalized_mesh(output_size, align_corners, homography.dtype)
-    return ops.stack(_project(map_mesh(homography, mesh)), axis=-1)
+    homography = check_matrix(homography, "homography", projective=True)
+    homogeneous = normalized_grid(homography, output_size, align_corners)
+    return ops.stack(_project(homogeneous), axis=-1)
 
 
 def projective_pixel_grid(
@@ -84,17 +77,10 @@ def projective_pixel_grid(
         The pixel coordinates `[x, y]` (or `[x, y, z]`) of the sampling
         points, each of shape `(batch, *output_size)`.
     """
-    homography = _check_homography(homography)
-    input_size = standardize_size(
-        input_size, "input_size", rank=homography.shape[1] - 1
+    homography = check_matrix(homography, "homography", projective=True)
+    return _project(
+        pixel_grid(homography, input_size, output_size, align_corners)
     )
-    output_size = standardize_size(
-        output_size, "output_size", rank=homography.shape[1] - 1
-    )
-    matrix = pixel_space_matrix(
-        homography, input_size, output_size, align_corners
-    )
-    return _project(map_mesh(matrix, index_mesh(output_size, matrix.dtype)))
 
 
 def _project(homogeneous):
@@ -104,17 +90,3 @@ def _project(homogeneous):
     floor = ops.where(w < 0, -MIN_DENOMINATOR, MIN_DENOMINATOR)
     w = ops.where(small, ops.cast(floor, w.dtype), w)
     return [coordinate / w for coordinate in coordinates]
-
-
-def _check_homography(homography):
-    homography = ops.convert_to_tensor(homography)
-    check_float_dtype(homography, "homography")
-    rank = 3 if tuple(homography.shape[-2:]) == (4, 4) else 2
-    check_shape(
-        homography,
-        "homography",
-        rank=3,
-        last_dims=(rank + 1, rank + 1),
-        description="(batch, 3, 3) for images or (batch, 4, 4) for volumes",
-    )
-    return homography

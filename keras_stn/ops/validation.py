@@ -25,9 +25,25 @@ def _check_choice(value, choices, name):
     return value
 
 
-def check_mode(mode: str) -> str:
-    """Return `mode` if it is a known sampling mode, else raise."""
-    return _check_choice(mode, SAMPLING_MODES, "mode")
+def check_mode(mode: str, spatial_rank: int | None = None) -> str:
+    """Return `mode` if it is a known sampling mode, else raise.
+
+    Args:
+        mode: the sampling mode.
+        spatial_rank: 2 for images, 3 for volumes (which `"bicubic"` does
+            not sample), or `None` if not known yet.
+
+    Returns:
+        `mode`.
+    """
+    _check_choice(mode, SAMPLING_MODES, "mode")
+    if mode == "bicubic" and spatial_rank == 3:
+        raise ValueError(
+            "Invalid value for argument `mode`. Expected 'bilinear' or "
+            "'nearest' for volumes; 'bicubic' samples 2-D images only. "
+            f"Received mode={mode!r}"
+        )
+    return mode
 
 
 def check_padding_mode(padding_mode: str) -> str:

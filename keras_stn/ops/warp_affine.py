@@ -3,10 +3,10 @@
 from keras import ops
 
 from keras_stn.ops.affine_grid import affine_pixel_grid
-from keras_stn.ops.affine_grid import check_theta
 from keras_stn.ops.grid_sample import from_channels_last
 from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
+from keras_stn.ops.homogeneous import check_matrix
 from keras_stn.ops.validation import check_same_batch
 from keras_stn.ops.validation import standardize_size
 from keras_stn.typing import Size
@@ -66,7 +66,7 @@ def warp_affine(
     output_size = standardize_size(
         output_size, "output_size", allow_none=True, rank=len(input_size)
     )
-    theta = check_theta(theta)
+    theta = check_matrix(theta, "theta", projective=False)
     if theta.shape[1] != len(input_size):
         raise ValueError(
             "Arguments `images` and `theta` must have the same number of "
