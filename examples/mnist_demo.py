@@ -11,8 +11,9 @@ Usage (about 5 minutes on 2 CPU cores; `--help` lists the options):
     KERAS_BACKEND=jax python examples/mnist_demo.py
 
 Outputs, in `--output-dir`: the trained model `st_cnn.keras`, the metrics
-in `results.json`, and `transformer_outputs.png`: distorted test digits (top
-row) and what the transformer made of them (bottom row).
+in `results.json`, `transformer_outputs.png`: distorted test digits, each
+with the outline of the region that the transformer samples, beside what it
+made of them, and the same picture after each epoch in `snapshots/`.
 """
 
 import argparse
@@ -25,6 +26,8 @@ import numpy as np
 from scipy import ndimage
 
 from keras_stn import SpatialTransformer
+from keras_stn.callbacks import TransformerSnapshot
+from keras_stn.callbacks import draw_transformer
 
 DEFAULT_DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_subset.npz"
@@ -198,42 +201,6 @@ def build_model(train_steps: int) -> keras.Sequential:
     return model
 
 
-def _frame(images):
-    """Surround each image of a batch with a one-pixel grey frame."""
-    return np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=0.5)
-
-
-def save_comparison(
-    transformer: keras.layers.Layer,
-    images: np.ndarray,
-    path: Path,
-    zoom: int = 3,
-) -> None:
-    """Save a PNG of images (top row) and the transformer's outputs (bottom).
-
-    Every image gets a grey frame; each framed 28x28 output is centred in a
-    tile of the size of a framed input. Pixels are enlarged `zoom` times.
-
-    Args:
-        transformer: the trained `SpatialTransformer`.
-        images: float array `(n, 42, 42, 1)` with values in [0, 1].
-        path: where to write the PNG.
-        zoom: the enlargement factor.
-    """
-    outputs = keras.ops.convert_to_numpy(transformer(images))
-    pad = (CANVAS - DIGIT) // 2
-    rows = [
-        _frame(images),
-        np.pad(_frame(outputs), ((0, 0), (pad, pad), (pad, pad), (0, 0))),
-    ]
-    grid = np.concatenate(
-        [np.concatenate(list(row), axis=1) for row in rows], axis=0
-    )
-    grid = np.round(np.clip(grid, 0.0, 1.0) * 255).astype("uint8")
-    grid = np.repeat(np.repeat(grid, zoom, axis=0), zoom, axis=1)
-    keras.utils.save_img(path, grid, data_format="channels_last", scale=False)
-
-
 def _positive_int(text):
     """Parse a command-line argument that must be a positive integer."""
     value = int(text)
@@ -314,22 +281,27 @@ def main(argv: list[str] | None = None) -> dict:
     )
     steps_per_epoch = -(-len(x_train) // args.batch_size)
     model = build_model(args.epochs * steps_per_epoch)
+    snapshots = TransformerSnapshot(
+        x_test[:8], output_dir=args.output_dir / "snapshots"
+    )
     model.fit(
         x_train,
         y_train,
         batch_size=args.batch_size,
         epochs=args.epochs,
         verbose=args.verbose,
+        callbacks=[snapshots],
     )
     loss, accuracy = model.evaluate(
         x_test, y_test, batch_size=args.batch_size, verbose=args.verbose
     )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     model.save(args.output_dir / "st_cnn.keras")
-    save_comparison(
-        model.get_layer("spatial_transformer"),
-        x_test[:8],
-        args.output_dir / "transformer_outputs.png",
+    picture = draw_transformer(
+        model.get_layer("spatial_transformer"), x_test[:8], columns=4
+    )
+    keras.utils.save_img(
+        args.output_dir / "transformer_outputs.png", picture, scale=False
     )
     results = {
         "accuracy": float(accuracy),

@@ -79,11 +79,14 @@ def test_main_trains_and_saves_everything(fake_mnist, tmp_path, capsys):
     transformer = model.get_layer("spatial_transformer")
     assert tuple(transformer(x_test[:8]).shape) == (8, 28, 28, 1)
 
-    # 8 framed 42x42 inputs over their framed outputs, enlarged 3 times.
+    # 8 inputs (42x42) beside their outputs (28x28), drawn 3 times larger,
+    # 4 side by side, 4 pixels apart: (126 + 84 + 2 * 4) * 4 + 4 wide.
     png = output_dir / "transformer_outputs.png"
     assert png.stat().st_size < 300_000
-    image = keras.utils.load_img(png, color_mode="grayscale")
-    assert image.size == (8 * 44 * 3, 2 * 44 * 3)
+    image = keras.utils.load_img(png)
+    assert image.size == (876, 2 * 130 + 4)
+    snapshots = sorted(p.name for p in (output_dir / "snapshots").iterdir())
+    assert snapshots == ["epoch_000.png", "epoch_001.png"]
 
 
 def test_main_rejects_more_samples_than_the_data_has(fake_mnist, tmp_path):
