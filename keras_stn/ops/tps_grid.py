@@ -67,13 +67,7 @@ def tps_grid(
     displacement = _displacement(
         targets, control_points, (height, width), align_corners
     )
-    mesh = np.stack(
-        np.meshgrid(
-            normalized_coordinates(width, align_corners),
-            normalized_coordinates(height, align_corners),
-        ),
-        axis=-1,
-    )
+    mesh = _normalized_mesh((height, width), align_corners)
     return ops.convert_to_tensor(mesh, targets.dtype) + displacement
 
 
@@ -159,11 +153,7 @@ def _spline_basis(control_points, output_size, align_corners):
     # is the targets, then zeros for the affine part's side conditions).
     inverse = np.linalg.inv(system)[:, :count]
     height, width = output_size
-    xs, ys = np.meshgrid(
-        normalized_coordinates(width, align_corners),
-        normalized_coordinates(height, align_corners),
-    )
-    pixels = np.stack([xs, ys], axis=-1)
+    pixels = _normalized_mesh(output_size, align_corners)
     features = np.concatenate(
         [
             _kernel(pixels[:, :, None, :] - points),
@@ -173,6 +163,16 @@ def _spline_basis(control_points, output_size, align_corners):
         axis=-1,
     )
     return features @ inverse
+
+
+def _normalized_mesh(output_size, align_corners):
+    """The output pixels' normalized `(x, y)`, `(height, width, 2)` float64."""
+    height, width = output_size
+    xs, ys = np.meshgrid(
+        normalized_coordinates(width, align_corners),
+        normalized_coordinates(height, align_corners),
+    )
+    return np.stack([xs, ys], axis=-1)
 
 
 def _kernel(differences):
