@@ -1,0 +1,204 @@
+"""Train one of the paper's classifiers on one distorted MNIST data set.
+
+The experiment of Jaderberg et al. (2015, section 4.1, Table 1): FCN, CNN,
+ST-FCN or ST-CNN (with an affine, projective or thin-plate-spline
+transformer) on MNIST rotated (R), rotated, translated and scaled (RTS),
+projectively (P) or elastically (E) distorted, or translated in clutter
+(TC). `distortions.py` makes the data, `mnist_models.py` the nets. The
+transformers of the RTS and TC nets sample a 28x28 view of their larger
+canvas; the others keep the input's size.
+
+Usage (`--help` lists the options):
+
+    KERAS_BACKEND=jax python examples/distorted_mnist.py \\
+        --distortion rts --model st-cnn --transform affine --epochs 8
+
+Outputs, in `--output-dir` (default `outputs/distorted_mnist/<distortion>_
+<model>[_<transform>]`): the trained model `model.keras`; `results.json`
+with the test error and the run's settings and wall time; for ST nets,
+`transformer_outputs.png`: test inputs, each with the outline of the region
+that the transformer samples, beside what it made of them, and the same
+picture at the start and after each epoch in `snapshots/`.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import keras
+
+from keras_stn.callbacks import TransformerSnapshot
+from keras_stn.callbacks import draw_transformer
+
+from distortions import CANVAS_SIZES
+from distortions import DIGIT
+from distortions import DISTORTIONS
+from distortions import distort
+from experiment import add_training_arguments
+from experiment import cosine_adam
+from experiment import save_results
+from mnist_data import load_mnist
+from mnist_data import take_first
+from mnist_models import MODELS
+from mnist_models import TRANSFORMS
+from mnist_models import build_classifier
+
+# The distortions whose transformer samples a digit-sized view of a larger
+# canvas.
+ZOOMED = ("rts", "cluttered")
+PICTURE_SAMPLES = 8
+
+
+def prepare_data(
+    path: Path,
+    distortion: str,
+    seed: int,
+    train_samples: int | None = None,
+    test_samples: int | None = None,
+) -> tuple[tuple, tuple]:
+    """Load MNIST, keep the first samples, and distort them.
+
+    Args:
+        path: the MNIST `.npz` file, as for `mnist_data.load_mnist`.
+        distortion: one of `distortions.DISTORTIONS`.
+        seed: the training set is distorted with `seed`, the test set with
+            `seed + 1`.
+        train_samples: how many training images to keep; `None` for all.
+        test_samples: how many test images to keep; `None` for all.
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`: float32 images of shape
+        `(n, size, size, 1)` and int32 labels.
+    """
+    (x_train, y_train), (x_test, y_test) = load_mnist(path)
+    x_train, y_train = take_first(
+        (x_train, y_train), train_samples, "--train-samples"
+    )
+    x_test, y_test = take_first(
+        (x_test, y_test), test_samples, "--test-samples"
+    )
+    train = distort(x_train, distortion, seed)[0], y_train.astype("int32")
+    test = distort(x_test, distortion, seed + 1)[0], y_test.astype("int32")
+    return train, test
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line (`sys.argv[1:]` if `argv` is `None`)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--distortion",
+        choices=DISTORTIONS,
+        default="rts",
+        help="the data set (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="st-cnn",
+        help="the classifier (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--transform",
+        choices=TRANSFORMS,
+        default="affine",
+        help="the ST nets' transform family (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        help="also write the transformer pictures to TensorBoard here",
+    )
+    add_training_arguments(parser, epochs=8, batch_size=64)
+    args = parser.parse_args(argv)
+    if args.output_dir is None:
+        name = f"{args.distortion}_{args.model}"
+        if args.model.startswith("st-"):
+            name += f"_{args.transform}"
+        args.output_dir = Path("outputs") / "distorted_mnist" / name
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the experiment; return the results it saves in `results.json`.
+
+    Their `seconds` is the wall time of this function, from loading the data
+    to saving the results.
+    """
+    args = parse_args(argv)
+    start = time.perf_counter()
+    keras.utils.set_random_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = prepare_data(
+        args.data,
+        args.distortion,
+        args.seed,
+        args.train_samples,
+        args.test_samples,
+    )
+    size = CANVAS_SIZES[args.distortion]
+    output_size = DIGIT if args.distortion in ZOOMED else size
+    model = build_classifier(args.model, size, output_size, args.transform)
+    steps = args.epochs * -(-len(x_train) // args.batch_size)
+    model.compile(
+        optimizer=cosine_adam(steps),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    transformed = args.model.startswith("st-")
+    callbacks = []
+    if transformed:
+        callbacks.append(
+            TransformerSnapshot(
+                x_test[:PICTURE_SAMPLES],
+                output_dir=args.output_dir / "snapshots",
+                log_dir=args.log_dir,
+            )
+        )
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        verbose=args.verbose,
+        callbacks=callbacks,
+    )
+    loss, accuracy = model.evaluate(
+        x_test, y_test, batch_size=args.batch_size, verbose=args.verbose
+    )
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    model.save(args.output_dir / "model.keras")
+    if transformed:
+        picture = draw_transformer(
+            model.get_layer("spatial_transformer"),
+            x_test[:PICTURE_SAMPLES],
+            columns=4,
+        )
+        keras.utils.save_img(
+            args.output_dir / "transformer_outputs.png", picture, scale=False
+        )
+    results = {
+        "distortion": args.distortion,
+        "model": args.model,
+        "transform": args.transform if transformed else None,
+        "parameters": model.count_params(),
+        "error_percent": round(100 * (1 - float(accuracy)), 2),
+        "accuracy": float(accuracy),
+        "loss": float(loss),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "backend": keras.backend.backend(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "train_samples": len(x_train),
+        "test_samples": len(x_test),
+        "seed": args.seed,
+    }
+    save_results(args.output_dir, results)
+    print(
+        f"Test error: {results['error_percent']}% on {len(x_test)} images "
+        f"({args.distortion}, {args.model}, backend {results['backend']}, "
+        f"{results['seconds']} s)."
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main()

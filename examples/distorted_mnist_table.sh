@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Train every configuration of the README's distorted-MNIST table, one after
+# another, on one backend; then print the table with
+# `python examples/summarize_results.py outputs/distorted_mnist_<backend>`.
+#   KERAS_BACKEND  backend (default torch, the fastest on a CPU here)
+#   EPOCHS         training epochs of each run (default 8)
+#   PYTHON         interpreter (default .venv/bin/python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export KERAS_BACKEND=${KERAS_BACKEND:-torch}
+EPOCHS=${EPOCHS:-8}
+PYTHON=${PYTHON:-.venv/bin/python}
+OUTPUTS=outputs/distorted_mnist_$KERAS_BACKEND
+
+run() {
+    local distortion=$1 model=$2 transform=$3
+    local name=${distortion}_${model}
+    [[ $model == st-* ]] && name+=_$transform
+    if [[ -f $OUTPUTS/$name/results.json ]]; then
+        echo "=== $name: done already"
+        return
+    fi
+    echo "=== $name"
+    "$PYTHON" examples/distorted_mnist.py --distortion "$distortion" \
+        --model "$model" --transform "$transform" --epochs "$EPOCHS" \
+        --verbose 2 --output-dir "$OUTPUTS/$name"
+}
+
+for model in cnn st-cnn fcn st-fcn; do
+    for distortion in rts rotated projective elastic cluttered; do
+        run "$distortion" "$model" affine
+    done
+done
+for transform in projective tps; do
+    for distortion in rts rotated projective elastic; do
+        run "$distortion" st-cnn "$transform"
+    done
+done

@@ -1,0 +1,120 @@
+"""What the example scripts share: command-line options and results files."""
+
+import argparse
+import json
+from pathlib import Path
+
+import keras
+
+from mnist_data import DEFAULT_DATA
+
+
+def positive_int(text: str) -> int:
+    """Parse a command-line argument that must be a positive integer.
+
+    Args:
+        text: the argument as typed.
+
+    Returns:
+        Its value.
+
+    Raises:
+        argparse.ArgumentTypeError: if it is not a positive integer.
+    """
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, received {text}"
+        )
+    return value
+
+
+def add_training_arguments(
+    parser: argparse.ArgumentParser, epochs: int, batch_size: int
+) -> None:
+    """Add the options of every experiment: training, data and outputs.
+
+    They are `--epochs`, `--batch-size`, `--train-samples`,
+    `--test-samples`, `--seed`, `--output-dir` (no default: `None`),
+    `--data` (the MNIST file) and `--verbose`.
+
+    Args:
+        parser: the script's parser.
+        epochs: the default number of epochs.
+        batch_size: the default batch size.
+    """
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=epochs,
+        help="training epochs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=batch_size,
+        help="batch size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--train-samples",
+        type=positive_int,
+        help="use the first N training images (default: all)",
+    )
+    parser.add_argument(
+        "--test-samples",
+        type=positive_int,
+        help="use the first N test images (default: all)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the data and weights (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        help="where to save the model, results and pictures",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="MNIST .npz file, downloaded with Keras if missing "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="Keras verbosity: 0 silent, 1 progress bar, 2 a line an "
+        "epoch (default: %(default)s)",
+    )
+
+
+def cosine_adam(train_steps: int) -> keras.optimizers.Adam:
+    """Adam whose learning rate decays from 1e-3 to 0 along a cosine.
+
+    Args:
+        train_steps: the number of training steps (batches) of the run.
+
+    Returns:
+        The optimizer.
+    """
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, train_steps)
+    return keras.optimizers.Adam(schedule)
+
+
+def save_results(output_dir: Path, results: dict) -> None:
+    """Write `results` as `results.json` in `output_dir`, and say where.
+
+    Args:
+        output_dir: the run's output folder; created if missing.
+        results: what the run measured, JSON-serializable.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.json").write_text(
+        json.dumps(results, indent=2) + "\n"
+    )
+    print(f"Saved the model, results.json and pictures to {output_dir}.")

@@ -1,0 +1,179 @@
+"""The distorted-MNIST classifiers of the Spatial Transformer paper.
+
+Jaderberg et al. (2015, appendix A) compare a fully connected net (FCN) and
+a convolutional net (CNN) with the same nets behind a spatial transformer
+(ST-FCN, ST-CNN), each pair with about the same number of parameters:
+
+- CNN: a 9x9 convolution of `width` filters, 2x2 max pooling, a 7x7
+  convolution of `width` filters, 2x2 max pooling, softmax.
+- FCN: two fully connected layers of `width` units, softmax.
+- ST-FCN: a transformer whose localization net is 3 fully connected layers
+  of 32 units, then an FCN of width 128.
+- ST-CNN: a transformer whose localization net is 2x2 max pooling, then
+  two 5x5 convolutions of 20 filters each followed by 2x2 max pooling, then
+  a fully connected layer of 50 units, then a CNN of width 32.
+
+The plain nets' `width` is chosen so that their parameter count matches
+the ST net's with an affine transformer. All layers but the last use ReLU.
+"""
+
+import bisect
+
+import keras
+
+from keras_stn import SpatialTransformer
+
+MODELS = ("fcn", "cnn", "st-fcn", "st-cnn")
+TRANSFORMS = ("affine", "projective", "tps")
+NUM_CLASSES = 10
+ST_CNN_WIDTH = 32
+ST_FCN_WIDTH = 128
+_MAX_WIDTH = 1024
+
+
+def build_classifier(
+    model: str,
+    input_size: int,
+    output_size: int | None = None,
+    transform: str = "affine",
+) -> keras.Sequential:
+    """Build one of the paper's digit classifiers (uncompiled).
+
+    Args:
+        model: one of `MODELS`.
+        input_size: the side of the square, one-channel input images.
+        output_size: the side of the transformer's square output; `None`
+            keeps `input_size`. The plain nets are sized to match the ST
+            net with this output size.
+        transform: the ST nets' transform family, one of `TRANSFORMS`.
+            Ignored by the plain nets.
+
+    Returns:
+        A `keras.Sequential` mapping `(batch, input_size, input_size, 1)`
+        images to `(batch, 10)` class probabilities. The ST nets' first
+        layer is the `SpatialTransformer`, named `"spatial_transformer"`.
+
+    Example:
+
+    >>> cnn = build_classifier("cnn", input_size=28)
+    >>> st_cnn = build_classifier("st-cnn", input_size=28)
+    >>> abs(cnn.count_params() / st_cnn.count_params() - 1) < 0.05
+    True
+    """
+    if model not in MODELS:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected one of "
+            f"{', '.join(MODELS)}. Received model={model!r}"
+        )
+    if transform not in TRANSFORMS:
+        raise ValueError(
+            "Invalid value for argument `transform`. Expected one of "
+            f"{', '.join(TRANSFORMS)}. Received transform={transform!r}"
+        )
+    output_size = output_size or input_size
+    if model.startswith("st-"):
+        return _st_classifier(model, input_size, output_size, transform)
+    return _plain_classifier(model, input_size, output_size)
+
+
+def _st_classifier(model, input_size, output_size, transform):
+    """An ST-CNN or ST-FCN."""
+    if model == "st-cnn":
+        localization_net = _convolutional_localization_net()
+        head = _convolutional_head(ST_CNN_WIDTH)
+    else:
+        localization_net = _dense_localization_net()
+        head = _dense_head(ST_FCN_WIDTH)
+    transformer = SpatialTransformer(
+        localization_net,
+        transform=transform,
+        output_size=(output_size, output_size),
+        name="spatial_transformer",
+    )
+    return _sequential(model, input_size, [transformer, *head])
+
+
+def _plain_classifier(model, input_size, output_size):
+    """The plain net whose parameter count is closest to its ST net's."""
+    head = _convolutional_head if model == "cnn" else _dense_head
+    target = _st_classifier(
+        f"st-{model}", input_size, output_size, "affine"
+    ).count_params()
+
+    def count(width):
+        return _count_parameters(head(width), (None, input_size, input_size, 1))
+
+    # Parameter counts grow with the width: bisect for the first width at
+    # or above the target, then keep it or the one below, whichever is
+    # closer.
+    widths = range(1, _MAX_WIDTH + 1)
+    width = widths[bisect.bisect_left(widths, target, key=count)]
+    if width > 1 and target - count(width - 1) < count(width) - target:
+        width -= 1
+    return _sequential(model, input_size, head(width))
+
+
+def _count_parameters(layers, input_shape):
+    """The parameter count of unbuilt convolution, pooling and dense layers.
+
+    From their output shapes alone, without creating (and, on JAX,
+    compiling the initializers of) their weights.
+    """
+    count = 0
+    shape = input_shape
+    for layer in layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            inputs = shape[-1] * layer.kernel_size[0] * layer.kernel_size[1]
+            count += (inputs + 1) * layer.filters
+        elif isinstance(layer, keras.layers.Dense):
+            count += (shape[-1] + 1) * layer.units
+        shape = layer.compute_output_shape(shape)
+    return count
+
+
+def _sequential(name, input_size, layers):
+    return keras.Sequential(
+        [keras.Input((input_size, input_size, 1)), *layers], name=name
+    )
+
+
+def _convolutional_head(width):
+    """The CNN: two convolutions with max pooling, then softmax."""
+    return [
+        keras.layers.Conv2D(width, 9, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(width, 7, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+    ]
+
+
+def _dense_head(width):
+    """The FCN: two fully connected layers, then softmax."""
+    return [
+        keras.layers.Flatten(),
+        keras.layers.Dense(width, activation="relu"),
+        keras.layers.Dense(width, activation="relu"),
+        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+    ]
+
+
+def _convolutional_localization_net():
+    """The ST-CNN's localization net (see the module docstring)."""
+    layers = [keras.layers.MaxPooling2D(2)]
+    for _ in range(2):
+        layers.append(
+            keras.layers.Conv2D(20, 5, padding="same", activation="relu")
+        )
+        layers.append(keras.layers.MaxPooling2D(2, padding="same"))
+    layers.append(keras.layers.Flatten())
+    layers.append(keras.layers.Dense(50, activation="relu"))
+    return keras.Sequential(layers, name="localization_net")
+
+
+def _dense_localization_net():
+    """The ST-FCN's localization net: 3 fully connected layers of 32."""
+    layers = [keras.layers.Flatten()]
+    layers += [keras.layers.Dense(32, activation="relu") for _ in range(3)]
+    return keras.Sequential(layers, name="localization_net")

@@ -1,0 +1,127 @@
+"""The distorted-MNIST experiment, `examples/distorted_mnist.py`: short
+end-to-end runs on a tiny fake data set, for ST and plain nets."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_stn
+
+import distorted_mnist
+from helpers import BACKEND
+
+
+def run(fake_mnist, output_dir, *options):
+    """Run the script for one epoch on 128 training and 64 test images."""
+    argv = ["--data", str(fake_mnist), "--train-samples", "128"]
+    argv += ["--test-samples", "64", "--epochs", "1", "--batch-size", "64"]
+    argv += ["--seed", "3", "--output-dir", str(output_dir), "--verbose", "0"]
+    return distorted_mnist.main(argv + list(options))
+
+
+@pytest.mark.parametrize(
+    "distortion, transform, size",
+    [
+        ("rts", "affine", 42),
+        ("cluttered", "tps", 60),
+        ("elastic", "projective", 28),
+    ],
+)
+def test_st_cnn_trains_and_saves_everything(
+    fake_mnist, tmp_path, capsys, distortion, transform, size
+):
+    output_dir = tmp_path / "outputs"
+    results = run(
+        fake_mnist,
+        output_dir,
+        "--distortion",
+        distortion,
+        "--transform",
+        transform,
+        "--log-dir",
+        str(tmp_path / "logs"),
+    )
+
+    assert "Test error" in capsys.readouterr().out
+    saved = json.loads((output_dir / "results.json").read_text())
+    assert saved == results
+    assert saved["backend"] == BACKEND
+    assert (saved["distortion"], saved["model"]) == (distortion, "st-cnn")
+    assert saved["transform"] == transform
+    assert (saved["train_samples"], saved["test_samples"]) == (128, 64)
+    assert saved["error_percent"] == pytest.approx(
+        100 * (1 - saved["accuracy"]), abs=0.006
+    )
+
+    # The saved model loads without custom objects and is the trained one:
+    # it reproduces the reported test accuracy and loss.
+    model = keras.models.load_model(output_dir / "model.keras")
+    assert model.count_params() == saved["parameters"]
+    _, (x_test, y_test) = distorted_mnist.prepare_data(
+        fake_mnist, distortion, 3, 128, 64
+    )
+    assert x_test.shape == (64, size, size, 1)
+    probabilities = model.predict(x_test, batch_size=64, verbose=0)
+    accuracy = np.mean(probabilities.argmax(axis=1) == y_test)
+    loss = -np.mean(np.log(probabilities[np.arange(64), y_test]))
+    assert accuracy == pytest.approx(saved["accuracy"], abs=1e-6)
+    assert loss == pytest.approx(saved["loss"], rel=1e-4)
+    transformer = model.get_layer("spatial_transformer")
+    output_size = 28 if distortion in ("rts", "cluttered") else size
+    assert isinstance(
+        transformer.transform, keras_stn.transforms.ALL_TRANSFORMS[transform]
+    )
+    assert tuple(transformer(x_test[:2]).shape) == (2, output_size, 28, 1)
+
+    png = output_dir / "transformer_outputs.png"
+    assert png.stat().st_size < 300_000
+    assert keras.utils.load_img(png).size[0] > 4 * (size + output_size)
+    snapshots = sorted(p.name for p in (output_dir / "snapshots").iterdir())
+    assert snapshots == ["epoch_000.png", "epoch_001.png"]
+    assert any((tmp_path / "logs").iterdir())
+
+
+@pytest.mark.parametrize("model", ["cnn", "fcn", "st-fcn"])
+def test_other_models_train(fake_mnist, tmp_path, model):
+    results = run(fake_mnist, tmp_path, "--model", model)
+    assert results["model"] == model
+    assert results["distortion"] == "rts"
+    saved = keras.models.load_model(tmp_path / "model.keras")
+    assert saved.input_shape == (None, 42, 42, 1)
+    has_transformer = model.startswith("st-")
+    assert (tmp_path / "transformer_outputs.png").exists() == has_transformer
+    assert (results["transform"] is None) != has_transformer
+
+
+def test_default_output_dir_names_the_run():
+    args = distorted_mnist.parse_args(["--model", "st-fcn"])
+    assert str(args.output_dir).endswith("rts_st-fcn_affine")
+    args = distorted_mnist.parse_args(
+        ["--distortion", "elastic", "--model", "cnn"]
+    )
+    assert str(args.output_dir).endswith("elastic_cnn")
+
+
+def test_same_seed_same_data(fake_mnist):
+    first = distorted_mnist.prepare_data(fake_mnist, "projective", 5, 16, 8)
+    second = distorted_mnist.prepare_data(fake_mnist, "projective", 5, 16, 8)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    # The test set is distorted with the next seed.
+    other = distorted_mnist.prepare_data(fake_mnist, "projective", 6, 16, 8)
+    assert not np.allclose(first[0][0][:8], other[0][0][:8])
+
+
+def test_bad_options_exit_with_a_clear_message(fake_mnist, tmp_path, capsys):
+    argv = ["--data", str(fake_mnist), "--output-dir", str(tmp_path)]
+    with pytest.raises(SystemExit, match="at most 100"):
+        distorted_mnist.main(argv + ["--test-samples", "101"])
+    with pytest.raises(SystemExit):
+        distorted_mnist.main(argv + ["--distortion", "sheared"])
+    assert "invalid choice: 'sheared'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        distorted_mnist.main(argv + ["--epochs", "0"])
+    assert "expected a positive integer" in capsys.readouterr().err
