@@ -31,7 +31,7 @@ test: lint
 	for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
 		KERAS_BACKEND=$$backend $(PYTHON) -m pytest --doctest-modules \
-			keras_stn tests || failed="$$failed $$backend"; \
+			keras_stn examples tests || failed="$$failed $$backend"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED backends:$$failed"; exit 1; fi; \
 	echo "All backends passed: $(BACKENDS)"

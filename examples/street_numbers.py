@@ -130,8 +130,9 @@ def build_reader(model: str, size: int = CANVAS) -> keras.Model:
     Example:
 
     >>> reader = build_reader("st-cnn", size=32)
-    >>> sorted(reader.output_shape)[:2]
-    ['digit_1', 'digit_2']
+    >>> outputs = reader(np.zeros((1, 32, 32, 3)))
+    >>> tuple(outputs["length"].shape), tuple(outputs["digit_1"].shape)
+    ((1, 5), (1, 11))
     """
     if model not in MODELS:
         raise ValueError(
