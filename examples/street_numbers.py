@@ -49,8 +49,8 @@ from street_numbers_data import load_svhn
 from street_numbers_data import synthetic_street_numbers
 
 MODELS = ("cnn", "st-cnn", "multi-st-cnn")
-# The classifier's convolutions (3x3, each followed by 2x2 max pooling) and
-# its fully connected layer.
+# The classifier's convolutions (3x3, each followed by batch normalization,
+# ReLU and 2x2 max pooling) and its fully connected layer.
 FILTERS = (16, 32, 48, 64)
 UNITS = 256
 NUM_DIGIT_CLASSES = 11  # 0-9 and `BLANK`.
@@ -149,9 +149,9 @@ def build_reader(model: str, size: int = CANVAS) -> keras.Model:
         if model == "multi-st-cnn" and index < TRANSFORMED_CONVOLUTIONS:
             name = "spatial_transformer" + (f"_{index}" if index else "")
             x = SpatialTransformer(_dense_localization_net(), name=name)(x)
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(
-            x
-        )
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
         x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(UNITS, activation="relu")(x)
@@ -210,7 +210,8 @@ def prepare_data(args: argparse.Namespace) -> tuple[tuple, tuple]:
 
     Returns:
         `((x_train, lengths, digits), (x_test, lengths, digits))`: float32
-        images in [0, 1] of shape `(n, 64, 64, 3)` and their labels.
+        images of shape `(n, 64, 64, 3)`, each scaled by `standardize`,
+        and their labels.
     """
     if args.svhn is not None:
         train, test = (
@@ -218,18 +219,36 @@ def prepare_data(args: argparse.Namespace) -> tuple[tuple, tuple]:
         )
         train = take_first(train, args.train_samples, "--train-samples")
         test = take_first(test, args.test_samples, "--test-samples")
-        return tuple(
-            (images.astype("float32") / 255.0, *labels)
-            for images, *labels in (train, test)
-        )
-    (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
-    train = synthetic_street_numbers(
-        x_train, y_train, args.train_samples or SYNTHETIC_TRAIN, args.seed
+    else:
+        (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
+        train = synthetic_street_numbers(
+            x_train, y_train, args.train_samples or SYNTHETIC_TRAIN, args.seed
+        )[:3]
+        test = synthetic_street_numbers(
+            x_test, y_test, args.test_samples or SYNTHETIC_TEST, args.seed + 1
+        )[:3]
+    return tuple(
+        (standardize(images), *labels) for images, *labels in (train, test)
     )
-    test = synthetic_street_numbers(
-        x_test, y_test, args.test_samples or SYNTHETIC_TEST, args.seed + 1
-    )
-    return train[:3], test[:3]
+
+
+def standardize(images: np.ndarray) -> np.ndarray:
+    """Scale each image to zero mean and unit variance over its pixels.
+
+    Numbers come in every colour on every background; this removes the
+    brightness and contrast of each image, as Goodfellow et al. (2013)
+    subtract each image's mean.
+
+    Args:
+        images: `(n, height, width, channels)`, any real dtype.
+
+    Returns:
+        float32 images of the same shape.
+    """
+    images = np.asarray(images, "float32")
+    mean = images.mean(axis=(1, 2, 3), keepdims=True)
+    std = images.std(axis=(1, 2, 3), keepdims=True)
+    return (images - mean) / np.maximum(std, 1e-6)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -32,7 +32,7 @@ BOX_FIELDS = ("left", "top", "width", "height")
 
 # Synthetic numbers made of MNIST digits.
 MAX_GAP = 3
-SCALE_RANGE = (0.55, 1.0)
+SCALE_RANGE = (0.7, 1.0)
 FIT_WIDTH = 0.9
 FIT_HEIGHT = 0.7
 MAX_ANGLE = 15.0
