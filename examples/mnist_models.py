@@ -4,8 +4,11 @@ Jaderberg et al. (2015, appendix A) compare a fully connected net (FCN) and
 a convolutional net (CNN) with the same nets behind a spatial transformer
 (ST-FCN, ST-CNN), each pair with about the same number of parameters:
 
-- CNN: a 9x9 convolution of `width` filters, 2x2 max pooling, a 7x7
-  convolution of `width` filters, 2x2 max pooling, softmax.
+- CNN: two 5x5 convolutions of `width` filters with "same" padding, each
+  followed by 2x2 max pooling, then softmax. (The paper's CNN has 9x9 and
+  7x7 convolutions without padding; on 28x28 inputs those leave 2x2 maps,
+  which underfit in the few epochs that a CPU affords: 84% training
+  accuracy on P after 8 epochs.)
 - FCN: two fully connected layers of `width` units, softmax.
 - ST-FCN: a transformer whose localization net is 3 fully connected layers
   of 32 units, then an FCN of width 128.
@@ -140,9 +143,9 @@ def _sequential(name, input_size, layers):
 def _convolutional_head(width):
     """The CNN: two convolutions with max pooling, then softmax."""
     return [
-        keras.layers.Conv2D(width, 9, activation="relu"),
+        keras.layers.Conv2D(width, 5, padding="same", activation="relu"),
         keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(width, 7, activation="relu"),
+        keras.layers.Conv2D(width, 5, padding="same", activation="relu"),
         keras.layers.MaxPooling2D(2),
         keras.layers.Flatten(),
         keras.layers.Dense(NUM_CLASSES, activation="softmax"),

@@ -54,12 +54,12 @@ def fcn_count(input_size, width):
 
 
 def cnn_count(input_size, width):
-    """The paper's CNN: 9x9 and 7x7 valid convolutions of `width`, each
-    with 2x2 max pooling, then 10 classes."""
-    side = ((input_size - 8) // 2 - 6) // 2
+    """The CNN: two 5x5 "same" convolutions of `width`, each with 2x2 max
+    pooling, then 10 classes."""
+    side = input_size // 2 // 2
     return (
-        conv_count(1, 9, width)
-        + conv_count(width, 7, width)
+        conv_count(1, 5, width)
+        + conv_count(width, 5, width)
         + dense_count(side**2 * width, 10)
     )
 
