@@ -26,13 +26,14 @@ run() {
         --verbose 2 --output-dir "$OUTPUTS/$name"
 }
 
-for model in cnn st-cnn fcn st-fcn; do
-    for distortion in rts rotated projective elastic cluttered; do
+# Each distortion's pairs first, the other transform families last.
+for distortion in rts rotated projective elastic cluttered; do
+    for model in cnn st-cnn fcn st-fcn; do
         run "$distortion" "$model" affine
     done
 done
-for transform in projective tps; do
-    for distortion in rts rotated projective elastic; do
+for distortion in rts rotated projective elastic; do
+    for transform in projective tps; do
         run "$distortion" st-cnn "$transform"
     done
 done
