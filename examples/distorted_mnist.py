@@ -27,16 +27,15 @@ from pathlib import Path
 
 import keras
 
-from keras_stn.callbacks import TransformerSnapshot
-from keras_stn.callbacks import draw_transformer
-
 from distortions import CANVAS_SIZES
 from distortions import DIGIT
 from distortions import DISTORTIONS
 from distortions import distort
 from experiment import add_training_arguments
 from experiment import cosine_adam
+from experiment import save_model
 from experiment import save_results
+from experiment import transformer_snapshots
 from mnist_data import load_mnist
 from mnist_data import take_first
 from mnist_models import MODELS
@@ -46,7 +45,6 @@ from mnist_models import build_classifier
 # The distortions whose transformer samples a digit-sized view of a larger
 # canvas.
 ZOOMED = ("rts", "cluttered")
-PICTURE_SAMPLES = 8
 
 
 def prepare_data(
@@ -103,11 +101,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="affine",
         help="the ST nets' transform family (default: %(default)s)",
     )
-    parser.add_argument(
-        "--log-dir",
-        type=Path,
-        help="also write the transformer pictures to TensorBoard here",
-    )
     add_training_arguments(parser, epochs=8, batch_size=64)
     args = parser.parse_args(argv)
     if args.output_dir is None:
@@ -144,15 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         metrics=["accuracy"],
     )
     transformed = args.model.startswith("st-")
-    callbacks = []
-    if transformed:
-        callbacks.append(
-            TransformerSnapshot(
-                x_test[:PICTURE_SAMPLES],
-                output_dir=args.output_dir / "snapshots",
-                log_dir=args.log_dir,
-            )
-        )
+    callbacks = [transformer_snapshots(args, x_test)] if transformed else []
     model.fit(
         x_train,
         y_train,
@@ -164,17 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     loss, accuracy = model.evaluate(
         x_test, y_test, batch_size=args.batch_size, verbose=args.verbose
     )
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    model.save(args.output_dir / "model.keras")
-    if transformed:
-        picture = draw_transformer(
-            model.get_layer("spatial_transformer"),
-            x_test[:PICTURE_SAMPLES],
-            columns=4,
-        )
-        keras.utils.save_img(
-            args.output_dir / "transformer_outputs.png", picture, scale=False
-        )
+    save_model(model, args.output_dir, x_test if transformed else None)
     results = {
         "distortion": args.distortion,
         "model": args.model,

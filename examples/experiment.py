@@ -6,7 +6,15 @@ from pathlib import Path
 
 import keras
 
+from keras_stn.callbacks import TransformerSnapshot
+from keras_stn.callbacks import draw_transformer
+
 from mnist_data import DEFAULT_DATA
+
+# The experiments' nets name their (first) transformer so, and the pictures
+# show it on this many test inputs.
+TRANSFORMER_NAME = "spatial_transformer"
+PICTURE_SAMPLES = 8
 
 
 def positive_int(text: str) -> int:
@@ -36,7 +44,7 @@ def add_training_arguments(
 
     They are `--epochs`, `--batch-size`, `--train-samples`,
     `--test-samples`, `--seed`, `--output-dir` (no default: `None`),
-    `--data` (the MNIST file) and `--verbose`.
+    `--log-dir`, `--data` (the MNIST file) and `--verbose`.
 
     Args:
         parser: the script's parser.
@@ -77,6 +85,11 @@ def add_training_arguments(
         help="where to save the model, results and pictures",
     )
     parser.add_argument(
+        "--log-dir",
+        type=Path,
+        help="also write the transformer pictures to TensorBoard here",
+    )
+    parser.add_argument(
         "--data",
         type=Path,
         default=DEFAULT_DATA,
@@ -104,6 +117,50 @@ def cosine_adam(train_steps: int) -> keras.optimizers.Adam:
     """
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, train_steps)
     return keras.optimizers.Adam(schedule)
+
+
+def transformer_snapshots(
+    args: argparse.Namespace, images
+) -> TransformerSnapshot:
+    """The callback that draws the transformer during training.
+
+    Args:
+        args: the parsed command line, for `--output-dir` and `--log-dir`.
+        images: test inputs; the first `PICTURE_SAMPLES` are drawn.
+
+    Returns:
+        A `TransformerSnapshot` of the layer `TRANSFORMER_NAME`, writing
+        PNGs to `snapshots/` in the output folder.
+    """
+    return TransformerSnapshot(
+        images[:PICTURE_SAMPLES],
+        output_dir=args.output_dir / "snapshots",
+        log_dir=args.log_dir,
+        layer=TRANSFORMER_NAME,
+    )
+
+
+def save_model(model: keras.Model, output_dir: Path, images=None) -> None:
+    """Save `model.keras` and, given inputs, the transformer's picture.
+
+    Args:
+        model: the trained net.
+        output_dir: the run's output folder; created if missing.
+        images: test inputs, for nets with a transformer: the first
+            `PICTURE_SAMPLES` are drawn beside what the layer
+            `TRANSFORMER_NAME` makes of them, in `transformer_outputs.png`.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save(output_dir / "model.keras")
+    if images is not None:
+        picture = draw_transformer(
+            model.get_layer(TRANSFORMER_NAME),
+            images[:PICTURE_SAMPLES],
+            columns=4,
+        )
+        keras.utils.save_img(
+            output_dir / "transformer_outputs.png", picture, scale=False
+        )
 
 
 def save_results(output_dir: Path, results: dict) -> None:

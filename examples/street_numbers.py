@@ -35,12 +35,12 @@ import keras
 import numpy as np
 
 from keras_stn import SpatialTransformer
-from keras_stn.callbacks import TransformerSnapshot
-from keras_stn.callbacks import draw_transformer
 
 from experiment import add_training_arguments
 from experiment import cosine_adam
+from experiment import save_model
 from experiment import save_results
+from experiment import transformer_snapshots
 from mnist_data import load_mnist
 from mnist_data import take_first
 from street_numbers_data import CANVAS
@@ -55,7 +55,6 @@ FILTERS = (16, 32, 48, 64)
 UNITS = 256
 NUM_DIGIT_CLASSES = 11  # 0-9 and `BLANK`.
 TRANSFORMED_CONVOLUTIONS = 4
-PICTURE_SAMPLES = 8
 SYNTHETIC_TRAIN = 20000
 SYNTHETIC_TEST = 4000
 
@@ -266,11 +265,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="folder with SVHN's extracted train/ and test/ folders "
         "(default: synthetic numbers made from MNIST digits)",
     )
-    parser.add_argument(
-        "--log-dir",
-        type=Path,
-        help="also write the transformer pictures to TensorBoard here",
-    )
     add_training_arguments(parser, epochs=8, batch_size=64)
     args = parser.parse_args(argv)
     if args.output_dir is None:
@@ -295,16 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
         loss=dict.fromkeys(output_names(), "sparse_categorical_crossentropy"),
     )
     transformed = args.model != "cnn"
-    callbacks = []
-    if transformed:
-        callbacks.append(
-            TransformerSnapshot(
-                x_test[:PICTURE_SAMPLES],
-                output_dir=args.output_dir / "snapshots",
-                log_dir=args.log_dir,
-                layer="spatial_transformer",
-            )
-        )
+    callbacks = [transformer_snapshots(args, x_test)] if transformed else []
     model.fit(
         x_train,
         targets(*train_labels),
@@ -317,17 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
         x_test, batch_size=args.batch_size, verbose=args.verbose
     )
     accuracy = sequence_accuracy(predictions, *test_labels)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    model.save(args.output_dir / "model.keras")
-    if transformed:
-        picture = draw_transformer(
-            model.get_layer("spatial_transformer"),
-            x_test[:PICTURE_SAMPLES],
-            columns=4,
-        )
-        keras.utils.save_img(
-            args.output_dir / "transformer_outputs.png", picture, scale=False
-        )
+    save_model(model, args.output_dir, x_test if transformed else None)
     results = {
         "model": args.model,
         "data": str(args.svhn) if args.svhn else "synthetic",
