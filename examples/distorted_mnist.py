@@ -130,9 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     size = CANVAS_SIZES[args.distortion]
     output_size = DIGIT if args.distortion in ZOOMED else size
     model = build_classifier(args.model, size, output_size, args.transform)
-    steps = args.epochs * -(-len(x_train) // args.batch_size)
     model.compile(
-        optimizer=cosine_adam(steps),
+        optimizer=cosine_adam(args.epochs, len(x_train), args.batch_size),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -106,16 +106,24 @@ def add_training_arguments(
     )
 
 
-def cosine_adam(train_steps: int) -> keras.optimizers.Adam:
+def cosine_adam(
+    epochs: int, train_samples: int, batch_size: int
+) -> keras.optimizers.Adam:
     """Adam whose learning rate decays from 1e-3 to 0 along a cosine.
 
+    The decay spans the run's training steps: `epochs` times the batches
+    that `train_samples` make, the last one possibly smaller.
+
     Args:
-        train_steps: the number of training steps (batches) of the run.
+        epochs: the run's epochs.
+        train_samples: the number of training samples.
+        batch_size: the batch size.
 
     Returns:
         The optimizer.
     """
-    schedule = keras.optimizers.schedules.CosineDecay(1e-3, train_steps)
+    steps = epochs * -(-train_samples // batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, steps)
     return keras.optimizers.Adam(schedule)
 
 

@@ -283,9 +283,8 @@ def main(argv: list[str] | None = None) -> dict:
     keras.utils.set_random_seed(args.seed)
     (x_train, *train_labels), (x_test, *test_labels) = prepare_data(args)
     model = build_reader(args.model)
-    steps = args.epochs * -(-len(x_train) // args.batch_size)
     model.compile(
-        optimizer=cosine_adam(steps),
+        optimizer=cosine_adam(args.epochs, len(x_train), args.batch_size),
         loss=dict.fromkeys(output_names(), "sparse_categorical_crossentropy"),
     )
     transformed = args.model != "cnn"
