@@ -35,6 +35,10 @@ MAX_GAP = 3
 SCALE_RANGE = (0.7, 1.0)
 FIT_WIDTH = 0.9
 FIT_HEIGHT = 0.7
+# The strip's centre is drawn from this central fraction, in each axis, of
+# the positions where it stays whole: like SVHN's crops, which are centred
+# on the number, with some slack.
+POSITION_SPREAD = 0.5
 MAX_ANGLE = 15.0
 MIN_CONTRAST = 0.3
 CLUTTER_COUNT = (2, 4)
@@ -367,7 +371,8 @@ def synthetic_street_numbers(
     [-`MAX_ANGLE`, `MAX_ANGLE`] degrees, scaled by `SCALE_RANGE` (uniform)
     times the largest scale at which the rotated strip fits in
     `FIT_WIDTH` of the canvas width and `FIT_HEIGHT` of its height, and
-    placed at a uniformly random position where it stays whole on the
+    centred at a uniformly random point of the central `POSITION_SPREAD`
+    (in each axis) of the positions where it stays whole on the
     canvas. The number is drawn in an ink colour over a background colour
     whose mean brightness differs by at least `MIN_CONTRAST`, on top of
     2 to 4 clutter patches: `CLUTTER_PATCH`-pixel square crops of other
@@ -433,7 +438,8 @@ def synthetic_street_numbers(
     )
     scales = rng.uniform(*SCALE_RANGE, count) * fit
     half = np.stack([box_height, box_width], axis=1) * scales[:, None] / 2
-    centres = half + rng.uniform(size=(count, 2)) * (size - 1 - 2 * half)
+    offsets = rng.uniform(-POSITION_SPREAD, POSITION_SPREAD, (count, 2)) / 2
+    centres = (size - 1) / 2 + offsets * (size - 1 - 2 * half)
 
     background, ink, clutter = _colours(rng, count)
     clutter_used = np.arange(CLUTTER_COUNT[1]) < rng.integers(

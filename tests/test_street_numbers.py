@@ -69,12 +69,19 @@ def test_readers(model, transformers):
         first = reader.get_layer("spatial_transformer")
         assert first is found[0]
         assert first.input.shape[1:] == (64, 64, 3)
+        assert first.output.shape[1:] == (32, 64, 3)
+    images = np.random.default_rng(0).uniform(size=(2, 64, 64, 3))
+    view = reader.layers[1](images)
+    # Starting at the identity, every net reads the average of row pairs.
+    row_pairs = images.reshape(2, 32, 2, 64, 3).mean(axis=2)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(view), row_pairs, atol=1e-5
+    )
     if model == "multi-st-cnn":
         # The deeper transformers warp feature maps of the first three
         # convolutions, in place.
         channels = [layer.input.shape[-1] for layer in found[1:]]
         assert channels == list(street_numbers.FILTERS[:3])
-    images = np.random.default_rng(0).uniform(size=(2, 64, 64, 3))
     outputs = reader.predict(images, verbose=0)
     assert sorted(outputs) == sorted(street_numbers.output_names())
     assert outputs["length"].shape == (2, 5)
