@@ -32,7 +32,7 @@ for distortion in rts rotated projective elastic cluttered; do
         run "$distortion" "$model" affine
     done
 done
-for distortion in rts rotated projective elastic; do
+for distortion in rts elastic rotated projective; do
     for transform in projective tps; do
         run "$distortion" st-cnn "$transform"
     done

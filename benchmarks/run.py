@@ -1,0 +1,113 @@
+"""Run the benchmarks on every backend and print their ratios as tables.
+
+Each backend runs in its own process (`KERAS_BACKEND` is read once, at
+import), and each process measures keras-stn and its PyTorch reference side
+by side, so every ratio compares two timings taken under the same load.
+
+    python benchmarks/run.py                      # every goal, every backend
+    python benchmarks/run.py --goals sampler --backends jax torch
+
+Goals:
+    sampler: forward + backward of the sampler at MNIST size, feature-map
+        size and on volumes, against `torch.nn.functional.grid_sample`.
+    scaling: the same over output sizes and channel counts.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sampler_speed import SCALING_SIZES
+from sampler_speed import SIZES
+
+HERE = Path(__file__).resolve().parent
+BACKENDS = ("tensorflow", "jax", "torch")
+GOALS = {
+    "sampler": ["sampler_speed.py", "--sizes", *SIZES],
+    "scaling": ["sampler_speed.py", "--sizes", *SCALING_SIZES],
+}
+
+
+def run_on_backend(backend, command, repeats):
+    """Run a benchmark script on one backend; return its JSON lines.
+
+    Args:
+        backend: the value of `KERAS_BACKEND`.
+        command: the script and its arguments.
+        repeats: passed on as `--repeats`.
+
+    Returns:
+        The parsed JSON lines the script printed.
+    """
+    result = subprocess.run(
+        [sys.executable, *command, "--repeats", str(repeats)],
+        cwd=HERE,
+        env={**os.environ, "KERAS_BACKEND": backend},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode:
+        sys.exit(
+            f"{command[0]} failed on the {backend} backend:\n{result.stderr}"
+        )
+    return [
+        json.loads(line)
+        for line in result.stdout.splitlines()
+        if line.startswith("{")
+    ]
+
+
+def ratio_table(rows, backends):
+    """Format rows as a Markdown table: one line per size, one column each.
+
+    Args:
+        rows: dicts with `size`, `backend` and `ratio`.
+        backends: the column order.
+
+    Returns:
+        The table, as text.
+    """
+    sizes = list(dict.fromkeys(row["size"] for row in rows))
+    ratios = {(row["size"], row["backend"]): row["ratio"] for row in rows}
+    lines = [
+        "| size | " + " | ".join(backends) + " |",
+        "|---" * (len(backends) + 1) + "|",
+    ]
+    for size in sizes:
+        cells = [
+            f"{ratios[size, backend]:.2f}x" if (size, backend) in ratios else ""
+            for backend in backends
+        ]
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--goals", nargs="+", choices=list(GOALS), default=list(GOALS)
+    )
+    parser.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS)
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=20,
+        help="timed rounds, after warm-up (default: %(default)s)",
+    )
+    args = parser.parse_args()
+    for goal in args.goals:
+        rows = []
+        for backend in args.backends:
+            rows += run_on_backend(backend, GOALS[goal], args.repeats)
+        print(f"\n## {goal}: keras-stn time / PyTorch time (median)\n")
+        print(ratio_table(rows, args.backends))
+
+
+if __name__ == "__main__":
+    main()

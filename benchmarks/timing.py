@@ -1,0 +1,92 @@
+"""Timing helpers shared by the benchmarks: compiled gradients and medians.
+
+Each benchmark process runs on one backend, the one `KERAS_BACKEND` selects,
+and times keras-stn side by side with PyTorch in that same process, so that
+a ratio compares two measurements taken under the same machine load.
+"""
+
+import time
+
+import keras
+import numpy as np
+
+BACKEND = keras.backend.backend()
+
+
+def compiled_gradients(fn):
+    """Compile `fn` and its gradients the way each backend's `fit` does.
+
+    That is `tf.function` without XLA on TensorFlow (Keras' `jit_compile=
+    "auto"` gives no XLA on a CPU), `jax.jit` on JAX and eager autograd on
+    torch.
+
+    Args:
+        fn: maps backend tensors to a scalar tensor, using `keras.ops`.
+
+    Returns:
+        A function of the same tensors returning the scalar and its
+        gradients with respect to every argument.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        def tensorflow_step(*tensors):
+            with tf.GradientTape() as tape:
+                tape.watch(tensors)
+                value = fn(*tensors)
+            return value, tape.gradient(value, tensors)
+
+        return tf.function(tensorflow_step)
+    if BACKEND == "jax":
+        import jax
+
+        argnums = tuple(range(fn.__code__.co_argcount))
+        return jax.jit(jax.value_and_grad(fn, argnums=argnums))
+    import torch
+
+    def torch_step(*tensors):
+        value = fn(*tensors)
+        return value, torch.autograd.grad(value, tensors)
+
+    return torch_step
+
+
+def backend_tensors(*arrays):
+    """Convert NumPy arrays to backend tensors (requiring grad on torch)."""
+    tensors = [keras.ops.convert_to_tensor(a) for a in arrays]
+    if BACKEND == "torch":
+        tensors = [t.detach().requires_grad_(True) for t in tensors]
+    return tensors
+
+
+def wait(results):
+    """Block until every array in `results` (nested lists) is computed."""
+    if BACKEND == "jax":
+        import jax
+
+        jax.block_until_ready(results)
+
+
+def median_seconds(functions, repeats, warmup=3):
+    """Time functions in interleaved rounds; return each one's median.
+
+    Every round calls each function once, in turn, so that a change in the
+    machine's load affects all of them alike.
+
+    Args:
+        functions: a dict from name to a function of no arguments whose
+            return value `wait` can block on.
+        repeats: the number of timed rounds.
+        warmup: untimed rounds first (compilation, caches).
+
+    Returns:
+        A dict from name to the median wall time of one call, in seconds.
+    """
+    times = {name: [] for name in functions}
+    for round_index in range(warmup + repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            wait(function())
+            if round_index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
