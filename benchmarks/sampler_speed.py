@@ -3,7 +3,7 @@
 For each size, keras-stn's `grid_sample` (bilinear, or trilinear for
 volumes; zero padding; channels last), with the gradients for the images
 and the grid, compiled as `fit` compiles on the current backend
-(`timing.compiled_gradients`), against `torch.nn.functional.grid_sample`
+(`timing.compiled_vjp`), against `torch.nn.functional.grid_sample`
 forward and backward on the same data (channels first, eager), in the same
 process. Prints one JSON line per size.
 
@@ -17,13 +17,12 @@ import json
 
 import numpy as np
 import torch
-from keras import ops
 
 from keras_stn.ops import grid_sample
 
 from timing import BACKEND
 from timing import backend_tensors
-from timing import compiled_gradients
+from timing import compiled_vjp
 from timing import median_seconds
 
 # name: (batch, *spatial, channels, *output_spatial)
@@ -62,13 +61,12 @@ def random_inputs(size, seed=0):
 
 def keras_stn_step(images, grid, upstream):
     """keras-stn's forward and backward pass, compiled, ready to call."""
-    step = compiled_gradients(
-        lambda x, g, u: ops.sum(
-            grid_sample(x, g, data_format="channels_last") * u
-        )
+    step = compiled_vjp(
+        lambda x, g: grid_sample(x, g, data_format="channels_last")
     )
-    tensors = backend_tensors(images, grid, upstream)
-    return lambda: step(*tensors)
+    tensors = backend_tensors(images, grid)
+    (upstream,) = backend_tensors(upstream, requires_grad=False)
+    return lambda: step(*tensors, upstream)
 
 
 def torch_step(images, grid, upstream):

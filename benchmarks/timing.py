@@ -13,49 +13,65 @@ import numpy as np
 BACKEND = keras.backend.backend()
 
 
-def compiled_gradients(fn):
-    """Compile `fn` and its gradients the way each backend's `fit` does.
+def compiled_vjp(fn):
+    """Compile `fn` and its backward pass the way each backend's `fit` does.
 
     That is `tf.function` without XLA on TensorFlow (Keras' `jit_compile=
     "auto"` gives no XLA on a CPU), `jax.jit` on JAX and eager autograd on
     torch.
 
     Args:
-        fn: maps backend tensors to a scalar tensor, using `keras.ops`.
+        fn: maps backend tensors to one tensor, using `keras.ops`.
 
     Returns:
-        A function of the same tensors returning the scalar and its
-        gradients with respect to every argument.
+        A function of the same tensors and an upstream gradient (shaped as
+        `fn`'s output) returning `fn`'s output and the gradients with
+        respect to every argument, as `torch.autograd.grad` with
+        `grad_outputs` does.
     """
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        def tensorflow_step(*tensors):
+        def tensorflow_vjp(*tensors_and_upstream):
+            *tensors, upstream = tensors_and_upstream
             with tf.GradientTape() as tape:
                 tape.watch(tensors)
-                value = fn(*tensors)
-            return value, tape.gradient(value, tensors)
+                output = fn(*tensors)
+            return output, tape.gradient(output, tensors, upstream)
 
-        return tf.function(tensorflow_step)
+        return tf.function(tensorflow_vjp)
     if BACKEND == "jax":
         import jax
 
-        argnums = tuple(range(fn.__code__.co_argcount))
-        return jax.jit(jax.value_and_grad(fn, argnums=argnums))
+        def jax_vjp(*tensors_and_upstream):
+            *tensors, upstream = tensors_and_upstream
+            output, backward = jax.vjp(fn, *tensors)
+            return output, backward(upstream)
+
+        return jax.jit(jax_vjp)
     import torch
 
-    def torch_step(*tensors):
-        value = fn(*tensors)
-        return value, torch.autograd.grad(value, tensors)
+    def torch_vjp(*tensors_and_upstream):
+        *tensors, upstream = tensors_and_upstream
+        output = fn(*tensors)
+        return output, torch.autograd.grad(output, tensors, upstream)
 
-    return torch_step
+    return torch_vjp
 
 
-def backend_tensors(*arrays):
-    """Convert NumPy arrays to backend tensors (requiring grad on torch)."""
+def backend_tensors(*arrays, requires_grad=True):
+    """Convert NumPy arrays to backend tensors.
+
+    Args:
+        *arrays: the arrays.
+        requires_grad: on torch, whether autograd tracks the tensors.
+
+    Returns:
+        A list of backend tensors.
+    """
     tensors = [keras.ops.convert_to_tensor(a) for a in arrays]
     if BACKEND == "torch":
-        tensors = [t.detach().requires_grad_(True) for t in tensors]
+        tensors = [t.detach().requires_grad_(requires_grad) for t in tensors]
     return tensors
 
 

@@ -8,6 +8,7 @@ from keras_stn import transforms
 from keras_stn.layers.localization_net import default_localization_net
 from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
+from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import check_shape
@@ -75,6 +76,10 @@ class SpatialTransformer(keras.layers.Layer):
             corner pixels; if `False`, their outer edges.
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
             `keras.config.image_data_format()`.
+        implementation: `"auto"` samples with the backend's own kernel where
+            it has one (PyTorch's `grid_sample` on the torch backend, the
+            same numbers up to float rounding); `"keras"` always with the
+            `keras.ops` sampler.
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -112,6 +117,7 @@ class SpatialTransformer(keras.layers.Layer):
         padding_mode: str = "zeros",
         align_corners: bool = False,
         data_format: str | None = None,
+        implementation: str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -149,6 +155,7 @@ class SpatialTransformer(keras.layers.Layer):
         self.padding_mode = check_padding_mode(padding_mode)
         self.align_corners = bool(align_corners)
         self.data_format = standardize_data_format(data_format)
+        self.implementation = check_implementation(implementation)
         self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=5)
 
     def build(self, input_shape):
@@ -243,7 +250,11 @@ class SpatialTransformer(keras.layers.Layer):
             The warped batch, as calling the layer returns it.
         """
         images, data_format = prepare_images(
-            inputs, self.mode, self.padding_mode, self.data_format
+            inputs,
+            self.mode,
+            self.padding_mode,
+            self.data_format,
+            self.implementation,
         )
         input_size = tuple(images.shape[1:-1])
         output_size = self.output_size or input_size
@@ -268,7 +279,12 @@ class SpatialTransformer(keras.layers.Layer):
             for p in points
         ]
         outputs = sample_pixels(
-            images, points, self.mode, self.padding_mode, self.align_corners
+            images,
+            points,
+            self.mode,
+            self.padding_mode,
+            self.align_corners,
+            self.implementation,
         )
         return self._merge(outputs, data_format)
 
@@ -331,6 +347,7 @@ class SpatialTransformer(keras.layers.Layer):
                 "padding_mode": self.padding_mode,
                 "align_corners": self.align_corners,
                 "data_format": self.data_format,
+                "implementation": self.implementation,
             }
         )
         return config

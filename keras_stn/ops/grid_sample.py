@@ -6,7 +6,12 @@ import numpy as np
 from keras import ops
 
 from keras_stn.ops.coordinates import unnormalize
+from keras_stn.ops.native_sampling import PIXEL_PADDING_MODES
+from keras_stn.ops.native_sampling import has_native_sampler
+from keras_stn.ops.native_sampling import native_grid_sample
+from keras_stn.ops.native_sampling import native_sample_pixels
 from keras_stn.ops.validation import check_float_dtype
+from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import check_same_batch
@@ -26,6 +31,7 @@ def grid_sample(
     padding_mode: str = "zeros",
     align_corners: bool = False,
     data_format: str | None = None,
+    implementation: str = "auto",
 ) -> Tensor:
     """Sample images (or volumes) at the points of a grid.
 
@@ -58,6 +64,11 @@ def grid_sample(
             pixels; if `False`, their outer edges.
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
             `keras.config.image_data_format()`.
+        implementation: `"auto"` uses the backend's own kernel where it has
+            one (PyTorch's `grid_sample` on the torch backend, for float32
+            and float64; the same numbers up to float rounding, see
+            `keras_stn.ops.native_sampling`); `"keras"` always uses the
+            `keras.ops` sampler.
 
     Returns:
         The sampled images, of shape `(batch, out_height, out_width,
@@ -74,7 +85,7 @@ def grid_sample(
     1.5
     """
     images, data_format = prepare_images(
-        images, mode, padding_mode, data_format
+        images, mode, padding_mode, data_format, implementation
     )
     rank = len(images.shape) - 2
     grid = ops.convert_to_tensor(grid)
@@ -88,17 +99,28 @@ def grid_sample(
         description=f"(batch, {axes}, {rank}) for {rank + 2}-D images",
     )
     check_same_batch(images, "images", grid, "grid")
-    sizes = reversed(ops.shape(images)[1:-1])
-    points = [
-        unnormalize(grid[..., axis], size, align_corners)
-        for axis, size in enumerate(sizes)
-    ]
-    outputs = sample_pixels(images, points, mode, padding_mode, align_corners)
+    if implementation == "auto" and has_native_sampler(images):
+        outputs = native_grid_sample(
+            images, grid, mode, padding_mode, align_corners
+        )
+    else:
+        sizes = reversed(ops.shape(images)[1:-1])
+        points = [
+            unnormalize(grid[..., axis], size, align_corners)
+            for axis, size in enumerate(sizes)
+        ]
+        outputs = sample_pixels(
+            images, points, mode, padding_mode, align_corners, "keras"
+        )
     return from_channels_last(outputs, data_format)
 
 
 def prepare_images(
-    images: Tensor, mode: str, padding_mode: str, data_format: str | None
+    images: Tensor,
+    mode: str,
+    padding_mode: str,
+    data_format: str | None,
+    implementation: str = "auto",
 ) -> tuple[Tensor, str]:
     """Check the sampler's arguments and move the channels of `images` last.
 
@@ -108,12 +130,14 @@ def prepare_images(
         mode: the sampling mode, checked.
         padding_mode: the padding mode, checked.
         data_format: `"channels_last"`, `"channels_first"` or `None`.
+        implementation: `"auto"` or `"keras"`, checked.
 
     Returns:
         `(images, data_format)`: the batch as a channels-last tensor, and
         the data format with `None` resolved.
     """
     check_padding_mode(padding_mode)
+    check_implementation(implementation)
     data_format = standardize_data_format(data_format)
     images = ops.convert_to_tensor(images)
     check_float_dtype(images, "images")
@@ -144,6 +168,7 @@ def sample_pixels(
     mode: str,
     padding_mode: str,
     align_corners: bool,
+    implementation: str = "auto",
 ) -> Tensor:
     """Sample channels-last images or volumes at pixel coordinates.
 
@@ -157,10 +182,18 @@ def sample_pixels(
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
         align_corners: the convention of the grid, which sets the mirror
             lines of `"reflection"` padding.
+        implementation: `"auto"` (the backend's own kernel where it has
+            one) or `"keras"`.
 
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`.
     """
+    if (
+        implementation == "auto"
+        and padding_mode in PIXEL_PADDING_MODES
+        and has_native_sampler(images)
+    ):
+        return native_sample_pixels(images, points, mode, padding_mode)
     shape = ops.shape(images)
     batch, channels = shape[0], shape[-1]
     sizes = list(reversed(shape[1:-1]))

@@ -13,6 +13,7 @@ from keras_stn.typing import Tensor
 SAMPLING_MODES = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection")
 DATA_FORMATS = ("channels_last", "channels_first")
+IMPLEMENTATIONS = ("auto", "keras")
 _SIZE_LAYOUTS = {2: "(height, width)", 3: "(depth, height, width)"}
 
 
@@ -49,6 +50,11 @@ def check_mode(mode: str, spatial_rank: int | None = None) -> str:
 def check_padding_mode(padding_mode: str) -> str:
     """Return `padding_mode` if it is a known padding mode, else raise."""
     return _check_choice(padding_mode, PADDING_MODES, "padding_mode")
+
+
+def check_implementation(implementation: str) -> str:
+    """Return `implementation` if it names a sampler implementation."""
+    return _check_choice(implementation, IMPLEMENTATIONS, "implementation")
 
 
 def standardize_data_format(data_format: str | None) -> str:

@@ -21,6 +21,7 @@ def warp_affine(
     padding_mode: str = "zeros",
     align_corners: bool = False,
     data_format: str | None = None,
+    implementation: str = "auto",
 ) -> Tensor:
     """Warp images (or volumes) with a batch of affine transforms.
 
@@ -45,6 +46,8 @@ def warp_affine(
         align_corners: the convention of `affine_grid` and `grid_sample`.
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
             `keras.config.image_data_format()`.
+        implementation: `"auto"` (the backend's own sampling kernel where
+            it has one) or `"keras"`, as in `grid_sample`.
 
     Returns:
         The warped images, of shape `(batch, out_height, out_width,
@@ -60,7 +63,7 @@ def warp_affine(
     True
     """
     images, data_format = prepare_images(
-        images, mode, padding_mode, data_format
+        images, mode, padding_mode, data_format, implementation
     )
     input_size = tuple(images.shape[1:-1])
     output_size = standardize_size(
@@ -79,5 +82,7 @@ def warp_affine(
     points = affine_pixel_grid(
         theta, input_size, output_size or input_size, align_corners
     )
-    outputs = sample_pixels(images, points, mode, padding_mode, align_corners)
+    outputs = sample_pixels(
+        images, points, mode, padding_mode, align_corners, implementation
+    )
     return from_channels_last(outputs, data_format)

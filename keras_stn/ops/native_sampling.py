@@ -1,0 +1,137 @@
+"""A backend's own sampling kernel, used by the sampler where it applies.
+
+PyTorch has a fused sampling kernel, `torch.nn.functional.grid_sample`,
+whose conventions the `keras.ops` sampler follows (see
+`keras_stn.ops.grid_sample`). On the torch backend it replaces the dozens of
+small ops of the generic path by one kernel each way, which matters most on
+small inputs, where eager per-op overhead dominates. The numbers are the
+same up to float rounding in the order of sums; whole pixel coordinates,
+such as the identity transform's, are read exactly as the generic sampler
+reads them (see `native_sample_pixels`).
+"""
+
+import keras
+
+from keras_stn.typing import Tensor
+
+NATIVE_DTYPES = ("float32", "float64")
+# The padding modes of `native_sample_pixels`.
+PIXEL_PADDING_MODES = ("zeros", "border")
+
+
+def has_native_sampler(images: Tensor) -> bool:
+    """Whether the current backend has a native kernel for these images.
+
+    Args:
+        images: the channels-last batch to sample.
+
+    Returns:
+        `True` on the torch backend for float32 and float64 images.
+    """
+    return (
+        keras.backend.backend() == "torch"
+        and keras.backend.standardize_dtype(images.dtype) in NATIVE_DTYPES
+    )
+
+
+def native_grid_sample(
+    images: Tensor,
+    grid: Tensor,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+) -> Tensor:
+    """Sample channels-last images at a normalized grid with PyTorch's kernel.
+
+    Args:
+        images: float tensor of shape `(batch, *spatial, channels)`.
+        grid: tensor of shape `(batch, *output_shape, rank)`, normalized
+            coordinates `x, y[, z]` as `keras_stn.ops.grid_sample` takes
+            them; `output_shape` may have any number of axes.
+        mode: `"bilinear"`, `"nearest"` or `"bicubic"`.
+        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
+        align_corners: the convention of the grid.
+
+    Returns:
+        Tensor of shape `(batch, *output_shape, channels)`.
+    """
+    import torch
+
+    return _sample_channels_first(
+        torch.movedim(images, -1, 1), grid, mode, padding_mode, align_corners
+    )
+
+
+def native_sample_pixels(
+    images: Tensor, points: list[Tensor], mode: str, padding_mode: str
+) -> Tensor:
+    """Sample channels-last images at pixel coordinates with PyTorch's kernel.
+
+    The same contract as `keras_stn.ops.grid_sample.sample_pixels`, for
+    `"zeros"` and `"border"` padding (which do not depend on
+    `align_corners`).
+
+    The kernel takes normalized coordinates and multiplies them back by
+    half the image's size, which rounds unless that size is a power of two.
+    So the images are padded at their far ends (with zeros, or with their
+    edge pixels for `"border"`) to power-of-two sizes first: then whole and
+    half pixel coordinates survive the round trip exactly, the identity
+    transform reads exactly the pixel centres, and its gradient is the
+    generic sampler's.
+
+    Args:
+        images: float tensor of shape `(batch, *spatial, channels)`.
+        points: pixel coordinates, one tensor per spatial axis in the order
+            `x, y[, z]`, each of shape `(batch, *output_shape)`.
+        mode: `"bilinear"`, `"nearest"` or `"bicubic"`.
+        padding_mode: `"zeros"` or `"border"`.
+
+    Returns:
+        Tensor of shape `(batch, *output_shape, channels)`.
+    """
+    import torch
+
+    sizes = list(reversed(images.shape[1:-1]))  # x, y[, z]
+    padded_sizes = [1 << (size - 1).bit_length() for size in sizes]
+    grid = torch.stack(
+        [
+            (point.to(images.dtype) * 2.0 + 1.0) / padded - 1.0
+            for point, padded in zip(points, padded_sizes, strict=True)
+        ],
+        dim=-1,
+    )
+    images = torch.movedim(images, -1, 1)
+    if padded_sizes != sizes:
+        # (0, extra x, 0, extra y[, 0, extra z]): the last axis first.
+        padding = [
+            amount
+            for size, padded in zip(sizes, padded_sizes, strict=True)
+            for amount in (0, padded - size)
+        ]
+        images = torch.nn.functional.pad(
+            images,
+            padding,
+            mode="constant" if padding_mode == "zeros" else "replicate",
+        )
+    return _sample_channels_first(images, grid, mode, padding_mode, False)
+
+
+def _sample_channels_first(images, grid, mode, padding_mode, align_corners):
+    """`grid_sample` of channels-first images at a grid of any output shape."""
+    import torch
+
+    rank = grid.shape[-1]
+    output_shape = tuple(grid.shape[1:-1])
+    # Every output point in one row: (batch, 1, [1,] points, rank).
+    grid = grid.to(images.dtype).reshape(
+        grid.shape[0], *[1] * (rank - 1), -1, rank
+    )
+    outputs = torch.nn.functional.grid_sample(
+        images,
+        grid,
+        mode=mode,
+        padding_mode=padding_mode,
+        align_corners=align_corners,
+    )
+    outputs = outputs.reshape(*outputs.shape[:2], *output_shape)
+    return torch.movedim(outputs, 1, -1)

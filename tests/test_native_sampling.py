@@ -1,0 +1,253 @@
+"""The backend's own sampling kernel against the `keras.ops` sampler.
+
+On the torch backend `implementation="auto"` samples with PyTorch's
+`grid_sample` (`keras_stn.ops.native_sampling`); `"keras"` with the generic
+sampler. The two must give the same outputs and gradients, and the identity
+must stay exact. On the other backends both settings run the generic
+sampler, and the tests check that no native kernel is called.
+"""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import torch
+from keras import ops
+
+from keras_stn import SpatialTransformer
+from keras_stn.ops import grid_sample
+from keras_stn.ops import warp_affine
+
+from helpers import BACKEND
+from helpers import random_images_and_upstream
+from helpers import value_and_gradients
+
+# (batch, *spatial, channels, *output_spatial): odd sizes, whose pixel
+# coordinates do not survive normalization exactly, and a power of two.
+SIZES = [(2, 17, 23, 3, 31, 9), (2, 28, 28, 1, 28, 28), (2, 16, 16, 2, 8, 8)]
+VOLUME_SIZES = [(2, 9, 7, 5, 2, 4, 6, 8)]
+
+
+def sampled(fn, images, upstream, *args):
+    """`fn`'s output and the gradients of `sum(output * upstream)`."""
+    output = keras.ops.convert_to_numpy(fn(images, *args))
+
+    def loss(images, *args):
+        return ops.sum(ops.multiply(fn(images, *args), upstream))
+
+    _, grads = value_and_gradients(loss, images, *args)
+    return output, grads
+
+
+def assert_close(auto, generic):
+    """Outputs and gradients of the two implementations agree."""
+    (auto_output, auto_grads), (output, grads) = auto, generic
+    np.testing.assert_allclose(auto_output, output, rtol=1e-5, atol=1e-5)
+    for auto_grad, grad in zip(auto_grads, grads, strict=True):
+        # Gradients with respect to coordinates run to a few hundred.
+        np.testing.assert_allclose(auto_grad, grad, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "size,mode,padding_mode,align_corners",
+    [
+        (size, mode, padding, corners)
+        for size, mode, padding, corners in itertools.product(
+            SIZES + VOLUME_SIZES,
+            ("bilinear", "nearest", "bicubic"),
+            ("zeros", "border", "reflection"),
+            (False, True),
+        )
+        if not (mode == "bicubic" and size in VOLUME_SIZES)
+    ],
+)
+def test_grid_sample_implementations_agree(
+    size, mode, padding_mode, align_corners
+):
+    rng = np.random.default_rng(0)
+    images, upstream = random_images_and_upstream(rng, size, "channels_last")
+    rank = len(size) // 2 - 1
+    grid = rng.uniform(-1.2, 1.2, (size[0], *size[-rank:], rank))
+    grid = grid.astype("float32")
+
+    def sample(images, grid, implementation):
+        return grid_sample(
+            images,
+            grid,
+            mode=mode,
+            padding_mode=padding_mode,
+            align_corners=align_corners,
+            data_format="channels_last",
+            implementation=implementation,
+        )
+
+    results = [
+        sampled(
+            lambda x, g, i=implementation: sample(x, g, i),
+            images,
+            upstream,
+            grid,
+        )
+        for implementation in ("auto", "keras")
+    ]
+    assert_close(*results)
+
+
+@pytest.mark.parametrize(
+    "size,mode,padding_mode,align_corners",
+    list(
+        itertools.product(
+            SIZES + VOLUME_SIZES,
+            ("bilinear", "nearest"),
+            ("zeros", "border", "reflection"),
+            (False, True),
+        )
+    ),
+)
+def test_warp_affine_implementations_agree(
+    size, mode, padding_mode, align_corners
+):
+    rng = np.random.default_rng(1)
+    images, upstream = random_images_and_upstream(rng, size, "channels_last")
+    rank = len(size) // 2 - 1
+    output_size = size[-rank:]
+    theta = np.eye(rank, rank + 1) + rng.normal(
+        0, 0.3, (size[0], rank, rank + 1)
+    )
+    theta = theta.astype("float32")
+
+    def warp(images, theta, implementation):
+        return warp_affine(
+            images,
+            theta,
+            output_size,
+            mode=mode,
+            padding_mode=padding_mode,
+            align_corners=align_corners,
+            data_format="channels_last",
+            implementation=implementation,
+        )
+
+    results = [
+        sampled(
+            lambda x, t, i=implementation: warp(x, t, i),
+            images,
+            upstream,
+            theta,
+        )
+        for implementation in ("auto", "keras")
+    ]
+    assert_close(*results)
+
+
+@pytest.mark.parametrize(
+    "spatial,padding_mode",
+    list(
+        itertools.product(
+            [(17, 23), (28, 28), (42, 42), (9, 7, 5)], ("zeros", "border")
+        )
+    ),
+)
+def test_identity_stays_exact(spatial, padding_mode):
+    """The padded native path reads whole pixel coordinates exactly."""
+    rng = np.random.default_rng(2)
+    rank = len(spatial)
+    images = rng.normal(size=(2, *spatial, 3)).astype("float32")
+    upstream = rng.normal(size=images.shape).astype("float32")
+    identity = np.tile(np.eye(rank, rank + 1, dtype="float32"), (2, 1, 1))
+
+    def warp(images, theta, implementation):
+        return warp_affine(
+            images,
+            theta,
+            padding_mode=padding_mode,
+            data_format="channels_last",
+            implementation=implementation,
+        )
+
+    results = [
+        sampled(
+            lambda x, t, i=implementation: warp(x, t, i),
+            images,
+            upstream,
+            identity,
+        )
+        for implementation in ("auto", "keras")
+    ]
+    (auto_output, auto_grads), (output, grads) = results
+    np.testing.assert_array_equal(auto_output, images)
+    np.testing.assert_array_equal(output, images)
+    # The gradient with respect to theta at the identity: forward
+    # differences at every pixel centre, in both implementations.
+    np.testing.assert_allclose(auto_grads[1], grads[1], rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(auto_grads[0], grads[0])
+
+
+def count_native_calls(monkeypatch):
+    """Count the calls of PyTorch's `grid_sample` from now on."""
+    calls = []
+    original = torch.nn.functional.grid_sample
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "grid_sample", counted)
+    return calls
+
+
+@pytest.mark.parametrize("implementation", ("auto", "keras"))
+def test_which_implementation_runs(monkeypatch, implementation):
+    calls = count_native_calls(monkeypatch)
+    images = np.random.default_rng(3).normal(size=(2, 8, 8, 1))
+    identity = np.tile(np.eye(2, 3), (2, 1, 1))
+    for padding_mode in ("zeros", "border", "reflection"):
+        warp_affine(
+            images.astype("float32"),
+            identity.astype("float32"),
+            padding_mode=padding_mode,
+            data_format="channels_last",
+            implementation=implementation,
+        )
+    native = BACKEND == "torch" and implementation == "auto"
+    # Reflection, whose mirror lines the padded images would move, samples
+    # with the generic sampler.
+    assert len(calls) == (2 if native else 0)
+    # float16 images take the generic path on every backend.
+    warp_affine(
+        images.astype("float16"),
+        identity.astype("float16"),
+        data_format="channels_last",
+        implementation=implementation,
+    )
+    assert len(calls) == (2 if native else 0)
+
+
+def test_layer_implementations_agree():
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(4, 20, 20, 2)).astype("float32")
+    layers = [
+        SpatialTransformer(output_size=(12, 14), implementation=implementation)
+        for implementation in ("auto", "keras")
+    ]
+    for layer in layers:
+        layer.build(images.shape)
+    # A transform away from the identity: a random regressor bias.
+    bias = np.tile([1.1, 0.2, 0.1, -0.3, 0.9, -0.05], 1).astype("float32")
+    for layer in layers:
+        layer.theta_regressor.bias.assign(bias)
+    outputs = [keras.ops.convert_to_numpy(layer(images)) for layer in layers]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    config = layers[1].get_config()
+    assert config["implementation"] == "keras"
+    assert SpatialTransformer.from_config(config).implementation == "keras"
+
+
+def test_bad_implementation():
+    images = np.zeros((1, 4, 4, 1), "float32")
+    grid = np.zeros((1, 2, 2, 2), "float32")
+    with pytest.raises(ValueError, match="argument `implementation`"):
+        grid_sample(images, grid, implementation="cuda")
+    with pytest.raises(ValueError, match="argument `implementation`"):
+        SpatialTransformer(implementation="native")
