@@ -11,6 +11,8 @@ Goals:
     sampler: forward + backward of the sampler at MNIST size, feature-map
         size and on volumes, against `torch.nn.functional.grid_sample`.
     scaling: the same over output sizes and channel counts.
+    step: a training step of an ST-CNN against the same CNN without the
+        transformer and against the ST-CNN written in pure PyTorch.
 """
 
 import argparse
@@ -28,6 +30,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 GOALS = {
     "sampler": ["sampler_speed.py", "--sizes", *SIZES],
     "scaling": ["sampler_speed.py", "--sizes", *SCALING_SIZES],
+    "step": ["training_step.py"],
 }
 
 
@@ -86,6 +89,34 @@ def ratio_table(rows, backends):
     return "\n".join(lines)
 
 
+def step_table(rows):
+    """Format the training-step rows as a Markdown table, one per backend.
+
+    Args:
+        rows: dicts of `training_step.measure`.
+
+    Returns:
+        The table, as text.
+    """
+    lines = [
+        "| backend | CNN | ST-CNN | pure PyTorch ST-CNN | ST-CNN / CNN | "
+        "ST-CNN / PyTorch |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        times = [
+            f"{1000 * row[name]:.1f} ms"
+            for name in ("cnn", "st_cnn", "torch_st_cnn")
+        ]
+        ratios = [
+            f"{row[name]:.2f}x"
+            for name in ("st_cnn_over_cnn", "st_cnn_over_torch")
+        ]
+        cells = " | ".join([row["backend"], *times, *ratios])
+        lines.append(f"| {cells} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -105,8 +136,12 @@ def main():
         rows = []
         for backend in args.backends:
             rows += run_on_backend(backend, GOALS[goal], args.repeats)
-        print(f"\n## {goal}: keras-stn time / PyTorch time (median)\n")
-        print(ratio_table(rows, args.backends))
+        if goal == "step":
+            print("\n## step: median training-step times and ratios\n")
+            print(step_table(rows))
+        else:
+            print(f"\n## {goal}: keras-stn time / PyTorch time (median)\n")
+            print(ratio_table(rows, args.backends))
 
 
 if __name__ == "__main__":
