@@ -11,6 +11,8 @@ Goals:
     sampler: forward + backward of the sampler at MNIST size, feature-map
         size and on volumes, against `torch.nn.functional.grid_sample`.
     scaling: the same over output sizes and channel counts.
+    memory: peak memory of the sampler's forward + backward pass, against
+        `grid_sample`'s, each measured in a fresh process.
     step: a training step of an ST-CNN against the same CNN without the
         transformer and against the ST-CNN written in pure PyTorch.
 """
@@ -22,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sampler_memory import MEMORY_SIZES
 from sampler_speed import SCALING_SIZES
 from sampler_speed import SIZES
 
@@ -30,6 +33,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 GOALS = {
     "sampler": ["sampler_speed.py", "--sizes", *SIZES],
     "scaling": ["sampler_speed.py", "--sizes", *SCALING_SIZES],
+    "memory": None,  # One process per size and sampler: see `memory_rows`.
     "step": ["training_step.py"],
 }
 
@@ -62,6 +66,27 @@ def run_on_backend(backend, command, repeats):
         for line in result.stdout.splitlines()
         if line.startswith("{")
     ]
+
+
+def memory_rows(backends, repeats):
+    """Measure peak memory, each size and sampler in a fresh process.
+
+    Args:
+        backends: the backends to measure keras-stn on.
+        repeats: measured passes per process (the largest peak counts).
+
+    Returns:
+        Rows for `ratio_table`: keras-stn's peak over PyTorch's.
+    """
+    rows = []
+    for size in MEMORY_SIZES:
+        command = ["sampler_memory.py", "--size", size, "--sampler"]
+        (reference,) = run_on_backend("torch", [*command, "torch"], repeats)
+        for backend in backends:
+            (row,) = run_on_backend(backend, [*command, "keras_stn"], repeats)
+            row["ratio"] = row["peak_mib"] / reference["peak_mib"]
+            rows.append(row)
+    return rows
 
 
 def ratio_table(rows, backends):
@@ -133,6 +158,11 @@ def main():
     )
     args = parser.parse_args()
     for goal in args.goals:
+        if goal == "memory":
+            rows = memory_rows(args.backends, min(args.repeats, 3))
+            print("\n## memory: keras-stn peak / PyTorch peak\n")
+            print(ratio_table(rows, args.backends))
+            continue
         rows = []
         for backend in args.backends:
             rows += run_on_backend(backend, GOALS[goal], args.repeats)

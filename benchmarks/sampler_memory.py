@@ -1,0 +1,105 @@
+"""Measure the peak memory of one sampler forward and backward pass.
+
+Run once per measurement, in a fresh process: the process's resident memory
+is polled every 0.2 ms while the pass runs (after one untimed pass that
+compiles and warms the allocator), and the peak above the memory held just
+before the pass is printed as a JSON line, in MiB. `--sampler keras_stn`
+measures keras-stn's `grid_sample` on the current backend, compiled as for
+`sampler_speed.py`; `--sampler torch` measures
+`torch.nn.functional.grid_sample`.
+
+    KERAS_BACKEND=jax python benchmarks/sampler_memory.py --size large_image
+
+`benchmarks/run.py --goals memory` runs every combination and prints the
+ratios.
+"""
+
+import argparse
+import json
+import os
+import threading
+import time
+
+from sampler_speed import keras_stn_step
+from sampler_speed import random_inputs
+from sampler_speed import torch_step
+from timing import BACKEND
+from timing import wait
+
+# name: (batch, *spatial, channels, *output_spatial)
+MEMORY_SIZES = {
+    "large_image": (8, 224, 224, 3, 224, 224),
+    "feature_map": (32, 64, 64, 32, 64, 64),
+}
+PAGE = os.sysconf("SC_PAGE_SIZE")
+POLL_SECONDS = 0.0002
+
+
+def resident_bytes():
+    """The process's resident memory, in bytes (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE
+
+
+def peak_bytes(function):
+    """The peak resident memory while `function` runs, above the start.
+
+    Args:
+        function: called once; its result is waited for.
+
+    Returns:
+        The peak, in bytes, minus the resident memory before the call.
+    """
+    start = resident_bytes()
+    peak = start
+    running = True
+
+    def poll():
+        nonlocal peak
+        while running:
+            peak = max(peak, resident_bytes())
+            time.sleep(POLL_SECONDS)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        wait(function())
+    finally:
+        running = False
+        poller.join()
+    return max(peak, resident_bytes()) - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=list(MEMORY_SIZES), required=True)
+    parser.add_argument(
+        "--sampler", choices=("keras_stn", "torch"), required=True
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="measured passes; the largest peak is printed",
+    )
+    args = parser.parse_args()
+    inputs = random_inputs(MEMORY_SIZES[args.size])
+    make_step = keras_stn_step if args.sampler == "keras_stn" else torch_step
+    step = make_step(*inputs)
+    wait(step())  # Compile, and let the allocator settle.
+    peak = max(peak_bytes(step) for _ in range(args.repeats))
+    print(
+        json.dumps(
+            {
+                "size": args.size,
+                "sampler": args.sampler,
+                "backend": BACKEND if args.sampler == "keras_stn" else "torch",
+                "peak_mib": peak / 2**20,
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
