@@ -251,3 +251,45 @@ def test_bad_implementation():
         grid_sample(images, grid, implementation="cuda")
     with pytest.raises(ValueError, match="argument `implementation`"):
         SpatialTransformer(implementation="native")
+
+
+@pytest.mark.parametrize(
+    "spatial,output_size",
+    [((28, 28), (24, 20)), ((42, 42), (28, 28)), ((17, 23), (31, 9))],
+)
+def test_resampling_keeps_the_kinks(spatial, output_size):
+    """Points near whole pixel coordinates keep the generic gradient.
+
+    Resizing at the identity puts points on or within a unit in the last
+    place of whole pixel coordinates (28 to 20 columns: `1.4 * i + 0.2`),
+    where bilinear sampling has a kink; a point that crossed it in the
+    kernel's round trip would take the other side's difference.
+    """
+    rng = np.random.default_rng(5)
+    images = rng.random((4, *spatial, 2)).astype("float32")
+    upstream = rng.normal(size=(4, *output_size, 2)).astype("float32")
+    identity = np.tile(np.eye(2, 3, dtype="float32"), (4, 1, 1))
+
+    def warp(images, theta, implementation):
+        return warp_affine(
+            images,
+            theta,
+            output_size,
+            data_format="channels_last",
+            implementation=implementation,
+        )
+
+    (auto_output, auto_grads), (output, grads) = [
+        sampled(
+            lambda x, t, i=implementation: warp(x, t, i),
+            images,
+            upstream,
+            identity,
+        )
+        for implementation in ("auto", "keras")
+    ]
+    np.testing.assert_allclose(auto_output, output, rtol=1e-6, atol=1e-6)
+    scale = np.abs(grads[1]).max()
+    np.testing.assert_allclose(
+        auto_grads[1], grads[1], rtol=1e-5, atol=1e-5 * scale
+    )

@@ -77,7 +77,10 @@ def native_sample_pixels(
     edge pixels for `"border"`) to power-of-two sizes first: then whole and
     half pixel coordinates survive the round trip exactly, the identity
     transform reads exactly the pixel centres, and its gradient is the
-    generic sampler's.
+    generic sampler's. Other points may move by a unit in the last place;
+    `_kernel_grid` sees that none crosses a whole pixel coordinate, where
+    bilinear sampling has a kink, so the gradients stay the generic
+    sampler's everywhere.
 
     Args:
         images: float tensor of shape `(batch, *spatial, channels)`.
@@ -93,12 +96,9 @@ def native_sample_pixels(
 
     sizes = list(reversed(images.shape[1:-1]))  # x, y[, z]
     padded_sizes = [1 << (size - 1).bit_length() for size in sizes]
-    grid = torch.stack(
-        [
-            (point.to(images.dtype) * 2.0 + 1.0) / padded - 1.0
-            for point, padded in zip(points, padded_sizes, strict=True)
-        ],
-        dim=-1,
+    points = torch.stack([point.to(images.dtype) for point in points], -1)
+    grid = _kernel_grid(
+        points, torch.tensor(padded_sizes, dtype=images.dtype).to(points)
     )
     images = torch.movedim(images, -1, 1)
     if padded_sizes != sizes:
@@ -114,6 +114,40 @@ def native_sample_pixels(
             mode="constant" if padding_mode == "zeros" else "replicate",
         )
     return _sample_channels_first(images, grid, mode, padding_mode, False)
+
+
+def _kernel_grid(points, padded_sizes):
+    """Normalize pixel coordinates so that the kernel reads the same pixels.
+
+    The kernel maps a normalized `g` back to pixels as `(g + 1) * (size /
+    2) - 0.5` in the grid's dtype (PyTorch's CPU code; its CUDA and scalar
+    code compute `((g + 1) * size - 1) / 2`, which is the same number when
+    `size` is a power of two). Where rounding makes that land on the other
+    side of a whole pixel coordinate than the point itself, `g` is moved by
+    a unit in the last place towards the point, up to twice. The gradient
+    is that of the plain normalization.
+
+    Args:
+        points: pixel coordinates, shape `(..., rank)`, `x, y[, z]` last.
+        padded_sizes: the power-of-two sizes, `x, y[, z]`, of the images
+            the kernel samples.
+
+    Returns:
+        The normalized grid, shaped like `points`.
+    """
+    import torch
+
+    grid = (points * 2.0 + 1.0) / padded_sizes - 1.0
+    points = points.detach()
+    adjusted = grid.detach()
+    for _ in range(2):
+        landed = (adjusted + 1.0) * (padded_sizes / 2) - 0.5
+        crossed = torch.floor(landed) != torch.floor(points)
+        direction = torch.where(landed < points, torch.inf, -torch.inf)
+        adjusted = torch.where(
+            crossed, torch.nextafter(adjusted, direction), adjusted
+        )
+    return grid + (adjusted - grid.detach())
 
 
 def _sample_channels_first(images, grid, mode, padding_mode, align_corners):
