@@ -29,15 +29,31 @@ SIZES = [(2, 17, 23, 3, 31, 9), (2, 28, 28, 1, 28, 28), (2, 16, 16, 2, 8, 8)]
 VOLUME_SIZES = [(2, 9, 7, 5, 2, 4, 6, 8)]
 
 
-def sampled(fn, images, upstream, *args):
-    """`fn`'s output and the gradients of `sum(output * upstream)`."""
-    output = keras.ops.convert_to_numpy(fn(images, *args))
+def both_implementations(fn, images, upstream, argument):
+    """Outputs and gradients of `fn` with `"auto"` and with `"keras"`.
 
-    def loss(images, *args):
-        return ops.sum(ops.multiply(fn(images, *args), upstream))
+    Args:
+        fn: `fn(images, argument, implementation)`, a sampler call.
+        images: the images, NumPy.
+        upstream: NumPy, shaped like the output: the loss is
+            `sum(output * upstream)`.
+        argument: the grid or theta, NumPy.
 
-    _, grads = value_and_gradients(loss, images, *args)
-    return output, grads
+    Returns:
+        Two `(output, [grad_images, grad_argument])` pairs, NumPy: first
+        `"auto"`, then `"keras"`.
+    """
+    results = []
+    for implementation in ("auto", "keras"):
+
+        def loss(images, argument, implementation=implementation):
+            output = fn(images, argument, implementation)
+            return ops.sum(ops.multiply(output, upstream))
+
+        output = fn(images, argument, implementation)
+        _, grads = value_and_gradients(loss, images, argument)
+        results.append((keras.ops.convert_to_numpy(output), grads))
+    return results
 
 
 def assert_close(auto, generic):
@@ -82,15 +98,7 @@ def test_grid_sample_implementations_agree(
             implementation=implementation,
         )
 
-    results = [
-        sampled(
-            lambda x, g, i=implementation: sample(x, g, i),
-            images,
-            upstream,
-            grid,
-        )
-        for implementation in ("auto", "keras")
-    ]
+    results = both_implementations(sample, images, upstream, grid)
     assert_close(*results)
 
 
@@ -129,15 +137,7 @@ def test_warp_affine_implementations_agree(
             implementation=implementation,
         )
 
-    results = [
-        sampled(
-            lambda x, t, i=implementation: warp(x, t, i),
-            images,
-            upstream,
-            theta,
-        )
-        for implementation in ("auto", "keras")
-    ]
+    results = both_implementations(warp, images, upstream, theta)
     assert_close(*results)
 
 
@@ -166,15 +166,7 @@ def test_identity_stays_exact(spatial, padding_mode):
             implementation=implementation,
         )
 
-    results = [
-        sampled(
-            lambda x, t, i=implementation: warp(x, t, i),
-            images,
-            upstream,
-            identity,
-        )
-        for implementation in ("auto", "keras")
-    ]
+    results = both_implementations(warp, images, upstream, identity)
     (auto_output, auto_grads), (output, grads) = results
     np.testing.assert_array_equal(auto_output, images)
     np.testing.assert_array_equal(output, images)
@@ -279,15 +271,9 @@ def test_resampling_keeps_the_kinks(spatial, output_size):
             implementation=implementation,
         )
 
-    (auto_output, auto_grads), (output, grads) = [
-        sampled(
-            lambda x, t, i=implementation: warp(x, t, i),
-            images,
-            upstream,
-            identity,
-        )
-        for implementation in ("auto", "keras")
-    ]
+    (auto_output, auto_grads), (output, grads) = both_implementations(
+        warp, images, upstream, identity
+    )
     np.testing.assert_allclose(auto_output, output, rtol=1e-6, atol=1e-6)
     scale = np.abs(grads[1]).max()
     np.testing.assert_allclose(
