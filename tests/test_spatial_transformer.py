@@ -230,11 +230,86 @@ def test_mixed_precision_keeps_theta_in_float32(transform):
         ({"num_transformers": 1.5}, "`num_transformers`"),
         ({"num_transformers": True}, "`num_transformers`"),
         ({"merge_mode": "sum"}, "`merge_mode`"),
+        ({"theta_bound": 0}, "`theta_bound`"),
+        ({"theta_bound": -1.0}, "`theta_bound`"),
+        ({"theta_bound": float("inf")}, "`theta_bound`"),
+        ({"theta_bound": True}, "`theta_bound`"),
+        ({"theta_bound": "1"}, "`theta_bound`"),
+        ({"theta_scale": 0.0}, "`theta_scale`"),
+        ({"theta_scale": None}, "`theta_scale`"),
+        ({"theta_scale": float("nan")}, "`theta_scale`"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SpatialTransformer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "transform,num_transformers,theta_scale,theta_bound",
+    [
+        ("affine", 1, 1.0, 0.25),
+        ("tps", 2, 1.0, 0.25),
+        ("attention", 3, 0.1, 0.25),
+        ("projective", 1, 0.1, None),
+    ],
+)
+def test_scaled_and_bounded_theta(
+    transform, num_transformers, theta_scale, theta_bound
+):
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(4, 12, 12, 2)).astype("float32")
+    layer = SpatialTransformer(
+        pooled_features(),
+        transform=transform,
+        num_transformers=num_transformers,
+        merge_mode="stack",
+        theta_scale=theta_scale,
+        theta_bound=theta_bound,
+    )
+    layer.build(images.shape)
+    identity = layer.transform.identity(2).astype("float32")
+    theta = ops.convert_to_numpy(layer.compute_theta(images))
+    np.testing.assert_array_equal(theta, np.broadcast_to(identity, theta.shape))
+    # Offsets from small to far beyond the bound: theta follows
+    # identity + bound * tanh(scale * offset / bound), computed in NumPy.
+    regressor = layer.theta_regressor
+    kernel = rng.normal(0.0, 20.0 / theta_scale, regressor.kernel.shape)
+    bias = rng.normal(0.0, 0.1, regressor.bias.shape)
+    regressor.set_weights([kernel, bias])
+    offset = theta_scale * (images.mean(axis=(1, 2)) @ kernel + bias)
+    if theta_bound is not None:
+        offset = theta_bound * np.tanh(offset / theta_bound)
+    expected = identity + offset.reshape(4, num_transformers, *identity.shape)
+    theta = ops.convert_to_numpy(layer.compute_theta(images))
+    np.testing.assert_allclose(
+        theta.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5
+    )
+    if theta_bound is not None:
+        assert np.all(np.abs(theta - identity) <= theta_bound + 1e-6)
+        assert np.abs(theta - identity).max() > 0.99 * theta_bound
+
+
+def test_bounded_theta_passes_the_full_gradient_at_the_identity():
+    """At the identity, the bound changes neither outputs nor gradients."""
+    x, y = classification_data()
+    models = [st_cnn(), st_cnn(theta_bound=0.5)]
+    models[1].set_weights(models[0].get_weights())
+    # The bounded layer's regressor bias is the offset: zero, not identity.
+    bias = models[1].layers[0].theta_regressor.bias
+    bias.assign(np.zeros(bias.shape, "float32"))
+    for model in models:
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss="sparse_categorical_crossentropy",
+        )
+        model.train_on_batch(x, y)
+    kernels = [
+        ops.convert_to_numpy(m.layers[0].theta_regressor.kernel)
+        for m in models
+    ]
+    assert np.abs(kernels[0]).max() > 0
+    np.testing.assert_allclose(kernels[1], kernels[0], rtol=1e-4, atol=1e-7)
 
 
 def test_localization_net_must_give_feature_vectors():
@@ -356,6 +431,7 @@ def test_several_transformers_match_torch(merge_mode, data_format):
         ("affine", {"num_transformers": 3, "merge_mode": "stack"}, (20, 20, 1)),
         ("attention", {"output_size": (5, 6, 7)}, (8, 8, 8, 1)),
         ("projective", {"num_transformers": 2}, (8, 8, 8, 1)),
+        ("affine", {"theta_bound": 0.5, "theta_scale": 0.5}, (20, 20, 1)),
     ],
 )
 def test_keras_file_round_trip_of_every_family(

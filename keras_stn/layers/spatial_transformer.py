@@ -80,6 +80,22 @@ class SpatialTransformer(keras.layers.Layer):
             it has one (PyTorch's `grid_sample` on the torch backend, the
             same numbers up to float rounding); `"keras"` always with the
             `keras.ops` sampler.
+        theta_scale: a positive factor on the regression layer's output,
+            which is then the offset of `theta` from the identity. With
+            Adam and other optimizers whose steps do not grow with the
+            gradient, the transform learns about `theta_scale` times slower
+            than the rest of the net: the remedy for a localization net
+            that runs away in the first steps (a lower learning rate for it
+            alone). `1.0` (the default) regresses `theta` directly.
+        theta_bound: `None` (the default) regresses `theta` without limits.
+            A positive number keeps each parameter within `theta_bound` of
+            the identity's: the regression layer (starting at zero) gives
+            an offset, and `theta = identity + theta_bound * tanh(offset /
+            theta_bound)`. The slope at the identity is still 1, but a
+            localization net that runs away can no longer send the sampling
+            grid off the input, where zero padding passes no gradient back.
+            For example, `theta_bound=1.0` keeps an affine transform's
+            scales in `(0, 2)` and its translations within the input.
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -118,6 +134,8 @@ class SpatialTransformer(keras.layers.Layer):
         align_corners: bool = False,
         data_format: str | None = None,
         implementation: str = "auto",
+        theta_scale: float = 1.0,
+        theta_bound: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -156,6 +174,12 @@ class SpatialTransformer(keras.layers.Layer):
         self.align_corners = bool(align_corners)
         self.data_format = standardize_data_format(data_format)
         self.implementation = check_implementation(implementation)
+        self.theta_scale = _check_positive(theta_scale, "theta_scale")
+        self.theta_bound = (
+            None
+            if theta_bound is None
+            else _check_positive(theta_bound, "theta_bound", "None or ")
+        )
         self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=5)
 
     def build(self, input_shape):
@@ -191,16 +215,21 @@ class SpatialTransformer(keras.layers.Layer):
                 f"output shape of {features_shape} for an input of shape "
                 f"{input_shape}"
             )
-        identity = self.transform.identity(spatial_rank).flatten()
+        identity = np.tile(
+            self.transform.identity(spatial_rank).flatten(),
+            self.num_transformers,
+        )
+        # With a scale or a bound, the regression layer gives the offset
+        # from the identity, added in `compute_theta`.
+        self._identity_theta = identity
+        bias = np.zeros_like(identity) if self._regresses_offset else identity
         # Under a float16 or bfloat16 policy, theta is still regressed in
         # float32, so that sampling coordinates keep sub-pixel precision.
         low_precision = self.compute_dtype in _LOW_PRECISION_DTYPES
         self.theta_regressor = keras.layers.Dense(
-            self.num_transformers * identity.size,
+            identity.size,
             kernel_initializer="zeros",
-            bias_initializer=keras.initializers.Constant(
-                np.tile(identity, self.num_transformers).tolist()
-            ),
+            bias_initializer=keras.initializers.Constant(bias.tolist()),
             dtype="float32" if low_precision else self.dtype_policy,
             name="theta_regressor",
         )
@@ -220,8 +249,18 @@ class SpatialTransformer(keras.layers.Layer):
             policy, so that sampling coordinates keep sub-pixel precision.
         """
         theta = self.theta_regressor(self.localization_net(inputs))
+        if self._regresses_offset:
+            offset = theta * self.theta_scale
+            if self.theta_bound is not None:
+                offset = ops.tanh(offset / self.theta_bound) * self.theta_bound
+            theta = ops.cast(self._identity_theta, theta.dtype) + offset
         spatial_rank = len(inputs.shape) - 2
         return ops.reshape(theta, (-1, *self._theta_shape(spatial_rank)))
+
+    @property
+    def _regresses_offset(self):
+        """Whether the regression layer gives theta's offset from identity."""
+        return self.theta_scale != 1.0 or self.theta_bound is not None
 
     def _theta_shape(self, spatial_rank):
         """The shape of one example's `theta`."""
@@ -348,6 +387,8 @@ class SpatialTransformer(keras.layers.Layer):
                 "align_corners": self.align_corners,
                 "data_format": self.data_format,
                 "implementation": self.implementation,
+                "theta_scale": self.theta_scale,
+                "theta_bound": self.theta_bound,
             }
         )
         return config
@@ -362,3 +403,18 @@ class SpatialTransformer(keras.layers.Layer):
         if "transform" in config:
             config["transform"] = transforms.get(config["transform"])
         return cls(**config)
+
+
+def _check_positive(value, name, alternatives=""):
+    """Return `value` as a float if it is a finite number > 0, else raise."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.number))
+        or not np.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected {alternatives}a "
+            f"finite number > 0. Received {name}={value!r}"
+        )
+    return float(value)
