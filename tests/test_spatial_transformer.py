@@ -305,8 +305,7 @@ def test_bounded_theta_passes_the_full_gradient_at_the_identity():
         )
         model.train_on_batch(x, y)
     kernels = [
-        ops.convert_to_numpy(m.layers[0].theta_regressor.kernel)
-        for m in models
+        ops.convert_to_numpy(m.layers[0].theta_regressor.kernel) for m in models
     ]
     assert np.abs(kernels[0]).max() > 0
     np.testing.assert_allclose(kernels[1], kernels[0], rtol=1e-4, atol=1e-7)
