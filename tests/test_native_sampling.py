@@ -1,12 +1,14 @@
-"""The backend's own sampling kernel against the `keras.ops` sampler.
+"""The backends' fast sampling paths against the `keras.ops` sampler.
 
-On the torch backend `implementation="auto"` samples with PyTorch's
-`grid_sample` (`keras_stn.ops.native_sampling`); `"keras"` with the generic
-sampler. The two must give the same outputs and gradients, and the identity
-must stay exact. On the other backends both settings run the generic
-sampler, and the tests check that no native kernel is called.
+`implementation="auto"` samples with PyTorch's `grid_sample` on the torch
+backend (`keras_stn.ops.native_sampling`) and with the generic sampler
+compiled by XLA on TensorFlow (`keras_stn.ops.xla_sampling`); `"keras"`
+always with the generic sampler as it is. The two must give the same
+outputs and gradients, and the identity must stay exact. JAX, which
+compiles everything with XLA already, has no separate path.
 """
 
+import importlib
 import itertools
 
 import keras
@@ -176,22 +178,32 @@ def test_identity_stays_exact(spatial, padding_mode):
     np.testing.assert_array_equal(auto_grads[0], grads[0])
 
 
-def count_native_calls(monkeypatch):
-    """Count the calls of PyTorch's `grid_sample` from now on."""
+def count_fast_path_calls(monkeypatch):
+    """Count the calls of the backend's fast path from now on.
+
+    PyTorch's `grid_sample` on torch, the XLA-compiled sampler on
+    TensorFlow; JAX has none.
+    """
     calls = []
-    original = torch.nn.functional.grid_sample
+    if BACKEND == "torch":
+        module, name = torch.nn.functional, "grid_sample"
+    else:
+        # The module, which the package's function of the same name hides.
+        module = importlib.import_module("keras_stn.ops.grid_sample")
+        name = "xla_compiled"
+    original = getattr(module, name)
 
     def counted(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(torch.nn.functional, "grid_sample", counted)
+    monkeypatch.setattr(module, name, counted)
     return calls
 
 
 @pytest.mark.parametrize("implementation", ("auto", "keras"))
 def test_which_implementation_runs(monkeypatch, implementation):
-    calls = count_native_calls(monkeypatch)
+    calls = count_fast_path_calls(monkeypatch)
     images = np.random.default_rng(3).normal(size=(2, 8, 8, 1))
     identity = np.tile(np.eye(2, 3), (2, 1, 1))
     for padding_mode in ("zeros", "border", "reflection"):
@@ -202,18 +214,22 @@ def test_which_implementation_runs(monkeypatch, implementation):
             data_format="channels_last",
             implementation=implementation,
         )
-    native = BACKEND == "torch" and implementation == "auto"
-    # Reflection, whose mirror lines the padded images would move, samples
-    # with the generic sampler.
-    assert len(calls) == (2 if native else 0)
-    # float16 images take the generic path on every backend.
+    # On torch, reflection (whose mirror lines the padded images would
+    # move) samples with the generic sampler; XLA compiles every mode.
+    expected = {"torch": 2, "tensorflow": 3, "jax": 0}[BACKEND]
+    if implementation == "keras":
+        expected = 0
+    assert len(calls) == expected
+    # float16 images: generic on torch, compiled on TensorFlow.
     warp_affine(
         images.astype("float16"),
         identity.astype("float16"),
         data_format="channels_last",
         implementation=implementation,
     )
-    assert len(calls) == (2 if native else 0)
+    if BACKEND == "tensorflow" and implementation == "auto":
+        expected += 1
+    assert len(calls) == expected
 
 
 def test_layer_implementations_agree():

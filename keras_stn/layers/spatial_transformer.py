@@ -76,10 +76,11 @@ class SpatialTransformer(keras.layers.Layer):
             corner pixels; if `False`, their outer edges.
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
             `keras.config.image_data_format()`.
-        implementation: `"auto"` samples with the backend's own kernel where
+        implementation: `"auto"` samples with the backend's fast path where
             it has one (PyTorch's `grid_sample` on the torch backend, the
-            same numbers up to float rounding); `"keras"` always with the
-            `keras.ops` sampler.
+            `keras.ops` sampler compiled by XLA on TensorFlow; the same
+            numbers up to float rounding); `"keras"` always with the
+            `keras.ops` sampler as it is.
         theta_scale: a positive factor on the regression layer's output,
             which is then the offset of `theta` from the identity. With
             Adam and other optimizers whose steps do not grow with the

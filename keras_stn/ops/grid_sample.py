@@ -10,6 +10,8 @@ from keras_stn.ops.native_sampling import PIXEL_PADDING_MODES
 from keras_stn.ops.native_sampling import has_native_sampler
 from keras_stn.ops.native_sampling import native_grid_sample
 from keras_stn.ops.native_sampling import native_sample_pixels
+from keras_stn.ops.xla_sampling import has_xla_sampler
+from keras_stn.ops.xla_sampling import xla_compiled
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
@@ -64,11 +66,13 @@ def grid_sample(
             pixels; if `False`, their outer edges.
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
             `keras.config.image_data_format()`.
-        implementation: `"auto"` uses the backend's own kernel where it has
-            one (PyTorch's `grid_sample` on the torch backend, for float32
-            and float64; the same numbers up to float rounding, see
-            `keras_stn.ops.native_sampling`); `"keras"` always uses the
-            `keras.ops` sampler.
+        implementation: `"auto"` uses the backend's fast path where it has
+            one: PyTorch's `grid_sample` on the torch backend, for float32
+            and float64 (`keras_stn.ops.native_sampling`), and the
+            `keras.ops` sampler compiled by XLA as one computation on
+            TensorFlow (`keras_stn.ops.xla_sampling`); the same numbers up
+            to float rounding. `"keras"` always uses the `keras.ops`
+            sampler as it is.
 
     Returns:
         The sampled images, of shape `(batch, out_height, out_width,
@@ -110,7 +114,7 @@ def grid_sample(
             for axis, size in enumerate(sizes)
         ]
         outputs = sample_pixels(
-            images, points, mode, padding_mode, align_corners, "keras"
+            images, points, mode, padding_mode, align_corners, implementation
         )
     return from_channels_last(outputs, data_format)
 
@@ -182,18 +186,29 @@ def sample_pixels(
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
         align_corners: the convention of the grid, which sets the mirror
             lines of `"reflection"` padding.
-        implementation: `"auto"` (the backend's own kernel where it has
-            one) or `"keras"`.
+        implementation: `"auto"` (the backend's fast path where it has
+            one) or `"keras"`, as in `grid_sample`.
 
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`.
     """
-    if (
-        implementation == "auto"
-        and padding_mode in PIXEL_PADDING_MODES
-        and has_native_sampler(images)
-    ):
-        return native_sample_pixels(images, points, mode, padding_mode)
+    if implementation == "auto":
+        if padding_mode in PIXEL_PADDING_MODES and has_native_sampler(images):
+            return native_sample_pixels(images, points, mode, padding_mode)
+        if has_xla_sampler():
+            return xla_compiled(
+                _sample_pixels,
+                images,
+                points,
+                mode=mode,
+                padding_mode=padding_mode,
+                align_corners=align_corners,
+            )
+    return _sample_pixels(images, points, mode, padding_mode, align_corners)
+
+
+def _sample_pixels(images, points, mode, padding_mode, align_corners):
+    """`sample_pixels` with `keras.ops` alone."""
     shape = ops.shape(images)
     batch, channels = shape[0], shape[-1]
     sizes = list(reversed(shape[1:-1]))

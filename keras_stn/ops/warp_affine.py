@@ -46,7 +46,7 @@ def warp_affine(
         align_corners: the convention of `affine_grid` and `grid_sample`.
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
             `keras.config.image_data_format()`.
-        implementation: `"auto"` (the backend's own sampling kernel where
+        implementation: `"auto"` (the backend's fast sampling path where
             it has one) or `"keras"`, as in `grid_sample`.
 
     Returns:
