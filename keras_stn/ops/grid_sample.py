@@ -10,8 +10,6 @@ from keras_stn.ops.native_sampling import PIXEL_PADDING_MODES
 from keras_stn.ops.native_sampling import has_native_sampler
 from keras_stn.ops.native_sampling import native_grid_sample
 from keras_stn.ops.native_sampling import native_sample_pixels
-from keras_stn.ops.xla_sampling import has_xla_sampler
-from keras_stn.ops.xla_sampling import xla_compiled
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
@@ -19,6 +17,8 @@ from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import check_same_batch
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_data_format
+from keras_stn.ops.xla_sampling import has_xla_sampler
+from keras_stn.ops.xla_sampling import xla_compiled
 from keras_stn.typing import Tensor
 
 # The parameter of Keys' cubic convolution kernel that PyTorch's bicubic
