@@ -93,25 +93,32 @@ def ratio_table(rows, backends):
     """Format rows as a Markdown table: one line per size, one column each.
 
     Args:
-        rows: dicts with `size`, `backend` and `ratio`.
+        rows: dicts with `size`, `backend` and `ratio`, and possibly
+            `generic_ratio` (the generic path's, shown in parentheses where
+            the backend has a separate fast path).
         backends: the column order.
 
     Returns:
         The table, as text.
     """
     sizes = list(dict.fromkeys(row["size"] for row in rows))
-    ratios = {(row["size"], row["backend"]): row["ratio"] for row in rows}
+    cells = {(row["size"], row["backend"]): _ratio_cell(row) for row in rows}
     lines = [
         "| size | " + " | ".join(backends) + " |",
         "|---" * (len(backends) + 1) + "|",
     ]
     for size in sizes:
-        cells = [
-            f"{ratios[size, backend]:.2f}x" if (size, backend) in ratios else ""
-            for backend in backends
-        ]
-        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+        cells_of_size = [cells.get((size, backend), "") for backend in backends]
+        lines.append(f"| {size} | " + " | ".join(cells_of_size) + " |")
     return "\n".join(lines)
+
+
+def _ratio_cell(row):
+    """`1.25x`, or `1.25x (28.10x generic)` where the generic path differs."""
+    cell = f"{row['ratio']:.2f}x"
+    if "generic_ratio" in row and row["backend"] != "jax":
+        cell += f" ({row['generic_ratio']:.2f}x generic)"
+    return cell
 
 
 def step_table(rows):

@@ -3,7 +3,8 @@
 For each size, keras-stn's `grid_sample` (bilinear, or trilinear for
 volumes; zero padding; channels last), with the gradients for the images
 and the grid, compiled as `fit` compiles on the current backend
-(`timing.compiled_vjp`), against `torch.nn.functional.grid_sample`
+(`timing.compiled_vjp`), both its default path and its generic `keras.ops`
+path (`implementation="keras"`), against `torch.nn.functional.grid_sample`
 forward and backward on the same data (channels first, eager), in the same
 process. Prints one JSON line per size.
 
@@ -59,10 +60,12 @@ def random_inputs(size, seed=0):
     return images, grid, upstream
 
 
-def keras_stn_step(images, grid, upstream):
+def keras_stn_step(images, grid, upstream, implementation="auto"):
     """keras-stn's forward and backward pass, compiled, ready to call."""
     step = compiled_vjp(
-        lambda x, g: grid_sample(x, g, data_format="channels_last")
+        lambda x, g: grid_sample(
+            x, g, data_format="channels_last", implementation=implementation
+        )
     )
     tensors = backend_tensors(images, grid)
     (upstream,) = backend_tensors(upstream, requires_grad=False)
@@ -91,7 +94,9 @@ def measure(names, repeats):
 
     Returns:
         A list of dicts: size name and shape, backend, median seconds of
-        each and their ratio.
+        keras-stn's default path (`implementation="auto"`), of its generic
+        `keras.ops` path (`"keras"`) and of PyTorch, and the ratios of the
+        first two to PyTorch's.
     """
     rows = []
     for name in names:
@@ -100,6 +105,7 @@ def measure(names, repeats):
         seconds = median_seconds(
             {
                 "keras_stn": keras_stn_step(*inputs),
+                "keras_stn_generic": keras_stn_step(*inputs, "keras"),
                 "torch": torch_step(*inputs),
             },
             repeats,
@@ -111,6 +117,8 @@ def measure(names, repeats):
                 "backend": BACKEND,
                 **seconds,
                 "ratio": seconds["keras_stn"] / seconds["torch"],
+                "generic_ratio": seconds["keras_stn_generic"]
+                / seconds["torch"],
             }
         )
     return rows
