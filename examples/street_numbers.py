@@ -58,6 +58,11 @@ FILTERS = (16, 32, 48, 64)
 UNITS = 256
 NUM_DIGIT_CLASSES = 11  # 0-9 and `BLANK`.
 TRANSFORMED_CONVOLUTIONS = 4
+# The multi-ST-CNN's transformers learn this many times slower than the rest
+# of the net (`SpatialTransformer(theta_scale=...)`). At the full rate, the
+# first one ran off within a few epochs: some numbers were mapped off the
+# crop, to blank outputs, and the digit losses stayed near chance.
+MULTI_ST_THETA_SCALE = 0.1
 SYNTHETIC_TRAIN = 40000
 SYNTHETIC_TEST = 4000
 
@@ -163,6 +168,7 @@ def build_reader(model: str, size: int = CANVAS) -> keras.Model:
             x = SpatialTransformer(
                 _dense_localization_net(),
                 output_size=None if index else view,
+                theta_scale=MULTI_ST_THETA_SCALE,
                 name=name,
             )(x)
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
