@@ -101,6 +101,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="affine",
         help="the ST nets' transform family (default: %(default)s)",
     )
+    parser.add_argument(
+        "--theta-scale",
+        type=float,
+        default=1.0,
+        help="ST nets: the transformer learns this many times slower "
+        "(SpatialTransformer's theta_scale; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--localization-batch-norm",
+        action="store_true",
+        help="ST-CNN: batch normalization after each convolution of the "
+        "localization net",
+    )
     add_training_arguments(parser, epochs=8, batch_size=64)
     args = parser.parse_args(argv)
     if args.output_dir is None:
@@ -129,7 +142,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
     size = CANVAS_SIZES[args.distortion]
     output_size = DIGIT if args.distortion in ZOOMED else size
-    model = build_classifier(args.model, size, output_size, args.transform)
+    model = build_classifier(
+        args.model,
+        size,
+        output_size,
+        args.transform,
+        args.theta_scale,
+        args.localization_batch_norm,
+    )
     model.compile(
         optimizer=cosine_adam(args.epochs, len(x_train), args.batch_size),
         loss="sparse_categorical_crossentropy",
@@ -153,6 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
         "distortion": args.distortion,
         "model": args.model,
         "transform": args.transform if transformed else None,
+        "theta_scale": args.theta_scale if transformed else None,
+        "localization_batch_norm": args.localization_batch_norm,
         "parameters": model.count_params(),
         "error_percent": round(100 * (1 - float(accuracy)), 2),
         "accuracy": float(accuracy),

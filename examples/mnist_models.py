@@ -39,6 +39,8 @@ def build_classifier(
     input_size: int,
     output_size: int | None = None,
     transform: str = "affine",
+    theta_scale: float = 1.0,
+    localization_batch_norm: bool = False,
 ) -> keras.Sequential:
     """Build one of the paper's digit classifiers (uncompiled).
 
@@ -50,6 +52,12 @@ def build_classifier(
             net with this output size.
         transform: the ST nets' transform family, one of `TRANSFORMS`.
             Ignored by the plain nets.
+        theta_scale: the ST nets' `SpatialTransformer(theta_scale=...)`:
+            below 1, the transformer learns that many times slower.
+        localization_batch_norm: whether the ST-CNN's localization net
+            normalizes each convolution's output (`BatchNormalization`
+            after it), which keeps its features alive where they would
+            otherwise die out (translated cluttered MNIST).
 
     Returns:
         A `keras.Sequential` mapping `(batch, input_size, input_size, 1)`
@@ -75,14 +83,30 @@ def build_classifier(
         )
     output_size = output_size or input_size
     if model.startswith("st-"):
-        return _st_classifier(model, input_size, output_size, transform)
+        return _st_classifier(
+            model,
+            input_size,
+            output_size,
+            transform,
+            theta_scale,
+            localization_batch_norm,
+        )
     return _plain_classifier(model, input_size, output_size)
 
 
-def _st_classifier(model, input_size, output_size, transform):
+def _st_classifier(
+    model,
+    input_size,
+    output_size,
+    transform,
+    theta_scale=1.0,
+    localization_batch_norm=False,
+):
     """An ST-CNN or ST-FCN."""
     if model == "st-cnn":
-        localization_net = _convolutional_localization_net()
+        localization_net = _convolutional_localization_net(
+            localization_batch_norm
+        )
         head = _convolutional_head(ST_CNN_WIDTH)
     else:
         localization_net = _dense_localization_net()
@@ -91,6 +115,7 @@ def _st_classifier(model, input_size, output_size, transform):
         localization_net,
         transform=transform,
         output_size=(output_size, output_size),
+        theta_scale=theta_scale,
         name="spatial_transformer",
     )
     return _sequential(model, input_size, [transformer, *head])
@@ -162,13 +187,15 @@ def _dense_head(width):
     ]
 
 
-def _convolutional_localization_net():
+def _convolutional_localization_net(batch_norm=False):
     """The ST-CNN's localization net (see the module docstring)."""
     layers = [keras.layers.MaxPooling2D(2)]
     for _ in range(2):
         layers.append(
             keras.layers.Conv2D(20, 5, padding="same", activation="relu")
         )
+        if batch_norm:
+            layers.append(keras.layers.BatchNormalization())
         layers.append(keras.layers.MaxPooling2D(2, padding="same"))
     layers.append(keras.layers.Flatten())
     layers.append(keras.layers.Dense(50, activation="relu"))

@@ -95,6 +95,27 @@ def test_other_models_train(fake_mnist, tmp_path, model):
     assert (results["transform"] is None) != has_transformer
 
 
+def test_the_cluttered_recipe_options(fake_mnist, tmp_path):
+    results = run(
+        fake_mnist,
+        tmp_path,
+        "--distortion",
+        "cluttered",
+        "--theta-scale",
+        "0.1",
+        "--localization-batch-norm",
+    )
+    assert results["theta_scale"] == 0.1
+    assert results["localization_batch_norm"] is True
+    saved = keras.models.load_model(tmp_path / "model.keras")
+    layer = saved.get_layer("spatial_transformer")
+    assert layer.theta_scale == 0.1
+    assert any(
+        isinstance(sublayer, keras.layers.BatchNormalization)
+        for sublayer in layer.localization_net.layers
+    )
+
+
 def test_default_output_dir_names_the_run():
     args = distorted_mnist.parse_args(["--model", "st-fcn"])
     assert str(args.output_dir).endswith("rts_st-fcn_affine")

@@ -215,6 +215,24 @@ def test_training_reaches_the_transformer():
     assert np.abs(trained[1] - bias).max() > 1e-5
 
 
+def test_the_cluttered_recipe_reaches_the_layers():
+    net = mnist_models.build_classifier(
+        "st-cnn", 60, 28, theta_scale=0.1, localization_batch_norm=True
+    )
+    layer = net.get_layer("spatial_transformer")
+    assert layer.theta_scale == 0.1
+    norms = [
+        sublayer
+        for sublayer in layer.localization_net.layers
+        if isinstance(sublayer, keras.layers.BatchNormalization)
+    ]
+    assert len(norms) == 2
+    # The transformer still starts at the identity.
+    digits = fake_digits(2, 60)
+    theta = keras.ops.convert_to_numpy(layer.compute_theta(digits))
+    np.testing.assert_array_equal(theta, np.tile(np.eye(2, 3), (2, 1, 1)))
+
+
 def test_unknown_model_is_rejected():
     with pytest.raises(ValueError, match="`model`.*'rnn'"):
         mnist_models.build_classifier("rnn", 28)
