@@ -11,6 +11,7 @@ from keras_stn.ops.grid_sample import sample_pixels
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
+from keras_stn.ops.validation import check_positive_number
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.validation import standardize_size
@@ -175,11 +176,9 @@ class SpatialTransformer(keras.layers.Layer):
         self.align_corners = bool(align_corners)
         self.data_format = standardize_data_format(data_format)
         self.implementation = check_implementation(implementation)
-        self.theta_scale = _check_positive(theta_scale, "theta_scale")
-        self.theta_bound = (
-            None
-            if theta_bound is None
-            else _check_positive(theta_bound, "theta_bound", "None or ")
+        self.theta_scale = check_positive_number(theta_scale, "theta_scale")
+        self.theta_bound = check_positive_number(
+            theta_bound, "theta_bound", allow_none=True
         )
         self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=5)
 
@@ -404,18 +403,3 @@ class SpatialTransformer(keras.layers.Layer):
         if "transform" in config:
             config["transform"] = transforms.get(config["transform"])
         return cls(**config)
-
-
-def _check_positive(value, name, alternatives=""):
-    """Return `value` as a float if it is a finite number > 0, else raise."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.number))
-        or not np.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected {alternatives}a "
-            f"finite number > 0. Received {name}={value!r}"
-        )
-    return float(value)

@@ -227,7 +227,8 @@ def _sample_pixels(images, points, mode, padding_mode, align_corners):
     # One gather per combination of taps, of rows of the flattened (batch *
     # pixels, channels) images, weighed and summed as it comes. Against one
     # gather of every tap at once, this measured 2.8x faster at MNIST size
-    # and 25% less peak memory on JAX, 10% slower on 64x64x32 feature maps.
+    # and 25% less peak memory on JAX, 10-30% slower on 64x64x32 feature
+    # maps and volumes (README, "Benchmarks").
     first_row = ops.arange(batch, dtype="int32") * int(np.prod(sizes))
     first_row = ops.reshape(first_row, (-1, 1))
     flat_images = ops.reshape(images, (-1, channels))

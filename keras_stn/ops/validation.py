@@ -6,6 +6,7 @@ instead of a shape error from deep inside TensorFlow, JAX or PyTorch.
 """
 
 import keras
+import numpy as np
 
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
@@ -101,6 +102,35 @@ def standardize_size(
             f"strictly positive integers {expected}. Received {name}={size!r}"
         )
     return tuple(int(v) for v in values)
+
+
+def check_positive_number(
+    value: float | None, name: str, allow_none: bool = False
+) -> float | None:
+    """Return `value` as a float if it is a finite number > 0.
+
+    Args:
+        value: the argument's value.
+        name: the argument's name, for the error message.
+        allow_none: whether `None` is valid (and returned as is).
+
+    Returns:
+        `float(value)`, or `None`.
+    """
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.number))
+        or not np.isfinite(value)
+        or value <= 0
+    ):
+        alternatives = "None or " if allow_none else ""
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected {alternatives}a "
+            f"finite number > 0. Received {name}={value!r}"
+        )
+    return float(value)
 
 
 def _is_positive_int(value):
