@@ -245,11 +245,27 @@ def test_layer_implementations_agree():
     bias = np.tile([1.1, 0.2, 0.1, -0.3, 0.9, -0.05], 1).astype("float32")
     for layer in layers:
         layer.theta_regressor.bias.assign(bias)
-    outputs = [keras.ops.convert_to_numpy(layer(images)) for layer in layers]
-    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    for training in (True, False):
+        outputs = [
+            keras.ops.convert_to_numpy(layer(images, training=training))
+            for layer in layers
+        ]
+        np.testing.assert_allclose(
+            outputs[0], outputs[1], rtol=1e-5, atol=1e-5
+        )
     config = layers[1].get_config()
     assert config["implementation"] == "keras"
     assert SpatialTransformer.from_config(config).implementation == "keras"
+
+
+@pytest.mark.parametrize("training", (True, False))
+def test_layer_uses_xla_in_training_only(monkeypatch, training):
+    """On TensorFlow, inference records plain ops, which exporters accept."""
+    calls = count_fast_path_calls(monkeypatch)
+    layer = SpatialTransformer(output_size=(6, 6))
+    layer(np.ones((2, 8, 8, 1), "float32"), training=training)
+    expected = {"torch": 1, "tensorflow": int(training), "jax": 0}[BACKEND]
+    assert len(calls) == expected
 
 
 def test_bad_implementation():

@@ -15,6 +15,7 @@ from keras_stn.ops.validation import check_positive_number
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.validation import standardize_size
+from keras_stn.ops.xla_sampling import has_xla_sampler
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -79,9 +80,9 @@ class SpatialTransformer(keras.layers.Layer):
             `keras.config.image_data_format()`.
         implementation: `"auto"` samples with the backend's fast path where
             it has one (PyTorch's `grid_sample` on the torch backend, the
-            `keras.ops` sampler compiled by XLA on TensorFlow; the same
-            numbers up to float rounding); `"keras"` always with the
-            `keras.ops` sampler as it is.
+            `keras.ops` sampler compiled by XLA on TensorFlow, in
+            training; the same numbers up to float rounding); `"keras"`
+            always with the `keras.ops` sampler as it is.
         theta_scale: a positive factor on the regression layer's output,
             which is then the offset of `theta` from the identity. With
             Adam and other optimizers whose steps do not grow with the
@@ -269,10 +270,12 @@ class SpatialTransformer(keras.layers.Layer):
             return (self.num_transformers, *shape)
         return shape
 
-    def call(self, inputs):
-        return self.warp(inputs, self.compute_theta(inputs))
+    def call(self, inputs, training=None):
+        return self.warp(inputs, self.compute_theta(inputs), training)
 
-    def warp(self, inputs: Tensor, theta: Tensor) -> Tensor:
+    def warp(
+        self, inputs: Tensor, theta: Tensor, training: bool | None = None
+    ) -> Tensor:
         """Warp `inputs` with given transform parameters.
 
         What calling the layer does, with `theta` given instead of regressed:
@@ -284,6 +287,12 @@ class SpatialTransformer(keras.layers.Layer):
             inputs: a batch of images, as for calling the layer.
             theta: the transforms' parameters, shaped as `compute_theta`
                 returns them.
+            training: whether the call is part of a training step. On
+                TensorFlow, `implementation="auto"` compiles the sampler
+                with XLA in training only, where its backward pass gains
+                most; elsewhere (inference, `model.export`) it records
+                plain TensorFlow ops, which every exporter and converter
+                accepts (tf2onnx cannot convert an XLA-compiled function).
 
         Returns:
             The warped batch, as calling the layer returns it.
@@ -323,9 +332,15 @@ class SpatialTransformer(keras.layers.Layer):
             self.mode,
             self.padding_mode,
             self.align_corners,
-            self.implementation,
+            self._sampler_implementation(training),
         )
         return self._merge(outputs, data_format)
+
+    def _sampler_implementation(self, training):
+        """The sampler's implementation: XLA on TensorFlow in training only."""
+        if self.implementation == "auto" and has_xla_sampler() and not training:
+            return "keras"
+        return self.implementation
 
     def _merge(self, outputs, data_format):
         """Lay out `(batch, num_transformers, *spatial, channels)` outputs."""

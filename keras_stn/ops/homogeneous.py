@@ -133,7 +133,12 @@ def _index_mesh(output_size: Size, dtype: str) -> list[Tensor]:
     Returns:
         One 1-D tensor per axis, in the order `x, y[, z]`.
     """
-    return [ops.arange(size, dtype=dtype) for size in reversed(output_size)]
+    # Constants rather than `ops.arange`, which JAX's ONNX exporter
+    # (jax2onnx) cannot trace without a `stop`.
+    return [
+        ops.convert_to_tensor(np.arange(size), dtype)
+        for size in reversed(output_size)
+    ]
 
 
 def _pixel_space_matrix(

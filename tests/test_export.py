@@ -1,0 +1,205 @@
+"""Export and serving of a model with a `SpatialTransformer` inside.
+
+Each test trains a small ST model a few steps on the current backend,
+exports it, runs the artifact with its own runtime (TensorFlow's SavedModel
+loader, onnxruntime, the LiteRT interpreter, `torch.export.load`) and
+compares the outputs with the Keras model's. The paths that a backend
+cannot take are listed in the README ("Export and serving"), with the
+exact error; each backend here tests the paths it can take:
+
+- TensorFlow: SavedModel, ONNX (tf2onnx), LiteRT (the TensorFlow converter,
+  builtin ops only, and `format="litert"`);
+- JAX: SavedModel (jax2tf), ONNX (jax2onnx; with a localization net
+  without max pooling, which jax2onnx exports as a pooling over the batch
+  and channel axes too), LiteRT from the SavedModel of a static batch size;
+- torch: ONNX (`torch.onnx.export`) and `torch.export` (`.pt2`), with a
+  dynamic batch size.
+
+Every artifact is run on a batch size other than the one it was traced
+with, where its batch size is dynamic.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_stn import SpatialTransformer
+
+from helpers import BACKEND
+
+SHAPE = (24, 24, 2)
+# Relative and absolute tolerance of an artifact's outputs (of size about
+# 1): float32 rounding, in sums taken in another order.
+TOLERANCE = 1e-5
+# LiteRT's kernels round differently (measured up to 1.7e-5).
+LITERT_TOLERANCE = 5e-5
+
+
+def strided_localization_net():
+    """A localization net of strided convolutions, without max pooling."""
+    return keras.Sequential(
+        [
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu"),
+        ]
+    )
+
+
+def trained_model(localization_net=None, transform="affine"):
+    """A small ST regressor, trained a few steps away from the identity.
+
+    Args:
+        localization_net: the transformer's localization net, or `None`
+            for `default_localization_net`.
+        transform: the transform family.
+
+    Returns:
+        `(model, images)`: the model and a batch of 5 test images.
+    """
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(SHAPE)
+    warped = SpatialTransformer(
+        localization_net=localization_net,
+        transform=transform,
+        output_size=(16, 16),
+        # Keeps the few steps of training from sending the grid off the
+        # images (where zero padding would make the outputs constant).
+        theta_bound=0.5,
+        name="transformer",
+    )(inputs)
+    # A linear head: every output depends on every warped pixel.
+    features = keras.layers.Flatten()(warped)
+    model = keras.Model(inputs, keras.layers.Dense(3)(features))
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, *SHAPE)).astype("float32")
+    y = rng.normal(size=(16, 3)).astype("float32")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    images = rng.normal(size=(5, *SHAPE)).astype("float32")
+    transformer = model.get_layer("transformer")
+    theta = keras.ops.convert_to_numpy(transformer.compute_theta(images))
+    identity = transformer.transform.identity(2)
+    # The test is void at the identity, which samples pixel centres only,
+    # or if the outputs did not depend on the images.
+    assert np.abs(theta - identity).max() > 1e-3
+    assert keras_outputs(model, images).std(axis=0).min() > 0.1
+    return model, images
+
+
+def keras_outputs(model, images):
+    """The model's outputs as a NumPy array."""
+    return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+def litert_outputs(model_content, images):
+    """Run a LiteRT model on `images`, resizing its input to their shape."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=model_content)
+    (input_details,) = interpreter.get_input_details()
+    interpreter.resize_tensor_input(input_details["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(input_details["index"], images)
+    interpreter.invoke()
+    (output_details,) = interpreter.get_output_details()
+    return interpreter.get_tensor(output_details["index"])
+
+
+def convert_saved_model(path):
+    """Convert a SavedModel to LiteRT with TensorFlow's builtin ops only."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(path))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def onnx_outputs(path, images):
+    """Run an ONNX model on `images` with onnxruntime."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path))
+    (model_input,) = session.get_inputs()
+    return session.run(None, {model_input.name: images})[0]
+
+
+def assert_close(outputs, expected, tolerance, label):
+    """Assert `outputs` match `expected` and print the max error."""
+    error = float(np.abs(outputs - expected).max())
+    print(f"{BACKEND} {label}: max error {error:.1e}")
+    np.testing.assert_allclose(
+        outputs, expected, rtol=tolerance, atol=tolerance
+    )
+
+
+def default_or_strided_net():
+    """The default localization net, except on JAX (see module docstring)."""
+    return strided_localization_net() if BACKEND == "jax" else None
+
+
+@pytest.mark.parametrize("transform", ("affine", "tps"))
+def test_onnx(tmp_path, transform):
+    model, images = trained_model(default_or_strided_net(), transform)
+    path = tmp_path / "model.onnx"
+    model.export(path, format="onnx", verbose=False)
+    outputs = onnx_outputs(path, images)
+    assert_close(outputs, keras_outputs(model, images), TOLERANCE, "onnx")
+
+
+def test_saved_model_or_torch_export(tmp_path):
+    """SavedModel on TensorFlow and JAX; `torch.export` on torch."""
+    model, images = trained_model()
+    expected = keras_outputs(model, images)
+    if BACKEND == "torch":
+        import torch
+
+        path = tmp_path / "model.pt2"
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        model.export(
+            path, format="torch", verbose=False, dynamic_shapes={0: batch}
+        )
+        program = torch.export.load(str(path)).module()
+        outputs = program(torch.from_numpy(images)).detach().numpy()
+        assert_close(outputs, expected, TOLERANCE, "torch.export")
+        return
+    import tensorflow as tf
+
+    path = tmp_path / "saved_model"
+    model.export(path, verbose=False)
+    # Keep the loaded object: its variables live as long as it does.
+    loaded = tf.saved_model.load(str(path))
+    outputs = loaded.serve(tf.constant(images)).numpy()
+    assert_close(outputs, expected, TOLERANCE, "SavedModel")
+
+
+def test_litert_or_dynamic_onnx(tmp_path):
+    """LiteRT from a SavedModel; on torch, ONNX with a dynamic batch.
+
+    On JAX the SavedModel has a static batch size (LiteRT cannot convert
+    jax2tf's gathers of a dynamic shape); on torch, whose LiteRT export
+    needs the `litert-torch` package, the same model goes to ONNX with the
+    default localization net and is run on two batch sizes.
+    """
+    model, images = trained_model()
+    expected = keras_outputs(model, images)
+    if BACKEND == "torch":
+        path = tmp_path / "model.onnx"
+        model.export(path, format="onnx", verbose=False)
+        for batch in (1, 5):
+            outputs = onnx_outputs(path, images[:batch])
+            assert_close(outputs, expected[:batch], TOLERANCE, "onnx")
+        return
+    signature = None
+    if BACKEND == "jax":
+        signature = [keras.InputSpec(shape=images.shape, dtype="float32")]
+    path = tmp_path / "saved_model"
+    model.export(path, verbose=False, input_signature=signature)
+    outputs = litert_outputs(convert_saved_model(path), images)
+    assert_close(outputs, expected, LITERT_TOLERANCE, "LiteRT converter")
+    if BACKEND == "tensorflow":
+        path = tmp_path / "model.tflite"
+        model.export(path, format="litert", verbose=False)
+        outputs = litert_outputs(path.read_bytes(), images)
+        assert_close(outputs, expected, LITERT_TOLERANCE, "format=litert")
