@@ -250,9 +250,7 @@ def test_layer_implementations_agree():
             keras.ops.convert_to_numpy(layer(images, training=training))
             for layer in layers
         ]
-        np.testing.assert_allclose(
-            outputs[0], outputs[1], rtol=1e-5, atol=1e-5
-        )
+        np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
     config = layers[1].get_config()
     assert config["implementation"] == "keras"
     assert SpatialTransformer.from_config(config).implementation == "keras"

@@ -6,8 +6,11 @@ from keras import ops
 
 from keras_stn import transforms
 from keras_stn.layers.localization_net import default_localization_net
+from keras_stn.ops.coordinates import unnormalize
 from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
+from keras_stn.ops.grid_sample import spatial_sizes
+from keras_stn.ops.precision import is_low_precision
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
@@ -19,7 +22,6 @@ from keras_stn.ops.xla_sampling import has_xla_sampler
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
-_LOW_PRECISION_DTYPES = ("float16", "bfloat16")
 MERGE_MODES = ("concat", "stack")
 
 
@@ -186,11 +188,15 @@ class SpatialTransformer(keras.layers.Layer):
     def build(self, input_shape):
         spatial_rank = len(input_shape) - 2
         self.transform.check_spatial_rank(spatial_rank)
-        spatial_shape = self._spatial_shape(input_shape)
-        if None in spatial_shape:
+        if None in self._spatial_shape(input_shape) and (
+            self.localization_net is None
+        ):
             raise ValueError(
-                "SpatialTransformer needs the spatial sizes of its input. "
-                f"Received an input of shape {tuple(input_shape)}"
+                "The default localization net needs the spatial sizes of "
+                "the input, since it flattens its feature maps. For inputs "
+                "of any size, pass a `localization_net` that maps them to "
+                "feature vectors, for example one that ends in global "
+                f"pooling. Received an input of shape {tuple(input_shape)}"
             )
         if self.output_size is not None and (
             len(self.output_size) != spatial_rank
@@ -226,7 +232,7 @@ class SpatialTransformer(keras.layers.Layer):
         bias = np.zeros_like(identity) if self._regresses_offset else identity
         # Under a float16 or bfloat16 policy, theta is still regressed in
         # float32, so that sampling coordinates keep sub-pixel precision.
-        low_precision = self.compute_dtype in _LOW_PRECISION_DTYPES
+        low_precision = is_low_precision(self.compute_dtype)
         self.theta_regressor = keras.layers.Dense(
             identity.size,
             kernel_initializer="zeros",
@@ -317,9 +323,12 @@ class SpatialTransformer(keras.layers.Layer):
         )
         parameter_shape = self.transform.parameter_shape(len(input_size))
         theta = ops.reshape(theta, (-1, *parameter_shape))
-        points = self.transform.pixel_grid(
-            theta, input_size, output_size, self.align_corners
-        )
+        if not all(isinstance(size, int) for size in input_size):
+            points = self._points_for_any_size(theta, images)
+        else:
+            points = self.transform.pixel_grid(
+                theta, input_size, output_size, self.align_corners
+            )
         # The transformers' points of one example sample the same image:
         # shape (batch, num_transformers, *output_size).
         points = [
@@ -335,6 +344,30 @@ class SpatialTransformer(keras.layers.Layer):
             self._sampler_implementation(training),
         )
         return self._merge(outputs, data_format)
+
+    def _points_for_any_size(self, theta, images):
+        """The sampling points, in a graph traced for inputs of any size.
+
+        TensorFlow traces such graphs (`model.export` of an input with
+        unknown sizes, or `fit` on a second image size, which relaxes the
+        traced shapes), and so does JAX's `model.export` (with symbolic
+        sizes); the input sizes are then tensors. The points come
+        from the family's normalized grid, as `grid_sample` takes them: the
+        identity is then exact up to float rounding only.
+        """
+        if self.output_size is None:
+            raise ValueError(
+                "SpatialTransformer(output_size=None) gives outputs of the "
+                "input's spatial sizes, which this traced graph does not "
+                "know. Pass `output_size` to use the layer on inputs of "
+                "unknown sizes. Received an input of shape "
+                f"{tuple(images.shape)}"
+            )
+        grid = self.transform.grid(theta, self.output_size, self.align_corners)
+        return [
+            unnormalize(grid[..., axis], size, self.align_corners)
+            for axis, size in enumerate(spatial_sizes(images))
+        ]
 
     def _sampler_implementation(self, training):
         """The sampler's implementation: XLA on TensorFlow in training only."""

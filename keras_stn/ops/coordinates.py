@@ -12,6 +12,7 @@ the centres of the corner pixels, so pixel `i` sits at
 from fractions import Fraction
 
 import numpy as np
+from keras import ops
 
 from keras_stn.typing import Tensor
 
@@ -35,6 +36,27 @@ def normalized_coordinates(size: int, align_corners: bool) -> np.ndarray:
     return (2.0 * index + 1.0 - size) / size
 
 
+def size_as(size, dtype: str):
+    """A size, ready for arithmetic with tensors of `dtype`.
+
+    Args:
+        size: a number of pixels: a Python int, a scalar integer tensor
+            where the size is only known when a TensorFlow graph runs, or a
+            symbolic size (JAX's and `torch.export`'s dynamic shapes).
+        dtype: the dtype of the tensors it meets.
+
+    Returns:
+        An int `size` as it is, else a scalar tensor of `dtype`. A symbolic
+        size becomes one by multiplication, which keeps it symbolic (a cast
+        would fix it to the value it was traced with).
+    """
+    if isinstance(size, int):
+        return size
+    if ops.is_tensor(size):
+        return ops.cast(size, dtype)
+    return ops.ones((), dtype) * size
+
+
 def unnormalize(coordinates: Tensor, size: int, align_corners: bool) -> Tensor:
     """Map normalized coordinates to pixel coordinates along one axis.
 
@@ -43,13 +65,15 @@ def unnormalize(coordinates: Tensor, size: int, align_corners: bool) -> Tensor:
 
     Args:
         coordinates: a float tensor of normalized coordinates.
-        size: the number of pixels along the axis.
+        size: the number of pixels along the axis: an int, or a scalar
+            tensor (see `size_as`).
         align_corners: the convention described in the module docstring.
 
     Returns:
         A tensor like `coordinates`, in pixels (pixel `i` has its centre at
         `i`).
     """
+    size = size_as(size, coordinates.dtype)
     if align_corners:
         return ((coordinates + 1.0) / 2.0) * (size - 1)
     return ((coordinates + 1.0) * size - 1.0) / 2.0

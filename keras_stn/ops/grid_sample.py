@@ -1,15 +1,19 @@
 """The differentiable sampler (Jaderberg et al., 2015, section 3.3)."""
 
 import itertools
+import math
 
-import numpy as np
 from keras import ops
 
+from keras_stn.ops.coordinates import size_as
 from keras_stn.ops.coordinates import unnormalize
 from keras_stn.ops.native_sampling import PIXEL_PADDING_MODES
 from keras_stn.ops.native_sampling import has_native_sampler
 from keras_stn.ops.native_sampling import native_grid_sample
 from keras_stn.ops.native_sampling import native_sample_pixels
+from keras_stn.ops.nonfinite import finite_points
+from keras_stn.ops.nonfinite import mark_invalid
+from keras_stn.ops.precision import at_least_float32
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
@@ -108,6 +112,7 @@ def grid_sample(
             images, grid, mode, padding_mode, align_corners
         )
     else:
+        grid = ops.cast(grid, at_least_float32(grid.dtype))
         sizes = reversed(ops.shape(images)[1:-1])
         points = [
             unnormalize(grid[..., axis], size, align_corners)
@@ -166,6 +171,20 @@ def from_channels_last(images: Tensor, data_format: str) -> Tensor:
     return images
 
 
+def spatial_sizes(images: Tensor) -> list:
+    """The spatial sizes of channels-last images, in the order `x, y[, z]`.
+
+    Args:
+        images: a channels-last batch of images or volumes.
+
+    Returns:
+        One size per spatial axis: a Python int where the shape is known,
+        else a scalar tensor (in a TensorFlow graph traced for any size) or
+        a symbolic dimension (in JAX's shape-polymorphic export).
+    """
+    return list(reversed(ops.shape(images)[1:-1]))
+
+
 def sample_pixels(
     images: Tensor,
     points: list[Tensor],
@@ -190,36 +209,73 @@ def sample_pixels(
             one) or `"keras"`, as in `grid_sample`.
 
     Returns:
-        Tensor of shape `(batch, *output_shape, channels)`.
+        Tensor of shape `(batch, *output_shape, channels)`. NaN and
+        infinite points follow the rule of `keras_stn.ops.nonfinite`.
     """
+    if images.shape[0] == 0:
+        # Nothing to sample, but not every backend gathers from an empty
+        # operand (JAX's `take` then drops the indices' axes): sample one
+        # blank example and drop it, which keeps the shapes and gradients.
+        images = ops.concatenate(
+            [images, ops.zeros((1, *images.shape[1:]), images.dtype)]
+        )
+        points = [
+            ops.concatenate([p, ops.zeros((1, *p.shape[1:]), p.dtype)])
+            for p in points
+        ]
+        return sample_pixels(
+            images, points, mode, padding_mode, align_corners, implementation
+        )[:0]
     if implementation == "auto":
         if padding_mode in PIXEL_PADDING_MODES and has_native_sampler(images):
-            return native_sample_pixels(images, points, mode, padding_mode)
+            return _sample_finite_pixels(
+                images, points, mode, padding_mode, False, native=True
+            )
         if has_xla_sampler():
             return xla_compiled(
-                _sample_pixels,
+                _sample_finite_pixels,
                 images,
                 points,
                 mode=mode,
                 padding_mode=padding_mode,
                 align_corners=align_corners,
             )
-    return _sample_pixels(images, points, mode, padding_mode, align_corners)
+    return _sample_finite_pixels(
+        images, points, mode, padding_mode, align_corners
+    )
+
+
+def _sample_finite_pixels(
+    images, points, mode, padding_mode, align_corners, native=False
+):
+    """Sample as `keras_stn.ops.nonfinite` says NaN and infinities sample.
+
+    The points are made finite for `_sample_pixels` (or, with `native`, for
+    `native_sample_pixels`), and the outputs of invalid points set to NaN.
+    """
+    points, invalid = finite_points(points, spatial_sizes(images), padding_mode)
+    if native:
+        outputs = native_sample_pixels(images, points, mode, padding_mode)
+    else:
+        outputs = _sample_pixels(
+            images, points, mode, padding_mode, align_corners
+        )
+    return mark_invalid(outputs, invalid)
 
 
 def _sample_pixels(images, points, mode, padding_mode, align_corners):
     """`sample_pixels` with `keras.ops` alone."""
-    shape = ops.shape(images)
-    batch, channels = shape[0], shape[-1]
-    sizes = list(reversed(shape[1:-1]))
-    strides = np.cumprod([1] + sizes[:-1]).tolist()
+    channels = ops.shape(images)[-1]
+    sizes = [size_as(size, "int32") for size in spatial_sizes(images)]
+    strides = [1]
+    for size in sizes[:-1]:
+        strides.append(strides[-1] * size)
     # The points flattened to (batch, num_points): gathers of high rank
     # crash XLA's CPU compiler (jax 0.10) when a matrix product follows.
-    output_shape = tuple(points[0].shape[1:])
-    points = [
-        ops.reshape(point, (-1, int(np.prod(output_shape)))) for point in points
-    ]
-    # Per axis: the pixels that a point reads, each with its weight.
+    output_shape = ops.shape(points[0])[1:]
+    num_points = math.prod(output_shape)
+    points = [ops.reshape(point, (-1, num_points)) for point in points]
+    # Per axis: the pixels that a point reads, with their weights.
     taps = [
         _axis_taps(coordinate, size, mode, padding_mode, align_corners)
         for coordinate, size in zip(points, sizes, strict=True)
@@ -229,28 +285,41 @@ def _sample_pixels(images, points, mode, padding_mode, align_corners):
     # gather of every tap at once, this measured 2.8x faster at MNIST size
     # and 25% less peak memory on JAX, 10-30% slower on 64x64x32 feature
     # maps and volumes (README, "Benchmarks").
-    first_row = ops.arange(batch, dtype="int32") * int(np.prod(sizes))
-    first_row = ops.reshape(first_row, (-1, 1))
+    # Each example's first row, `arange(batch)` times the pixels per image,
+    # counted so that the batch size may be unknown when tracing (`arange`
+    # needs a number; JAX's ONNX export traces with a symbolic batch).
+    example = ops.cumsum(ops.ones_like(points[0][:, :1], "int32"), axis=0)
+    first_row = (example - 1) * (strides[-1] * sizes[-1])
     flat_images = ops.reshape(images, (-1, channels))
+    # Weights and sums in float32 for float16 or bfloat16 images (mixed
+    # precision), whose sums would round to a few digits; then cast back.
+    dtype = at_least_float32(images.dtype)
     outputs = None
     for combination in itertools.product(*taps):
-        index, weight = first_row, None
-        for (axis_index, axis_weight), stride in zip(
+        index, weight, inside = first_row, None, None
+        for (axis_index, axis_weight, axis_inside), stride in zip(
             combination, strides, strict=True
         ):
             index = index + axis_index * stride
             weight = axis_weight if weight is None else weight * axis_weight
-        term = ops.take(flat_images, index, axis=0)
-        term = term * ops.cast(weight, images.dtype)[..., None]
+            inside = axis_inside if inside is None else inside & axis_inside
+        # A tap outside the image reads some edge pixel (its index is
+        # clipped); it is zeroed whatever that pixel holds, so that a NaN or
+        # infinite pixel reaches the outputs that read it, as in PyTorch's
+        # kernel, and no others.
+        term = ops.cast(ops.take(flat_images, index, axis=0), dtype)
+        term = ops.where(inside[..., None], term, 0.0)
+        term = term * ops.cast(weight, dtype)[..., None]
         outputs = term if outputs is None else outputs + term
+    outputs = ops.cast(outputs, images.dtype)
     return ops.reshape(outputs, (-1, *output_shape, channels))
 
 
 def _axis_taps(coordinate, size, mode, padding_mode, align_corners):
     """The pixels that sampling reads along one axis, with their weights.
 
-    A point's weight in the sampled value is the product of its weights
-    along each axis; pixels outside the image weigh zero.
+    A pixel's weight in the sampled value is the product of its weights
+    along each axis; pixels outside the image are not read.
 
     Args:
         coordinate: the points' coordinates along the axis, in pixels.
@@ -260,9 +329,11 @@ def _axis_taps(coordinate, size, mode, padding_mode, align_corners):
         align_corners: the convention of the grid.
 
     Returns:
-        A list of `(index, weight)` pairs: int32 indices into the axis and
-        float weights, each shaped like `coordinate`.
+        A list of `(index, weight, inside)` triples, each shaped like
+        `coordinate`: int32 indices into the axis (clipped into it), float
+        weights, and booleans that say which taps are inside the image.
     """
+    size = size_as(size, coordinate.dtype)
     if mode == "bicubic":
         # PyTorch's bicubic pads each tap, not the point (a padded point
         # would move the taps).
@@ -309,23 +380,22 @@ def _cubic_weights(fraction):
 
 
 def _masked_tap(position, weight, size):
-    """Pair a tap's index with its weight, zero where it is outside."""
+    """A tap's index and weight, and whether it is inside the image."""
     inside = (position >= 0) & (position <= size - 1)
     if not hasattr(weight, "shape"):
         weight = ops.ones_like(position) * weight
-    weight = ops.where(inside, weight, ops.zeros_like(weight))
-    return _to_index(position, size), weight
+    return _to_index(position, size), weight, inside
 
 
 def _to_index(coordinate, size):
     """Turn float pixel coordinates into valid int32 indices.
 
     Clipping before the cast keeps huge values in the int32 range; clipping
-    after it catches NaN, whose cast is undefined. Points outside the image
-    get weight zero, so the pixel they index does not matter.
+    after it catches NaN, whose cast is undefined. The samples of taps
+    outside the image are zeroed, so the pixel they index does not matter.
     """
     index = ops.cast(ops.clip(coordinate, -1, size), "int32")
-    return ops.clip(index, 0, size - 1)
+    return ops.clip(index, 0, size_as(size, "int32") - 1)
 
 
 def _pad_coordinates(coordinate, size, padding_mode, align_corners):
@@ -352,8 +422,18 @@ def _pad_coordinates(coordinate, size, padding_mode, align_corners):
 def _reflect(coordinate, low, high):
     """Reflect coordinates into `[low, high]` by mirroring at its ends."""
     span = high - low
-    if span <= 0:
-        return ops.zeros_like(coordinate)
+    if isinstance(span, (int, float)):
+        if span <= 0:
+            return ops.zeros_like(coordinate)
+        return _mirror(coordinate, low, span)
+    # A size known only when the graph runs: an axis of one pixel, with no
+    # span to mirror in, may still come.
+    reflected = _mirror(coordinate, low, ops.maximum(span, 1.0))
+    return ops.where(span > 0, reflected, ops.zeros_like(coordinate))
+
+
+def _mirror(coordinate, low, span):
+    """Reflect coordinates into `[low, low + span]`, for a span > 0."""
     distance = coordinate - low
     distance = ops.where(distance < 0, -distance, distance)
     flips = ops.floor(ops.stop_gradient(distance) / span)

@@ -10,8 +10,13 @@ such as the identity transform's, are read exactly as the generic sampler
 reads them (see `native_sample_pixels`).
 """
 
+import math
+
 import keras
 
+from keras_stn.ops.nonfinite import NORMALIZED_MARGIN
+from keras_stn.ops.nonfinite import invalid_points
+from keras_stn.ops.nonfinite import mark_invalid
 from keras_stn.typing import Tensor
 
 NATIVE_DTYPES = ("float32", "float64")
@@ -26,11 +31,22 @@ def has_native_sampler(images: Tensor) -> bool:
         images: the channels-last batch to sample.
 
     Returns:
-        `True` on the torch backend for float32 and float64 images.
+        `True` on the torch backend for float32 and float64 images of
+        known sizes, except while `torch.onnx.export` records the model:
+        ONNX has no operator for the `nextafter` that keeps the kernel's
+        numbers exact, so the generic sampler is recorded instead. Sizes
+        that `torch.export` leaves symbolic (dynamic shapes) also take the
+        generic sampler, since the kernel's padding to power-of-two sizes
+        would fix them.
     """
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
     return (
-        keras.backend.backend() == "torch"
-        and keras.backend.standardize_dtype(images.dtype) in NATIVE_DTYPES
+        keras.backend.standardize_dtype(images.dtype) in NATIVE_DTYPES
+        and all(isinstance(size, int) for size in images.shape[1:-1])
+        and not torch.onnx.is_in_onnx_export()
     )
 
 
@@ -53,13 +69,29 @@ def native_grid_sample(
         align_corners: the convention of the grid.
 
     Returns:
-        Tensor of shape `(batch, *output_shape, channels)`.
+        Tensor of shape `(batch, *output_shape, channels)`. NaN and
+        infinite points follow the rule of `keras_stn.ops.nonfinite`, which
+        the kernel alone does not (its backward pass crashes on some).
     """
     import torch
 
-    return _sample_channels_first(
+    # The points' pixel coordinates, as the kernel (and `unnormalize`)
+    # computes them, say which points are invalid.
+    sizes = torch.tensor(
+        [int(size) for size in reversed(images.shape[1:-1])]
+    ).to(grid)
+    if align_corners:
+        pixels = ((grid.detach() + 1.0) / 2.0) * (sizes - 1.0)
+    else:
+        pixels = ((grid.detach() + 1.0) * sizes - 1.0) / 2.0
+    invalid = invalid_points(torch.unbind(pixels, -1), padding_mode)
+    grid = torch.where(invalid[..., None], 0.0, grid)
+    if padding_mode != "reflection":
+        grid = grid.clamp(-NORMALIZED_MARGIN, NORMALIZED_MARGIN)
+    outputs = _sample_channels_first(
         torch.movedim(images, -1, 1), grid, mode, padding_mode, align_corners
     )
+    return mark_invalid(outputs, invalid)
 
 
 def native_sample_pixels(
@@ -94,7 +126,9 @@ def native_sample_pixels(
     """
     import torch
 
-    sizes = list(reversed(images.shape[1:-1]))  # x, y[, z]
+    # x, y[, z]; `int` because ONNX's tracing exporter hands sizes over as
+    # tensors (spatial sizes are static here, so it records constants).
+    sizes = [int(size) for size in reversed(images.shape[1:-1])]
     padded_sizes = [1 << (size - 1).bit_length() for size in sizes]
     points = torch.stack([point.to(images.dtype) for point in points], -1)
     grid = _kernel_grid(
@@ -157,8 +191,9 @@ def _sample_channels_first(images, grid, mode, padding_mode, align_corners):
     rank = grid.shape[-1]
     output_shape = tuple(grid.shape[1:-1])
     # Every output point in one row: (batch, 1, [1,] points, rank).
+    # The number of points given, not -1, which an empty batch leaves open.
     grid = grid.to(images.dtype).reshape(
-        grid.shape[0], *[1] * (rank - 1), -1, rank
+        grid.shape[0], *[1] * (rank - 1), math.prod(output_shape), rank
     )
     outputs = torch.nn.functional.grid_sample(
         images,
@@ -168,4 +203,4 @@ def _sample_channels_first(images, grid, mode, padding_mode, align_corners):
         align_corners=align_corners,
     )
     outputs = outputs.reshape(*outputs.shape[:2], *output_shape)
-    return torch.movedim(outputs, 1, -1)
+    return torch.movedim(outputs, 1, -1).contiguous()

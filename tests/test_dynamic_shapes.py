@@ -1,0 +1,193 @@
+"""Unknown batch and spatial sizes: functional, subclassed and exported models.
+
+A model built on `keras.Input((None, None, channels))` trains and predicts on
+images of several sizes, with the default `jit_compile="auto"` and, on
+TensorFlow and JAX, `jit_compile=True`. On TensorFlow, `fit` and `predict`
+retrace their graph for unknown sizes after a second size (Keras traces
+with `reduce_retracing`), so the layer then runs with sizes that are only
+known when the graph runs; JAX's `model.export` traces with symbolic sizes.
+The transformer's outputs are checked against PyTorch's `affine_grid` and
+`grid_sample` at the theta the layer regresses.
+"""
+
+import keras
+import numpy as np
+import pytest
+import torch
+from keras import ops
+
+from keras_stn import SpatialTransformer
+
+from helpers import BACKEND
+
+OUTPUT_SIZE = (12, 10)
+SIZES = ((24, 24), (32, 20), (17, 29))
+# On torch, Keras' jit_compile=True is torch.compile, which fails inside
+# Inductor on this model (README, "Backends").
+JIT_COMPILE = ["auto"] if BACKEND == "torch" else ["auto", True]
+
+
+def any_size_localization_net():
+    """A localization net for inputs of any size: global pooling."""
+    return keras.Sequential(
+        [
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(8, activation="tanh"),
+        ]
+    )
+
+
+def any_size_model(name="transformer"):
+    """A regressor on images of any size, and its transformer's outputs."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 2))
+    warped = SpatialTransformer(
+        any_size_localization_net(),
+        output_size=OUTPUT_SIZE,
+        theta_bound=0.5,
+        name=name,
+    )(inputs)
+    outputs = keras.layers.Dense(3)(keras.layers.Flatten()(warped))
+    return keras.Model(inputs, outputs), keras.Model(inputs, warped)
+
+
+def images_of_size(size, count=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(count, *size, 2)).astype("float32")
+
+
+def torch_warp(images, theta):
+    """PyTorch's affine warp of channels-last `images` to `OUTPUT_SIZE`."""
+    theta = torch.from_numpy(np.asarray(theta, "float32"))
+    grid = torch.nn.functional.affine_grid(
+        theta, (len(images), 2, *OUTPUT_SIZE), align_corners=False
+    )
+    outputs = torch.nn.functional.grid_sample(
+        torch.from_numpy(images).movedim(-1, 1), grid, align_corners=False
+    )
+    return outputs.movedim(1, -1).numpy()
+
+
+def assert_transformer_matches_torch(warper, images, outputs):
+    transformer = warper.get_layer("transformer")
+    theta = ops.convert_to_numpy(transformer.compute_theta(images))
+    np.testing.assert_allclose(
+        outputs, torch_warp(images, theta), rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("jit_compile", JIT_COMPILE)
+def test_functional_model_of_any_size(jit_compile):
+    model, warper = any_size_model()
+    assert warper.output_shape == (None, *OUTPUT_SIZE, 2)
+    model.compile(keras.optimizers.SGD(0.1), "mse", jit_compile=jit_compile)
+    rng = np.random.default_rng(1)
+    for seed, size in enumerate(SIZES):
+        # 10 examples in batches of 4: the last batch is smaller.
+        x = images_of_size(size, count=10, seed=seed)
+        y = rng.normal(size=(10, 3)).astype("float32")
+        history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+    theta = warper.get_layer("transformer").compute_theta(x)
+    # Trained away from the identity, which would make the check weak.
+    assert np.abs(ops.convert_to_numpy(theta) - np.eye(2, 3)).max() > 1e-3
+    for seed, size in enumerate(SIZES):
+        x = images_of_size(size, count=5, seed=10 + seed)
+        outputs = warper.predict(x, batch_size=2, verbose=0)
+        assert_transformer_matches_torch(warper, x, outputs)
+
+
+class Regressor(keras.Model):
+    """A subclassed model: a transformer, then a dense head."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.transformer = SpatialTransformer(
+            any_size_localization_net(),
+            output_size=OUTPUT_SIZE,
+            theta_bound=0.5,
+            name="transformer",
+        )
+        self.flatten = keras.layers.Flatten()
+        self.head = keras.layers.Dense(3)
+
+    def call(self, inputs):
+        return self.head(self.flatten(self.transformer(inputs)))
+
+
+@pytest.mark.parametrize("jit_compile", JIT_COMPILE)
+def test_subclassed_model_of_any_size(jit_compile):
+    keras.utils.set_random_seed(0)
+    model = Regressor()
+    model.compile(keras.optimizers.SGD(0.1), "mse", jit_compile=jit_compile)
+    rng = np.random.default_rng(2)
+    for seed, size in enumerate(SIZES):
+        x = images_of_size(size, count=10, seed=seed)
+        y = rng.normal(size=(10, 3)).astype("float32")
+        history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+    for seed, size in enumerate(SIZES):
+        x = images_of_size(size, count=5, seed=20 + seed)
+        predicted = model.predict(x, batch_size=2, verbose=0)
+        eager = ops.convert_to_numpy(model(x))
+        np.testing.assert_allclose(predicted, eager, rtol=1e-5, atol=1e-5)
+        warped = ops.convert_to_numpy(model.transformer(x))
+        assert_transformer_matches_torch(model, x, warped)
+
+
+def test_export_of_any_size_needs_output_size(tmp_path):
+    """`output_size=None` keeps sizes that an export of any size lacks."""
+    inputs = keras.Input((None, None, 2))
+    warped = SpatialTransformer(any_size_localization_net())(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(warped))
+    # Eager calls know their sizes.
+    assert tuple(model(images_of_size((9, 7))).shape) == (6, 2)
+    path, kwargs = tmp_path / "saved_model", {}
+    if BACKEND == "torch":
+        path = tmp_path / "model.pt2"
+        height = torch.export.Dim("height", min=2, max=512)
+        kwargs = dict(format="torch", dynamic_shapes={1: height})
+    # The layer's own error, whatever the exporter wraps it in.
+    with pytest.raises(Exception, match="`output_size` to use the layer"):
+        model.export(path, verbose=False, **kwargs)
+
+
+def test_export_of_any_size(tmp_path):
+    """SavedModel (TensorFlow, JAX) or `torch.export`, any batch and size."""
+    model, _ = any_size_model()
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x = images_of_size(SIZES[0], count=10)
+    model.fit(x, np.ones((10, 3), "float32"), epochs=2, verbose=0)
+    if BACKEND == "torch":
+        height = torch.export.Dim("height", min=2, max=512)
+        width = torch.export.Dim("width", min=2, max=512)
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        path = tmp_path / "model.pt2"
+        model.export(
+            path,
+            format="torch",
+            verbose=False,
+            dynamic_shapes={0: batch, 1: height, 2: width},
+        )
+        program = torch.export.load(str(path)).module()
+
+        def serve(images):
+            return program(torch.from_numpy(images)).detach().numpy()
+    else:
+        import tensorflow as tf
+
+        path = tmp_path / "saved_model"
+        model.export(path, verbose=False)
+        loaded = tf.saved_model.load(str(path))
+
+        def serve(images):
+            return loaded.serve(tf.constant(images)).numpy()
+
+    for seed, size in enumerate(SIZES):
+        images = images_of_size(size, count=3, seed=30 + seed)
+        np.testing.assert_allclose(
+            serve(images),
+            ops.convert_to_numpy(model(images)),
+            rtol=1e-5,
+            atol=1e-5,
+        )
