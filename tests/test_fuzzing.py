@@ -35,6 +35,7 @@ from keras_stn.ops import projective_grid
 from keras_stn.ops import tps_grid
 from keras_stn.ops import warp_affine
 
+from helpers import BACKEND
 from helpers import float64_enabled
 from helpers import normalized_mesh
 from helpers import torch_grid_sample
@@ -72,6 +73,31 @@ def assert_close(actual, expected, tolerance):
     np.testing.assert_allclose(
         ops.convert_to_numpy(actual), expected, rtol=tolerance, atol=tolerance
     )
+
+
+def outputs_and_gradients(fn, upstream, *args):
+    """`fn(*args)` and the gradients of `sum(fn(*args) * upstream)`.
+
+    On JAX, which compiles each eager op anew for each new shape, both come
+    from one compiled function: one compilation per drawn example.
+
+    Returns:
+        `(outputs, gradients)`: NumPy arrays, one gradient per argument.
+    """
+
+    def loss(*tensors):
+        outputs = fn(*tensors)
+        return ops.sum(ops.multiply(outputs, upstream)), outputs
+
+    if BACKEND == "jax":
+        import jax
+
+        argnums = tuple(range(len(args)))
+        both = jax.jit(jax.value_and_grad(loss, argnums, has_aux=True))
+        (_, outputs), gradients = both(*args)
+        return np.asarray(outputs), [np.asarray(g) for g in gradients]
+    _, gradients = value_and_gradients(lambda *t: loss(*t)[0], *args)
+    return ops.convert_to_numpy(fn(*args)), gradients
 
 
 @st.composite
@@ -169,12 +195,10 @@ def check_grid_sample(case, implementation):
             **kwargs,
         )
 
-    def loss(images, grid):
-        return ops.sum(ops.multiply(sample(images, grid), upstream))
-
     with precision(dtype):
-        out = sample(images, grid)
-        _, (grad_images, grad_grid) = value_and_gradients(loss, images, grid)
+        out, (grad_images, grad_grid) = outputs_and_gradients(
+            sample, upstream, images, grid
+        )
     expected, expected_images, expected_grid = torch_grid_sample(
         *(a.astype("float64") for a in (images, grid, upstream)),
         case["data_format"],
@@ -247,13 +271,8 @@ def check_grid(grid_fn, parameters, torch_fn, upstream_shape, rng, dtype):
         dtype: `"float32"` or `"float64"`.
     """
     upstream = rng.normal(size=upstream_shape).astype(dtype)
-
-    def loss(parameters):
-        return ops.sum(ops.multiply(grid_fn(parameters), upstream))
-
     with precision(dtype):
-        grid = grid_fn(parameters)
-        _, (gradient,) = value_and_gradients(loss, parameters)
+        grid, (gradient,) = outputs_and_gradients(grid_fn, upstream, parameters)
     t_parameters = torch.tensor(parameters, dtype=torch.float64)
     t_parameters.requires_grad_(True)
     expected = torch_fn(t_parameters)
@@ -451,12 +470,10 @@ def test_warp_affine_matches_torch(case):
             **kwargs,
         )
 
-    def loss(images, theta):
-        return ops.sum(ops.multiply(warp(images, theta), upstream))
-
     with precision(dtype):
-        out = warp(images, theta)
-        _, (grad_images, grad_theta) = value_and_gradients(loss, images, theta)
+        out, (grad_images, grad_theta) = outputs_and_gradients(
+            warp, upstream, images, theta
+        )
     t_images = torch.tensor(images, dtype=torch.float64, requires_grad=True)
     expected = torch.nn.functional.grid_sample(
         t_images.movedim(-1, 1), grid, **kwargs
