@@ -37,16 +37,21 @@ def any_size_localization_net():
     )
 
 
-def any_size_model(name="transformer"):
-    """A regressor on images of any size, and its transformer's outputs."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((None, None, 2))
-    warped = SpatialTransformer(
+def any_size_transformer():
+    """The transformer of the tests, named `"transformer"`."""
+    return SpatialTransformer(
         any_size_localization_net(),
         output_size=OUTPUT_SIZE,
         theta_bound=0.5,
-        name=name,
-    )(inputs)
+        name="transformer",
+    )
+
+
+def any_size_model():
+    """A regressor on images of any size, and its transformer's outputs."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 2))
+    warped = any_size_transformer()(inputs)
     outputs = keras.layers.Dense(3)(keras.layers.Flatten()(warped))
     return keras.Model(inputs, outputs), keras.Model(inputs, warped)
 
@@ -76,10 +81,8 @@ def assert_transformer_matches_torch(warper, images, outputs):
     )
 
 
-@pytest.mark.parametrize("jit_compile", JIT_COMPILE)
-def test_functional_model_of_any_size(jit_compile):
-    model, warper = any_size_model()
-    assert warper.output_shape == (None, *OUTPUT_SIZE, 2)
+def fit_on_every_size(model, jit_compile):
+    """Compile `model` and train it on each of `SIZES` in turn."""
     model.compile(keras.optimizers.SGD(0.1), "mse", jit_compile=jit_compile)
     rng = np.random.default_rng(1)
     for seed, size in enumerate(SIZES):
@@ -88,6 +91,14 @@ def test_functional_model_of_any_size(jit_compile):
         y = rng.normal(size=(10, 3)).astype("float32")
         history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
         assert np.isfinite(history.history["loss"]).all()
+    return x
+
+
+@pytest.mark.parametrize("jit_compile", JIT_COMPILE)
+def test_functional_model_of_any_size(jit_compile):
+    model, warper = any_size_model()
+    assert warper.output_shape == (None, *OUTPUT_SIZE, 2)
+    x = fit_on_every_size(model, jit_compile)
     theta = warper.get_layer("transformer").compute_theta(x)
     # Trained away from the identity, which would make the check weak.
     assert np.abs(ops.convert_to_numpy(theta) - np.eye(2, 3)).max() > 1e-3
@@ -102,12 +113,7 @@ class Regressor(keras.Model):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.transformer = SpatialTransformer(
-            any_size_localization_net(),
-            output_size=OUTPUT_SIZE,
-            theta_bound=0.5,
-            name="transformer",
-        )
+        self.transformer = any_size_transformer()
         self.flatten = keras.layers.Flatten()
         self.head = keras.layers.Dense(3)
 
@@ -119,13 +125,7 @@ class Regressor(keras.Model):
 def test_subclassed_model_of_any_size(jit_compile):
     keras.utils.set_random_seed(0)
     model = Regressor()
-    model.compile(keras.optimizers.SGD(0.1), "mse", jit_compile=jit_compile)
-    rng = np.random.default_rng(2)
-    for seed, size in enumerate(SIZES):
-        x = images_of_size(size, count=10, seed=seed)
-        y = rng.normal(size=(10, 3)).astype("float32")
-        history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
-        assert np.isfinite(history.history["loss"]).all()
+    fit_on_every_size(model, jit_compile)
     for seed, size in enumerate(SIZES):
         x = images_of_size(size, count=5, seed=20 + seed)
         predicted = model.predict(x, batch_size=2, verbose=0)

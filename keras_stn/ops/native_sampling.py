@@ -14,6 +14,7 @@ import math
 
 import keras
 
+from keras_stn.ops.coordinates import unnormalize
 from keras_stn.ops.nonfinite import NORMALIZED_MARGIN
 from keras_stn.ops.nonfinite import invalid_points
 from keras_stn.ops.nonfinite import mark_invalid
@@ -75,16 +76,13 @@ def native_grid_sample(
     """
     import torch
 
-    # The points' pixel coordinates, as the kernel (and `unnormalize`)
-    # computes them, say which points are invalid.
-    sizes = torch.tensor(
-        [int(size) for size in reversed(images.shape[1:-1])]
-    ).to(grid)
-    if align_corners:
-        pixels = ((grid.detach() + 1.0) / 2.0) * (sizes - 1.0)
-    else:
-        pixels = ((grid.detach() + 1.0) * sizes - 1.0) / 2.0
-    invalid = invalid_points(torch.unbind(pixels, -1), padding_mode)
+    # The points' pixel coordinates, as the kernel computes them, say which
+    # points are invalid.
+    pixels = [
+        unnormalize(grid[..., axis].detach(), size, align_corners)
+        for axis, size in enumerate(reversed(images.shape[1:-1]))
+    ]
+    invalid = invalid_points(pixels, padding_mode)
     grid = torch.where(invalid[..., None], 0.0, grid)
     if padding_mode != "reflection":
         grid = grid.clamp(-NORMALIZED_MARGIN, NORMALIZED_MARGIN)
@@ -126,9 +124,7 @@ def native_sample_pixels(
     """
     import torch
 
-    # x, y[, z]; `int` because ONNX's tracing exporter hands sizes over as
-    # tensors (spatial sizes are static here, so it records constants).
-    sizes = [int(size) for size in reversed(images.shape[1:-1])]
+    sizes = list(reversed(images.shape[1:-1]))  # x, y[, z]
     padded_sizes = [1 << (size - 1).bit_length() for size in sizes]
     points = torch.stack([point.to(images.dtype) for point in points], -1)
     grid = _kernel_grid(
