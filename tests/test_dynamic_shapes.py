@@ -1,13 +1,14 @@
 """Unknown batch and spatial sizes: functional, subclassed and exported models.
 
 A model built on `keras.Input((None, None, channels))` trains and predicts on
-images of several sizes, with the default `jit_compile="auto"` and, on
-TensorFlow and JAX, `jit_compile=True`. On TensorFlow, `fit` and `predict`
-retrace their graph for unknown sizes after a second size (Keras traces
-with `reduce_retracing`), so the layer then runs with sizes that are only
-known when the graph runs; JAX's `model.export` traces with symbolic sizes.
-The transformer's outputs are checked against PyTorch's `affine_grid` and
-`grid_sample` at the theta the layer regresses.
+images of several sizes, with the default `jit_compile="auto"` and with
+`jit_compile=True` (on torch, `torch.compile` with static shapes). On
+TensorFlow, `fit` and `predict` retrace their graph for unknown sizes
+after a second size (Keras traces with `reduce_retracing`), so the layer
+then runs with sizes that are only known when the graph runs; JAX's
+`model.export` traces with symbolic sizes. The transformer's outputs are
+checked against PyTorch's `affine_grid` and `grid_sample` at the theta the
+layer regresses.
 """
 
 import keras
@@ -19,12 +20,10 @@ from keras import ops
 from keras_stn import SpatialTransformer
 
 from helpers import BACKEND
+from helpers import static_shapes_for_torch_compile
 
 OUTPUT_SIZE = (12, 10)
 SIZES = ((24, 24), (32, 20), (17, 29))
-# On torch, Keras' jit_compile=True is torch.compile, which fails inside
-# Inductor on this model (README, "Backends").
-JIT_COMPILE = ["auto"] if BACKEND == "torch" else ["auto", True]
 
 
 def any_size_localization_net():
@@ -89,12 +88,14 @@ def fit_on_every_size(model, jit_compile):
         # 10 examples in batches of 4: the last batch is smaller.
         x = images_of_size(size, count=10, seed=seed)
         y = rng.normal(size=(10, 3)).astype("float32")
-        history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        # On torch, jit_compile=True is torch.compile, with static shapes.
+        with static_shapes_for_torch_compile():
+            history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
         assert np.isfinite(history.history["loss"]).all()
     return x
 
 
-@pytest.mark.parametrize("jit_compile", JIT_COMPILE)
+@pytest.mark.parametrize("jit_compile", ["auto", True])
 def test_functional_model_of_any_size(jit_compile):
     model, warper = any_size_model()
     assert warper.output_shape == (None, *OUTPUT_SIZE, 2)
@@ -121,7 +122,7 @@ class Regressor(keras.Model):
         return self.head(self.flatten(self.transformer(inputs)))
 
 
-@pytest.mark.parametrize("jit_compile", JIT_COMPILE)
+@pytest.mark.parametrize("jit_compile", ["auto", True])
 def test_subclassed_model_of_any_size(jit_compile):
     keras.utils.set_random_seed(0)
     model = Regressor()

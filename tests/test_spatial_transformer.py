@@ -13,7 +13,7 @@ from keras import ops
 from keras_stn import SpatialTransformer
 from keras_stn import transforms
 
-from helpers import BACKEND
+from helpers import static_shapes_for_torch_compile
 
 FAMILIES = ["affine", "attention", "similarity", "projective", "tps"]
 
@@ -105,11 +105,7 @@ def classification_data(count=32, size=42, seed=0):
     return x, y
 
 
-# On torch, Keras' jit_compile=True is torch.compile, which fails inside
-# Inductor on this model (README, "Backends"); "auto" runs eagerly there.
-@pytest.mark.parametrize(
-    "jit_compile", ["auto"] if BACKEND == "torch" else ["auto", True]
-)
+@pytest.mark.parametrize("jit_compile", ["auto", True])
 def test_fit_trains_the_localization_net(jit_compile):
     model = st_cnn()
     model.compile(
@@ -120,7 +116,9 @@ def test_fit_trains_the_localization_net(jit_compile):
     x, y = classification_data()
     layer = model.layers[0]
     before = [ops.convert_to_numpy(w) for w in layer.localization_net.weights]
-    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    # On torch, jit_compile=True is torch.compile, with static shapes.
+    with static_shapes_for_torch_compile():
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     after = [ops.convert_to_numpy(w) for w in layer.localization_net.weights]
     # The regressor's kernel starts at zero, so the localization net gets a
