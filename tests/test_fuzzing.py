@@ -4,9 +4,10 @@ Hypothesis draws the shapes (1x1 images and outputs, and batch 1, among
 them), channels, modes, padding modes, `align_corners`, data formats and
 dtypes; each case is checked against an oracle computed in float64 from the
 same inputs: PyTorch's `grid_sample` and `affine_grid` with autograd, and,
-for the projective and thin-plate spline grids, the maps written out
-independently in PyTorch (a matrix product and a division; the spline's
-linear system solved by `torch.linalg.solve`).
+for the attention and similarity families, `affine_grid` of their matrices
+written out in PyTorch; for the projective and thin-plate spline grids, the
+maps written out independently in PyTorch (a matrix product and a division;
+the spline's linear system solved by `torch.linalg.solve`).
 
 Sampling points keep 0.1 pixel from every kink of the sampled function
 (whole pixel coordinates, half pixels for `"nearest"` and the mirror lines
@@ -14,13 +15,17 @@ of reflection padding), where float32 and float64 may take opposite sides.
 
 Tolerances (absolute and relative), against the float64 oracle:
 float32 values 1e-5 and gradients 1e-4 (grids: values 1e-5 absolute,
-gradients 1e-4); float64 values and gradients 1e-10.
+gradients 1e-4); float64 values and gradients 1e-10. The sampler also
+draws float16 and bfloat16 images and grids, whose values (not gradients)
+are checked against the oracle at the inputs rounded to the dtype, to 2e-3
+and 1e-2 of the largest output.
 
 The examples are derandomized, so each run (and CI) tries the same ones.
 """
 
 import contextlib
 
+import keras
 import numpy as np
 import torch
 from hypothesis import assume
@@ -29,6 +34,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from keras import ops
 
+from keras_stn import transforms
 from keras_stn.ops import affine_grid
 from keras_stn.ops import grid_sample
 from keras_stn.ops import projective_grid
@@ -49,6 +55,10 @@ DATA_FORMATS = ("channels_last", "channels_first")
 DTYPES = ("float32", "float64")
 # (value, gradient) tolerances, absolute and relative, per dtype.
 TOLERANCES = {"float32": (1e-5, 1e-4), "float64": (1e-10, 1e-10)}
+# The sampler also takes float16 and bfloat16 (values only): a few units
+# in the last place of the output, relative to the largest output.
+LOW_PRECISION_TOLERANCES = {"float16": 2e-3, "bfloat16": 1e-2}
+SAMPLER_DTYPES = DTYPES + tuple(LOW_PRECISION_TOLERANCES)
 
 
 def fuzz_settings(max_examples):
@@ -101,7 +111,7 @@ def outputs_and_gradients(fn, upstream, *args):
 
 
 @st.composite
-def sampler_cases(draw, rank, sizes=None):
+def sampler_cases(draw, rank, sizes=None, dtypes=SAMPLER_DTYPES):
     """Arguments of one `grid_sample` call, and a seed for its arrays.
 
     Args:
@@ -109,6 +119,7 @@ def sampler_cases(draw, rank, sizes=None):
         rank: 2 for images, 3 for volumes.
         sizes: `(input_size, output_size)` pairs to draw from; `None` draws
             each spatial size from 1 to 6 (images) or 4 (volumes).
+        dtypes: the dtypes to draw from.
     """
     largest = 6 if rank == 2 else 4
     if sizes is None:
@@ -125,7 +136,7 @@ def sampler_cases(draw, rank, sizes=None):
         padding_mode=draw(st.sampled_from(PADDINGS)),
         align_corners=draw(st.booleans()),
         data_format=draw(st.sampled_from(DATA_FORMATS)),
-        dtype=draw(st.sampled_from(DTYPES)),
+        dtype=draw(st.sampled_from(dtypes)),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -160,6 +171,42 @@ def nudged_grid(rng, batch, input_size, output_size, align_corners):
     return np.stack(axes, axis=-1)
 
 
+def check_low_precision_grid_sample(case, images, grid, kwargs, implementation):
+    """`grid_sample` of float16 or bfloat16 images and grid, values only.
+
+    The oracle samples the images and grid as rounded to the dtype, in
+    float64; the outputs may differ by the rounding of the outputs to the
+    dtype (the sampler's coordinates and sums are float32).
+    """
+    dtype = case["dtype"]
+    rounded = [
+        torch.tensor(a).to(getattr(torch, dtype)).double().numpy()
+        for a in (images, grid)
+    ]
+
+    def sample(images, grid):
+        return grid_sample(
+            ops.cast(images, dtype),
+            ops.cast(grid, dtype),
+            data_format=case["data_format"],
+            implementation=implementation,
+            **kwargs,
+        )
+
+    if BACKEND == "jax":
+        import jax
+
+        sample = jax.jit(sample)
+    out = sample(*(a.astype("float32") for a in rounded))
+    expected, _, _ = torch_grid_sample(
+        *rounded, np.zeros(()), case["data_format"], **kwargs
+    )
+    assert keras.backend.standardize_dtype(out.dtype) == dtype
+    out = ops.convert_to_numpy(ops.cast(out, "float32"))
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert_close(out, expected, LOW_PRECISION_TOLERANCES[dtype] * scale)
+
+
 def check_grid_sample(case, implementation):
     """`grid_sample` and its gradients against PyTorch's, for one case."""
     rng = np.random.default_rng(case["seed"])
@@ -179,12 +226,17 @@ def check_grid_sample(case, implementation):
         case["align_corners"],
     )
     dtype = case["dtype"]
-    images, grid, upstream = (a.astype(dtype) for a in (images, grid, upstream))
     kwargs = dict(
         mode=case["mode"],
         padding_mode=case["padding_mode"],
         align_corners=case["align_corners"],
     )
+    if dtype in LOW_PRECISION_TOLERANCES:
+        check_low_precision_grid_sample(
+            case, images, grid, kwargs, implementation
+        )
+        return
+    images, grid, upstream = (a.astype(dtype) for a in (images, grid, upstream))
 
     def sample(images, grid):
         return grid_sample(
@@ -310,6 +362,69 @@ def test_affine_grid_matches_torch(case):
     )
 
 
+@st.composite
+def family_cases(draw):
+    """Parameters of the attention or similarity family, and grid options.
+
+    Similarity is drawn in float32 only: Keras' JAX backend computes the
+    cosine and sine of float64 in float32 (README, "Backends").
+    """
+    family = draw(st.sampled_from(("attention", "similarity")))
+    rank = 2 if family == "similarity" else draw(st.sampled_from((2, 3)))
+    dtypes = ("float32",) if family == "similarity" else DTYPES
+    return dict(
+        family=family,
+        rank=rank,
+        batch=draw(st.integers(1, 3)),
+        output_size=draw(st.tuples(*[st.integers(1, 7)] * rank)),
+        align_corners=draw(st.booleans()),
+        dtype=draw(st.sampled_from(dtypes)),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+def torch_family_matrix(family, parameters):
+    """The affine matrix of a family's parameters, in float64 PyTorch."""
+    if family == "attention":
+        scale, translation = parameters[:, :1], parameters[:, 1:]
+        rank = translation.shape[-1]
+        linear = scale[:, :, None] * torch.eye(rank, dtype=torch.float64)
+        return torch.cat([linear, translation[:, :, None]], dim=-1)
+    scale, angle, tx, ty = parameters.unbind(-1)
+    cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
+    rows = [torch.stack([cos, -sin, tx], -1), torch.stack([sin, cos, ty], -1)]
+    return torch.stack(rows, dim=1)
+
+
+@fuzz_settings(max_examples=60)
+@given(case=family_cases())
+def test_attention_and_similarity_grids_match_torch(case):
+    rng = np.random.default_rng(case["seed"])
+    family = transforms.get(case["family"])
+    rank, size = case["rank"], case["output_size"]
+    batch, align_corners = case["batch"], case["align_corners"]
+    parameters = family.identity(rank) + rng.normal(
+        0.0, 0.5, (batch, *family.parameter_shape(rank))
+    )
+    parameters = parameters.astype(case["dtype"])
+
+    def expected(parameters):
+        return torch.nn.functional.affine_grid(
+            torch_family_matrix(case["family"], parameters),
+            (batch, 1, *size),
+            align_corners=align_corners,
+        )
+
+    check_grid(
+        lambda p: family.grid(p, size, align_corners),
+        parameters,
+        expected,
+        (batch, *size, rank),
+        rng,
+        case["dtype"],
+    )
+
+
 def torch_mesh(size, align_corners):
     """Homogeneous `(x, y[, z], 1)` of the output pixels, float64 torch."""
     mesh = normalized_mesh(size, align_corners)
@@ -429,7 +544,10 @@ def test_tps_grid_matches_torch(case):
 
 
 @fuzz_settings(max_examples=60)
-@given(case=sampler_cases(rank=2) | sampler_cases(rank=3))
+@given(
+    case=sampler_cases(rank=2, dtypes=DTYPES)
+    | sampler_cases(rank=3, dtypes=DTYPES)
+)
 def test_warp_affine_matches_torch(case):
     rng = np.random.default_rng(case["seed"])
     batch, channels = case["batch"], case["channels"]
