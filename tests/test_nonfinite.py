@@ -136,6 +136,38 @@ def test_infinite_points(mode, padding_mode, implementation):
     assert np.all(grad_grid[infinite] == 0.0)
 
 
+@pytest.mark.parametrize("align_corners", (False, True))
+@pytest.mark.parametrize("padding_mode", ("zeros", "border"))
+def test_infinite_points_on_a_one_pixel_axis(padding_mode, align_corners):
+    """Both implementations: 0 * inf is NaN where a pixel spans the axis.
+
+    With `align_corners=True`, an axis of one pixel maps every normalized
+    coordinate to that pixel, times a scale of 0: an infinite coordinate
+    to NaN. Otherwise it is a point infinitely far out.
+    """
+    images, grid, _ = random_case(7, size=(2, 1, 5, 2))
+    grid[0, 1, 1, 1] = np.inf
+    grid[1, 2, 3, 1] = -np.inf
+    kwargs = dict(padding_mode=padding_mode, align_corners=align_corners)
+    outputs = [
+        ops.convert_to_numpy(
+            grid_sample(
+                images,
+                grid,
+                data_format="channels_last",
+                implementation=implementation,
+                **kwargs,
+            )
+        )
+        for implementation in IMPLEMENTATIONS
+    ]
+    points = np.isinf(grid).any(-1)
+    for output in outputs:
+        np.testing.assert_array_equal(np.isnan(output[points]), align_corners)
+        assert not np.isnan(output[~points]).any()
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("mode", MODES)

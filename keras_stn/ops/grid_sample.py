@@ -228,9 +228,7 @@ def sample_pixels(
         )[:0]
     if implementation == "auto":
         if padding_mode in PIXEL_PADDING_MODES and has_native_sampler(images):
-            return _sample_finite_pixels(
-                images, points, mode, padding_mode, False, native=True
-            )
+            return native_sample_pixels(images, points, mode, padding_mode)
         if has_xla_sampler():
             return xla_compiled(
                 _sample_finite_pixels,
@@ -245,21 +243,14 @@ def sample_pixels(
     )
 
 
-def _sample_finite_pixels(
-    images, points, mode, padding_mode, align_corners, native=False
-):
+def _sample_finite_pixels(images, points, mode, padding_mode, align_corners):
     """Sample as `keras_stn.ops.nonfinite` says NaN and infinities sample.
 
-    The points are made finite for `_sample_pixels` (or, with `native`, for
-    `native_sample_pixels`), and the outputs of invalid points set to NaN.
+    The points are made finite for `_sample_pixels`, and the outputs of
+    invalid points set to NaN.
     """
     points, invalid = finite_points(points, spatial_sizes(images), padding_mode)
-    if native:
-        outputs = native_sample_pixels(images, points, mode, padding_mode)
-    else:
-        outputs = _sample_pixels(
-            images, points, mode, padding_mode, align_corners
-        )
+    outputs = _sample_pixels(images, points, mode, padding_mode, align_corners)
     return mark_invalid(outputs, invalid)
 
 

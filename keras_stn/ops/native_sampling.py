@@ -14,10 +14,8 @@ import math
 
 import keras
 
-from keras_stn.ops.coordinates import unnormalize
+from keras_stn.ops.nonfinite import MARGIN
 from keras_stn.ops.nonfinite import NORMALIZED_MARGIN
-from keras_stn.ops.nonfinite import invalid_points
-from keras_stn.ops.nonfinite import mark_invalid
 from keras_stn.typing import Tensor
 
 NATIVE_DTYPES = ("float32", "float64")
@@ -76,20 +74,24 @@ def native_grid_sample(
     """
     import torch
 
-    # The points' pixel coordinates, as the kernel computes them, say which
-    # points are invalid.
-    pixels = [
-        unnormalize(grid[..., axis].detach(), size, align_corners)
-        for axis, size in enumerate(reversed(images.shape[1:-1]))
-    ]
-    invalid = invalid_points(pixels, padding_mode)
-    grid = torch.where(invalid[..., None], 0.0, grid)
-    if padding_mode != "reflection":
-        grid = grid.clamp(-NORMALIZED_MARGIN, NORMALIZED_MARGIN)
+    single_pixel_axes = None
+    if align_corners:
+        # Along an axis of one pixel, every coordinate maps to pixel 0 (its
+        # scale is 0), and an infinite one to 0 * inf, NaN.
+        single_pixel_axes = torch.tensor(
+            [size == 1 for size in images.shape[-2:0:-1]]
+        ).to(grid.device)
+    grid, invalid = _finite(
+        grid,
+        -NORMALIZED_MARGIN,
+        NORMALIZED_MARGIN,
+        padding_mode,
+        single_pixel_axes,
+    )
     outputs = _sample_channels_first(
         torch.movedim(images, -1, 1), grid, mode, padding_mode, align_corners
     )
-    return mark_invalid(outputs, invalid)
+    return _mark_invalid(outputs, invalid)
 
 
 def native_sample_pixels(
@@ -127,6 +129,9 @@ def native_sample_pixels(
     sizes = list(reversed(images.shape[1:-1]))  # x, y[, z]
     padded_sizes = [1 << (size - 1).bit_length() for size in sizes]
     points = torch.stack([point.to(images.dtype) for point in points], -1)
+    points, invalid = _finite(
+        points, -MARGIN, [size - 1 + MARGIN for size in sizes], padding_mode
+    )
     grid = _kernel_grid(
         points, torch.tensor(padded_sizes, dtype=images.dtype).to(points)
     )
@@ -143,7 +148,84 @@ def native_sample_pixels(
             padding,
             mode="constant" if padding_mode == "zeros" else "replicate",
         )
-    return _sample_channels_first(images, grid, mode, padding_mode, False)
+    outputs = _sample_channels_first(images, grid, mode, padding_mode, False)
+    return _mark_invalid(outputs, invalid)
+
+
+def _finite(points, low, high, padding_mode, single_pixel_axes=None):
+    """`keras_stn.ops.nonfinite.finite_points`, in a few PyTorch ops.
+
+    The same rule, fused, and skipped in eager calls whose points need
+    nothing (finite, and within `[low, high]` with `"zeros"` and `"border"`
+    padding): at MNIST size the `keras.ops` version costs more than the
+    kernel itself, and marking the outputs costs two passes over them.
+    Traced calls (`torch.compile`, `torch.export`), which cannot branch on
+    values, always apply it.
+
+    Args:
+        points: coordinates, `(..., rank)`, `x, y[, z]` last.
+        low: where finite points are clamped from, with `"zeros"` and
+            `"border"` padding, along every axis.
+        high: where they are clamped to: a number, or a list of one per
+            axis.
+        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
+        single_pixel_axes: `None`, or booleans, one per axis, true where an
+            infinite coordinate makes its point sample NaN (an axis of one
+            pixel with `align_corners=True`).
+
+    Returns:
+        `(points, invalid)`: finite points, which sample (with their zero
+        gradients) what the rule says, and flags of shape `points.shape[:-1]`
+        for the points whose outputs are NaN, or `None` where the rule
+        changes nothing.
+    """
+    import torch
+
+    values = points.detach()
+    traced = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    if not traced and _ordinary(values, low, high, padding_mode):
+        return points, None
+    if padding_mode == "reflection":
+        invalid = ~torch.isfinite(values)
+    else:
+        invalid = torch.isnan(values)
+        if single_pixel_axes is not None:
+            invalid = invalid | (torch.isinf(values) & single_pixel_axes)
+    invalid = invalid.any(-1)
+    if padding_mode == "reflection":
+        return torch.nan_to_num(points, 0.0, 0.0, 0.0), invalid
+    if not isinstance(high, float):
+        high = torch.tensor(high, dtype=points.dtype).to(points.device)
+        low = torch.full_like(high, low)
+    # `nan_to_num` sends infinities to the largest floats, then clamped;
+    # its gradient, and `clamp`'s, is zero where they move a point.
+    return torch.nan_to_num(points, 0.0).clamp(low, high), invalid
+
+
+def _ordinary(values, low, high, padding_mode):
+    """Whether no point needs the rule: one pass for the extremes.
+
+    NaN makes the extremes NaN, which fails every comparison; with a `high`
+    per axis, the smallest is checked (a point beyond it but within its own
+    axis's takes the rule's ops, which leave it as it is).
+    """
+    import torch
+
+    if values.numel() == 0:
+        return True
+    lowest, highest = (float(v) for v in torch.aminmax(values))
+    if padding_mode == "reflection":
+        return math.isfinite(lowest) and math.isfinite(highest)
+    return lowest >= low and highest <= (
+        high if isinstance(high, float) else min(high)
+    )
+
+
+def _mark_invalid(outputs, invalid):
+    """`keras_stn.ops.nonfinite.mark_invalid`, for the flags of `_finite`."""
+    if invalid is None:
+        return outputs
+    return outputs.masked_fill(invalid[..., None], float("nan"))
 
 
 def _kernel_grid(points, padded_sizes):
@@ -199,4 +281,4 @@ def _sample_channels_first(images, grid, mode, padding_mode, align_corners):
         align_corners=align_corners,
     )
     outputs = outputs.reshape(*outputs.shape[:2], *output_shape)
-    return torch.movedim(outputs, 1, -1).contiguous()
+    return torch.movedim(outputs, 1, -1)
