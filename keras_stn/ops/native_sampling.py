@@ -182,7 +182,7 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     import torch
 
     values = points.detach()
-    traced = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    traced = torch.compiler.is_compiling()  # torch.compile and torch.export
     if not traced and _ordinary(values, low, high, padding_mode):
         return points, None
     if padding_mode == "reflection":
