@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_stn import transforms
 from keras_stn.layers.localization_net import default_localization_net
+from keras_stn.ops.coordinates import are_static
 from keras_stn.ops.coordinates import unnormalize
 from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
@@ -323,7 +324,7 @@ class SpatialTransformer(keras.layers.Layer):
         )
         parameter_shape = self.transform.parameter_shape(len(input_size))
         theta = ops.reshape(theta, (-1, *parameter_shape))
-        if not all(isinstance(size, int) for size in input_size):
+        if not are_static(input_size):
             points = self._points_for_any_size(theta, images)
         else:
             points = self.transform.pixel_grid(
@@ -363,7 +364,9 @@ class SpatialTransformer(keras.layers.Layer):
                 "unknown sizes. Received an input of shape "
                 f"{tuple(images.shape)}"
             )
-        grid = self.transform.grid(theta, self.output_size, self.align_corners)
+        grid = self.transform.normalized_grid(
+            theta, self.output_size, self.align_corners
+        )
         return [
             unnormalize(grid[..., axis], size, self.align_corners)
             for axis, size in enumerate(spatial_sizes(images))

@@ -36,6 +36,19 @@ def normalized_coordinates(size: int, align_corners: bool) -> np.ndarray:
     return (2.0 * index + 1.0 - size) / size
 
 
+def are_static(sizes) -> bool:
+    """Whether every size is a Python int, known when tracing.
+
+    Args:
+        sizes: spatial sizes, as `images.shape` gives them.
+
+    Returns:
+        `False` where a size is a tensor (a TensorFlow graph traced for any
+        size) or symbolic (JAX's and `torch.export`'s dynamic shapes).
+    """
+    return all(isinstance(size, int) for size in sizes)
+
+
 def size_as(size, dtype: str):
     """A size, ready for arithmetic with tensors of `dtype`.
 

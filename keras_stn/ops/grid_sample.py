@@ -113,10 +113,9 @@ def grid_sample(
         )
     else:
         grid = ops.cast(grid, at_least_float32(grid.dtype))
-        sizes = reversed(ops.shape(images)[1:-1])
         points = [
             unnormalize(grid[..., axis], size, align_corners)
-            for axis, size in enumerate(sizes)
+            for axis, size in enumerate(spatial_sizes(images))
         ]
         outputs = sample_pixels(
             images, points, mode, padding_mode, align_corners, implementation

@@ -14,6 +14,7 @@ import math
 
 import keras
 
+from keras_stn.ops.coordinates import are_static
 from keras_stn.ops.nonfinite import MARGIN
 from keras_stn.ops.nonfinite import NORMALIZED_MARGIN
 from keras_stn.typing import Tensor
@@ -44,7 +45,7 @@ def has_native_sampler(images: Tensor) -> bool:
 
     return (
         keras.backend.standardize_dtype(images.dtype) in NATIVE_DTYPES
-        and all(isinstance(size, int) for size in images.shape[1:-1])
+        and are_static(images.shape[1:-1])
         and not torch.onnx.is_in_onnx_export()
     )
 
@@ -74,13 +75,13 @@ def native_grid_sample(
     """
     import torch
 
+    sizes = images.shape[-2:0:-1]  # x, y[, z]
     single_pixel_axes = None
-    if align_corners:
+    if align_corners and 1 in sizes and padding_mode != "reflection":
         # Along an axis of one pixel, every coordinate maps to pixel 0 (its
         # scale is 0), and an infinite one to 0 * inf, NaN.
-        single_pixel_axes = torch.tensor(
-            [size == 1 for size in images.shape[-2:0:-1]]
-        ).to(grid.device)
+        single_pixel_axes = torch.tensor([size == 1 for size in sizes])
+        single_pixel_axes = single_pixel_axes.to(grid.device)
     grid, invalid = _finite(
         grid,
         -NORMALIZED_MARGIN,
@@ -187,19 +188,16 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
         return points, None
     if padding_mode == "reflection":
         invalid = ~torch.isfinite(values)
-    else:
-        invalid = torch.isnan(values)
-        if single_pixel_axes is not None:
-            invalid = invalid | (torch.isinf(values) & single_pixel_axes)
-    invalid = invalid.any(-1)
-    if padding_mode == "reflection":
-        return torch.nan_to_num(points, 0.0, 0.0, 0.0), invalid
+        return torch.nan_to_num(points, 0.0, 0.0, 0.0), invalid.any(-1)
+    invalid = torch.isnan(values)
+    if single_pixel_axes is not None:
+        invalid = invalid | (torch.isinf(values) & single_pixel_axes)
     if not isinstance(high, float):
         high = torch.tensor(high, dtype=points.dtype).to(points.device)
         low = torch.full_like(high, low)
     # `nan_to_num` sends infinities to the largest floats, then clamped;
     # its gradient, and `clamp`'s, is zero where they move a point.
-    return torch.nan_to_num(points, 0.0).clamp(low, high), invalid
+    return torch.nan_to_num(points, 0.0).clamp(low, high), invalid.any(-1)
 
 
 def _ordinary(values, low, high, padding_mode):
