@@ -38,13 +38,14 @@ GOALS = {
 }
 
 
-def run_on_backend(backend, command, repeats):
+def run_on_backend(backend, command, repeats, environment=None):
     """Run a benchmark script on one backend; return its JSON lines.
 
     Args:
         backend: the value of `KERAS_BACKEND`.
         command: the script and its arguments.
         repeats: passed on as `--repeats`.
+        environment: more environment variables for the script, or `None`.
 
     Returns:
         The parsed JSON lines the script printed.
@@ -52,7 +53,7 @@ def run_on_backend(backend, command, repeats):
     result = subprocess.run(
         [sys.executable, *command, "--repeats", str(repeats)],
         cwd=HERE,
-        env={**os.environ, "KERAS_BACKEND": backend},
+        env={**os.environ, **(environment or {}), "KERAS_BACKEND": backend},
         capture_output=True,
         text=True,
         check=False,
@@ -83,7 +84,16 @@ def memory_rows(backends, repeats):
         command = ["sampler_memory.py", "--size", size, "--sampler"]
         (reference,) = run_on_backend("torch", [*command, "torch"], repeats)
         for backend in backends:
-            (row,) = run_on_backend(backend, [*command, "keras_stn"], repeats)
+            (row,) = run_on_backend(
+                backend,
+                [*command, "keras_stn"],
+                repeats,
+                # TensorFlow's allocator keeps statistics (which
+                # `sampler_memory.tensorflow_peak_bytes` reads) only where
+                # it is a BFC allocator: oneDNN's on CPUs with AVX-512, or
+                # the one this variable selects.
+                {"TF_CPU_ALLOCATOR_USE_BFC": "1"},
+            )
             row["ratio"] = row["peak_mib"] / reference["peak_mib"]
             rows.append(row)
     return rows

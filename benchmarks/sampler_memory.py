@@ -10,7 +10,11 @@ allocator reuses the warm-up pass's buffers (`tensorflow_peak_bytes`).
 backend, compiled as for `sampler_speed.py`; `--sampler torch` measures
 `torch.nn.functional.grid_sample`.
 
-    KERAS_BACKEND=jax python benchmarks/sampler_memory.py --size large_image
+    KERAS_BACKEND=jax python benchmarks/sampler_memory.py \
+        --size large_image --sampler keras_stn
+    TF_CPU_ALLOCATOR_USE_BFC=1 KERAS_BACKEND=tensorflow \
+        python benchmarks/sampler_memory.py \
+        --size large_image --sampler keras_stn
 
 `benchmarks/run.py --goals memory` runs every combination and prints the
 ratios.
@@ -78,7 +82,9 @@ def tensorflow_peak_bytes(function):
     That allocator keeps the buffers of earlier passes and reuses them, so
     the process's resident memory does not grow in a pass: it reads almost
     nothing. Its own statistics count the bytes the pass holds at its peak,
-    above what was held before.
+    above what was held before. They exist only where the allocator is a
+    BFC allocator: oneDNN's, on CPUs with AVX-512, or on any CPU with
+    `TF_CPU_ALLOCATOR_USE_BFC=1`, which `benchmarks/run.py` sets.
 
     Args:
         function: called once.
