@@ -73,8 +73,8 @@ def grid_sample(
         implementation: `"auto"` uses the backend's fast path where it has
             one: PyTorch's `grid_sample` on the torch backend, for float32
             and float64 (`keras_stn.ops.native_sampling`), and the
-            `keras.ops` sampler compiled by XLA as one computation on
-            TensorFlow (`keras_stn.ops.xla_sampling`); the same numbers up
+            `keras.ops` sampler compiled by XLA on TensorFlow, forward and
+            each gradient (`keras_stn.ops.xla_sampling`); the same numbers up
             to float rounding. `"keras"` always uses the `keras.ops`
             sampler as it is.
 
