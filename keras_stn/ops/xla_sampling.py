@@ -54,6 +54,7 @@ def xla_compiled(function, *tensors: Tensor, **options) -> Tensor:
 
 @functools.cache
 def _compiled(function, options):
+    """Compile `function`: its forward pass and one gradient per argument."""
     import tensorflow as tf
 
     function = functools.partial(function, **dict(options))
