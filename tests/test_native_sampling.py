@@ -23,6 +23,7 @@ from keras_stn.ops import warp_affine
 
 from helpers import BACKEND
 from helpers import random_images_and_upstream
+from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
 # (batch, *spatial, channels, *output_spatial): odd sizes, whose pixel
@@ -115,18 +116,10 @@ def test_each_gradient_alone_matches_pytorch(wrt):
     size = (3, 17, 23, 4, 19, 11)
     images, upstream = random_images_and_upstream(rng, size, "channels_last")
     grid = rng.uniform(-1.2, 1.2, (3, 19, 11, 2)).astype("float32")
-    reference = {
-        "images": torch.tensor(np.moveaxis(images, -1, 1), requires_grad=True),
-        "grid": torch.tensor(grid, requires_grad=True),
-    }
-    output = torch.nn.functional.grid_sample(
-        reference["images"], reference["grid"], align_corners=False
+    _, expected_images, expected_grid = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
     )
-    torch_upstream = torch.tensor(np.moveaxis(upstream, -1, 1))
-    (expected,) = torch.autograd.grad(output, reference[wrt], torch_upstream)
-    expected = expected.numpy()
-    if wrt == "images":
-        expected = np.moveaxis(expected, 1, -1)
+    expected = expected_images if wrt == "images" else expected_grid
     for implementation in ("auto", "keras"):
 
         def loss(argument, implementation=implementation):
