@@ -29,8 +29,9 @@ from helpers import BACKEND
 
 SHAPE = (24, 24, 2)
 # Relative and absolute tolerance of an artifact's outputs (of size about
-# 1): float32 rounding, in sums taken in another order.
-TOLERANCE = 1e-5
+# 1): float32 rounding, in sums taken in another order (measured up to
+# 1.3e-5: JAX's SavedModel, whose module TensorFlow's XLA compiles anew).
+TOLERANCE = 2e-5
 # LiteRT's kernels round differently (measured up to 1.7e-5).
 LITERT_TOLERANCE = 5e-5
 

@@ -1,11 +1,12 @@
 """The backends' fast sampling paths against the `keras.ops` sampler.
 
 `implementation="auto"` samples with PyTorch's `grid_sample` on the torch
-backend (`keras_stn.ops.native_sampling`) and with the generic sampler
-compiled by XLA on TensorFlow (`keras_stn.ops.xla_sampling`); `"keras"`
-always with the generic sampler as it is. The two must give the same
-outputs and gradients, and the identity must stay exact. JAX, which
-compiles everything with XLA already, has no separate path.
+backend (`keras_stn.ops.native_sampling`), with the generic sampler
+compiled by XLA on TensorFlow (`keras_stn.ops.xla_sampling`) and, where it
+is differentiated, bilinearly with keras-stn's C++ kernel on JAX
+(`keras_stn.ops.jax_sampling`); `"keras"` always with the generic sampler
+as it is. The two must give the same outputs and gradients, and the
+identity must stay exact.
 """
 
 import importlib
@@ -216,7 +217,7 @@ def count_fast_path_calls(monkeypatch):
     """Count the calls of the backend's fast path from now on.
 
     PyTorch's `grid_sample` on torch, the XLA-compiled sampler on
-    TensorFlow; JAX has none.
+    TensorFlow, the C++ kernel's sampler on JAX.
     """
     calls = []
     if BACKEND == "torch":
@@ -224,7 +225,9 @@ def count_fast_path_calls(monkeypatch):
     else:
         # The module, which the package's function of the same name hides.
         module = importlib.import_module("keras_stn.ops.grid_sample")
-        name = "xla_compiled"
+        name = {"tensorflow": "xla_compiled", "jax": "jax_sample_pixels"}[
+            BACKEND
+        ]
     original = getattr(module, name)
 
     def counted(*args, **kwargs):
@@ -249,12 +252,13 @@ def test_which_implementation_runs(monkeypatch, implementation):
             implementation=implementation,
         )
     # On torch, reflection (whose mirror lines the padded images would
-    # move) samples with the generic sampler; XLA compiles every mode.
-    expected = {"torch": 2, "tensorflow": 3, "jax": 0}[BACKEND]
+    # move) samples with the generic sampler, and so it does on JAX, whose
+    # kernel has no reflection; XLA compiles every mode.
+    expected = {"torch": 2, "tensorflow": 3, "jax": 2}[BACKEND]
     if implementation == "keras":
         expected = 0
     assert len(calls) == expected
-    # float16 images: generic on torch, compiled on TensorFlow.
+    # float16 images: generic on torch and JAX, compiled on TensorFlow.
     warp_affine(
         images.astype("float16"),
         identity.astype("float16"),
@@ -292,11 +296,15 @@ def test_layer_implementations_agree():
 
 @pytest.mark.parametrize("training", (True, False))
 def test_layer_uses_xla_in_training_only(monkeypatch, training):
-    """On TensorFlow, inference records plain ops, which exporters accept."""
+    """On TensorFlow, inference records plain ops, which exporters accept.
+
+    On JAX the kernel's sampler is called either way, and runs the kernel
+    only under differentiation (`tests/test_jax_sampling.py`).
+    """
     calls = count_fast_path_calls(monkeypatch)
     layer = SpatialTransformer(output_size=(6, 6))
     layer(np.ones((2, 8, 8, 1), "float32"), training=training)
-    expected = {"torch": 1, "tensorflow": int(training), "jax": 0}[BACKEND]
+    expected = {"torch": 1, "tensorflow": int(training), "jax": 1}[BACKEND]
     assert len(calls) == expected
 
 

@@ -7,6 +7,8 @@ from keras import ops
 
 from keras_stn.ops.coordinates import size_as
 from keras_stn.ops.coordinates import unnormalize
+from keras_stn.ops.jax_sampling import has_jax_kernel
+from keras_stn.ops.jax_sampling import jax_sample_pixels
 from keras_stn.ops.native_sampling import PIXEL_PADDING_MODES
 from keras_stn.ops.native_sampling import has_native_sampler
 from keras_stn.ops.native_sampling import native_grid_sample
@@ -74,8 +76,11 @@ def grid_sample(
             one: PyTorch's `grid_sample` on the torch backend, for float32
             and float64 (`keras_stn.ops.native_sampling`), and the
             `keras.ops` sampler compiled by XLA on TensorFlow, forward and
-            each gradient (`keras_stn.ops.xla_sampling`); the same numbers up
-            to float rounding. `"keras"` always uses the `keras.ops`
+            each gradient (`keras_stn.ops.xla_sampling`), and on JAX's CPU,
+            for bilinear sampling with `"zeros"` or `"border"` padding where
+            it is differentiated, keras-stn's C++ kernel
+            (`keras_stn.ops.jax_sampling`); the same numbers up to float
+            rounding. `"keras"` always uses the `keras.ops`
             sampler as it is.
 
     Returns:
@@ -228,6 +233,10 @@ def sample_pixels(
     if implementation == "auto":
         if padding_mode in PIXEL_PADDING_MODES and has_native_sampler(images):
             return native_sample_pixels(images, points, mode, padding_mode)
+        if has_jax_kernel(images, points, mode, padding_mode):
+            return jax_sample_pixels(
+                images, points, padding_mode, _sample_bilinear_pixels
+            )
         if has_xla_sampler():
             return xla_compiled(
                 _sample_finite_pixels,
@@ -251,6 +260,15 @@ def _sample_finite_pixels(images, points, mode, padding_mode, align_corners):
     points, invalid = finite_points(points, spatial_sizes(images), padding_mode)
     outputs = _sample_pixels(images, points, mode, padding_mode, align_corners)
     return mark_invalid(outputs, invalid)
+
+
+def _sample_bilinear_pixels(images, points, padding_mode):
+    """`_sample_finite_pixels` for `jax_sample_pixels`: bilinear sampling
+    with `"zeros"` or `"border"` padding, where `align_corners` changes
+    nothing."""
+    return _sample_finite_pixels(
+        images, points, "bilinear", padding_mode, align_corners=False
+    )
 
 
 def _sample_pixels(images, points, mode, padding_mode, align_corners):

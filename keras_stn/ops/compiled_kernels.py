@@ -1,0 +1,121 @@
+"""keras-stn's C++ kernels, compiled on first use and cached on disk.
+
+The sources in `keras_stn/ops/kernels/` are compiled with the machine's C++
+compiler (`$CXX`, else `c++`) for the processor it runs on, into a shared
+library under `$KERAS_STN_KERNEL_CACHE` (default `~/.keras/keras_stn/kernels`).
+The library's name is a hash of everything that went into it (the sources,
+the compiler and its version, the flags, the processor's features), so a
+library is built once per machine and reused by later processes. Where no
+compiler is found or compilation fails, `compiled_library` warns once and
+returns `None`, and the caller takes its generic path.
+"""
+
+import ctypes
+import functools
+import hashlib
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+
+KERNELS_DIR = pathlib.Path(__file__).parent / "kernels"
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
+
+
+@functools.cache
+def compiled_library(source: str, include_dirs: tuple[str, ...] = ()):
+    """Compile a kernel source of `keras_stn/ops/kernels/` and load it.
+
+    Args:
+        source: the file name of the source, in `keras_stn/ops/kernels/`.
+        include_dirs: directories of headers it includes besides its own
+            (a framework's), passed as system include directories.
+
+    Returns:
+        The loaded `ctypes.CDLL`, or `None` (after a warning) where it could
+        not be built.
+
+    Example:
+
+    >>> import jax
+    >>> library = compiled_library(
+    ...     "jax_bilinear_sampling.cc", (jax.ffi.include_dir(),))
+    >>> library is None or hasattr(library, "KerasStnBilinearSample")
+    True
+    """
+    compiler = shutil.which(os.environ.get("CXX", "c++"))
+    if compiler is None:
+        return _unavailable(source, f"no C++ compiler `{_compiler_name()}`")
+    command = [
+        compiler,
+        *FLAGS,
+        *(f"-isystem{directory}" for directory in include_dirs),
+        str(KERNELS_DIR / source),
+    ]
+    path = _cache_dir() / f"{pathlib.Path(source).stem}-{_key(command)}.so"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Built beside its final name and renamed, so that a process never
+        # loads a library that another one is still writing.
+        with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+            built = pathlib.Path(scratch) / path.name
+            result = subprocess.run(
+                [*command, "-o", str(built)], capture_output=True, text=True
+            )
+            if result.returncode != 0:
+                return _unavailable(source, result.stderr.strip()[-2000:])
+            os.replace(built, path)
+    return ctypes.CDLL(str(path))
+
+
+def _compiler_name():
+    return os.environ.get("CXX", "c++")
+
+
+def _cache_dir():
+    if "KERAS_STN_KERNEL_CACHE" in os.environ:
+        return pathlib.Path(os.environ["KERAS_STN_KERNEL_CACHE"])
+    keras_home = os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras"))
+    return pathlib.Path(keras_home) / "keras_stn" / "kernels"
+
+
+def _key(command):
+    """A hash of what a library built by `command` depends on."""
+    digest = hashlib.sha256()
+    digest.update("\0".join(command).encode())
+    for path in sorted(KERNELS_DIR.iterdir()):
+        digest.update(path.read_bytes())
+    version = subprocess.run(
+        [command[0], "--version"], capture_output=True, text=True
+    ).stdout
+    digest.update(version.encode())
+    digest.update(_processor().encode())
+    return digest.hexdigest()[:16]
+
+
+def _processor():
+    """What `-march=native` targets: the processor's model and features."""
+    try:
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine() + platform.processor()
+    wanted = ("model name", "flags", "Features", "CPU part")
+    found = {}
+    for line in lines:
+        name = line.split(":")[0].strip()
+        if name in wanted:
+            found.setdefault(name, line)
+    return platform.machine() + "".join(found.values())
+
+
+def _unavailable(source, reason):
+    warnings.warn(
+        f"keras-stn could not build its C++ kernel `{source}`, so the "
+        "sampler takes its `keras.ops` path, which gives the same numbers "
+        f"more slowly. Set `CXX` to a C++17 compiler to build it. {reason}",
+        stacklevel=3,
+    )
+    return None

@@ -1,0 +1,288 @@
+"""The bilinear sampler's gradients as a C++ kernel on JAX's CPU backend.
+
+XLA's CPU code runs the generic sampler's gathers and, in the backward
+pass, its scatter-add one element at a time on one thread; they made the
+sampler 2-6x slower than PyTorch's fused kernel, forward and backward
+(README, "Benchmarks"). Where a model is differentiated, this module runs
+the forward and backward passes of bilinear (trilinear) sampling with
+`"zeros"` and `"border"` padding as the C++ kernel of
+`keras_stn/ops/kernels/bilinear_sampling.h`, called through XLA's foreign
+function interface on its intra-op threads, with the generic sampler's
+numbers (its rule for NaN and infinite points included) up to float
+rounding. The backward pass computes only the gradients that are used: a
+transformer at a model's input needs its grid's, not its input images'.
+
+Without differentiation, the generic `keras.ops` sampler runs, so what a
+model exports (`jax2tf`, `jax2onnx`, `jax.export`) holds plain XLA
+operations. The kernel's own operations also lower to the generic sampler
+when `jax.export` serializes them (a differentiated model saved with its
+gradients) and on platforms other than the CPU, and where no C++ compiler
+can build the kernel (`keras_stn.ops.compiled_kernels`).
+"""
+
+import functools
+import math
+
+import keras
+import numpy as np
+
+from keras_stn.ops.compiled_kernels import compiled_library
+from keras_stn.typing import Tensor
+
+KERNEL_DTYPES = ("float32", "float64")
+# The kernel's padding modes, and their codes in its `padding` attribute.
+KERNEL_PADDING_MODES = {"zeros": 0, "border": 1}
+# The FFI handlers of `kernels/jax_bilinear_sampling.cc`, by the gradients
+# they compute.
+SAMPLE_TARGET = "KerasStnBilinearSample"
+GRADIENT_TARGETS = {
+    ("images",): "KerasStnBilinearGradImages",
+    ("points",): "KerasStnBilinearGradPoints",
+    ("images", "points"): "KerasStnBilinearGradBoth",
+}
+
+
+def has_jax_kernel(
+    images: Tensor, points: list[Tensor], mode: str, padding_mode: str
+) -> bool:
+    """Whether `jax_sample_pixels` applies to these arguments.
+
+    Args:
+        images: the channels-last batch to sample.
+        points: its pixel coordinates, one tensor per axis.
+        mode: the sampling mode.
+        padding_mode: the padding mode.
+
+    Returns:
+        `True` on the JAX backend for bilinear sampling with `"zeros"` or
+        `"border"` padding of float32 or float64 images at points of the
+        same dtype.
+    """
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    return (
+        keras.backend.backend() == "jax"
+        and mode == "bilinear"
+        and padding_mode in KERNEL_PADDING_MODES
+        and dtype in KERNEL_DTYPES
+        and all(
+            keras.backend.standardize_dtype(point.dtype) == dtype
+            for point in points
+        )
+    )
+
+
+def jax_sample_pixels(
+    images: Tensor, points: list[Tensor], padding_mode: str, generic
+) -> Tensor:
+    """Sample channels-last images bilinearly at pixel coordinates.
+
+    The contract of `keras_stn.ops.grid_sample.sample_pixels` for bilinear
+    sampling with `"zeros"` or `"border"` padding.
+
+    Args:
+        images: float tensor of shape `(batch, *spatial, channels)`.
+        points: pixel coordinates, one tensor per spatial axis in the order
+            `x, y[, z]`, each of shape `(batch, *output_shape)`.
+        padding_mode: `"zeros"` or `"border"`.
+        generic: the generic sampler, `generic(images, points,
+            padding_mode)` with the arguments above, which runs where the
+            kernel does not.
+
+    Returns:
+        Tensor of shape `(batch, *output_shape, channels)`.
+    """
+    import jax.numpy as jnp
+
+    output_shape = points[0].shape[1:]
+    num_points = math.prod(output_shape)
+    stacked = jnp.stack(
+        [jnp.reshape(point, (-1, num_points)) for point in points], axis=-1
+    )
+    outputs = _sampler()(images, stacked, padding_mode, generic)
+    return jnp.reshape(outputs, (-1, *output_shape, images.shape[-1]))
+
+
+def _unstack(points):
+    """`(batch, points, rank)` coordinates as one tensor per axis."""
+    return [points[..., axis] for axis in range(points.shape[-1])]
+
+
+@functools.cache
+def _sampler():
+    """Sampling whose forward and backward passes under `jax.vjp` are the
+    kernel's: `sample(images, points, padding_mode, generic)` with points
+    of shape `(batch, points, rank)`."""
+    import jax
+
+    sample_primitive, gradients_primitive = _primitives()
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+    def sample(images, points, padding_mode, generic):
+        return generic(images, _unstack(points), padding_mode)
+
+    def forward(images, points, padding_mode, generic):
+        wants = tuple(
+            name
+            for name, primal in (("images", images), ("points", points))
+            if primal.perturbed
+        )
+        images, points = images.value, points.value
+        outputs = sample_primitive.bind(
+            images, points, padding_mode=padding_mode, generic=generic
+        )
+        # The gradients wanted, as the keys of a dict of empty leaves: a
+        # residual can only hold arrays, but its structure is static.
+        return outputs, (images, points, dict.fromkeys(wants, ()))
+
+    def backward(padding_mode, generic, residuals, upstream):
+        images, points, wants = residuals
+        wants = tuple(wants)
+        zero = isinstance(upstream, jax.custom_derivatives.SymbolicZero)
+        if not wants or zero:
+            return None, None
+        gradients = gradients_primitive.bind(
+            images,
+            points,
+            upstream,
+            padding_mode=padding_mode,
+            generic=generic,
+            wants=wants,
+        )
+        gradients = dict(zip(wants, gradients, strict=True))
+        return gradients.get("images"), gradients.get("points")
+
+    sample.defvjp(forward, backward, symbolic_zeros=True)
+    return sample
+
+
+@functools.cache
+def _primitives():
+    """The kernel's JAX primitives: the forward pass, and the gradients.
+
+    `sample(images, points, *, padding_mode, generic) -> outputs` and
+    `gradients(images, points, upstream, *, padding_mode, generic, wants)
+    -> [grad_images][, grad_points]`, each lowered to the kernel on the
+    CPU, and to the generic sampler (or its `jax.vjp`) elsewhere and for
+    `jax.export`.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.extend.core import Primitive
+    from jax.interpreters import batching
+    from jax.interpreters import mlir
+
+    def generic_sample(images, points, *, padding_mode, generic):
+        return generic(images, _unstack(points), padding_mode)
+
+    def generic_gradients(images, points, upstream, *, wants, **options):
+        _, vjp = jax.vjp(
+            functools.partial(generic_sample, **options), images, points
+        )
+        grad_images, grad_points = vjp(upstream)
+        found = {"images": grad_images, "points": grad_points}
+        return [found[name] for name in wants]
+
+    def sample_shape(images, points, **_):
+        return jax.core.ShapedArray(
+            (*points.shape[:2], images.shape[-1]), images.dtype
+        )
+
+    def gradient_shapes(images, points, upstream, *, wants, **_):
+        found = {"images": images, "points": points}
+        return [
+            jax.core.ShapedArray(found[name].shape, found[name].dtype)
+            for name in wants
+        ]
+
+    def lowering(generic_rule, target_of):
+        def rule(ctx, *operands, padding_mode, generic, **params):
+            exporting = ctx.module_context.lowering_parameters.for_export
+            if exporting or not _registered_targets():
+                return generic_rule(
+                    ctx,
+                    *operands,
+                    padding_mode=padding_mode,
+                    generic=generic,
+                    **params,
+                )
+            return jax.ffi.ffi_lowering(target_of(**params))(
+                ctx,
+                *operands,
+                padding=np.int32(KERNEL_PADDING_MODES[padding_mode]),
+            )
+
+        return rule
+
+    def batched(primitive):
+        """Fold a `vmap`ped axis into the batch, which the kernel takes."""
+
+        def rule(operands, axes, **params):
+            size = next(
+                operand.shape[axis]
+                for operand, axis in zip(operands, axes, strict=True)
+                if axis is not None
+            )
+            folded = []
+            for operand, axis in zip(operands, axes, strict=True):
+                if axis is None:  # An operand that is not vmapped.
+                    operand = jnp.broadcast_to(operand, (size, *operand.shape))
+                else:
+                    operand = jnp.moveaxis(operand, axis, 0)
+                folded.append(jnp.reshape(operand, (-1, *operand.shape[2:])))
+            results = primitive.bind(*folded, **params)
+            if not primitive.multiple_results:
+                return jnp.reshape(results, (size, -1, *results.shape[1:])), 0
+            return [
+                jnp.reshape(result, (size, -1, *result.shape[1:]))
+                for result in results
+            ], [0] * len(results)
+
+        return rule
+
+    sample = Primitive("keras_stn_bilinear_sample")
+    gradients = Primitive("keras_stn_bilinear_gradients")
+    gradients.multiple_results = True
+    for primitive, shapes, generic_function, target_of in (
+        (sample, sample_shape, generic_sample, lambda: SAMPLE_TARGET),
+        (
+            gradients,
+            gradient_shapes,
+            generic_gradients,
+            lambda wants: GRADIENT_TARGETS[wants],
+        ),
+    ):
+        primitive.def_abstract_eval(shapes)
+        primitive.def_impl(
+            lambda *operands, primitive=primitive, **params: jax.jit(
+                functools.partial(primitive.bind, **params)
+            )(*operands)
+        )
+        generic_rule = mlir.lower_fun(
+            generic_function, multiple_results=primitive.multiple_results
+        )
+        mlir.register_lowering(primitive, generic_rule)
+        mlir.register_lowering(
+            primitive, lowering(generic_rule, target_of), platform="cpu"
+        )
+        batching.primitive_batchers[primitive] = batched(primitive)
+    return sample, gradients
+
+
+@functools.cache
+def _registered_targets() -> bool:
+    """Build the kernel and register its FFI targets; whether that worked."""
+    import jax
+
+    library = compiled_library(
+        "jax_bilinear_sampling.cc", (jax.ffi.include_dir(),)
+    )
+    if library is None:
+        return False
+    for target in (SAMPLE_TARGET, *GRADIENT_TARGETS.values()):
+        jax.ffi.register_ffi_target(
+            target, jax.ffi.pycapsule(getattr(library, target)), platform="cpu"
+        )
+        # Each example is sampled on its own: under a sharded batch, each
+        # device runs the kernel on its examples.
+        jax.ffi.register_ffi_target_as_batch_partitionable(target)
+    return True

@@ -1,0 +1,79 @@
+"""Building the C++ kernels: once per machine, and a clear fallback."""
+
+import os
+import pathlib
+
+import jax
+import pytest
+
+from keras_stn.ops import compiled_kernels
+
+SOURCE = "jax_bilinear_sampling.cc"
+INCLUDE_DIRS = (jax.ffi.include_dir(),)
+
+
+@pytest.fixture
+def kernel_cache(monkeypatch, tmp_path):
+    """An empty kernel cache, and no library loaded by this process yet."""
+    monkeypatch.setenv("KERAS_STN_KERNEL_CACHE", str(tmp_path))
+    compiled_kernels.compiled_library.cache_clear()
+    yield tmp_path
+    compiled_kernels.compiled_library.cache_clear()
+
+
+def test_builds_once_and_reuses_the_library(kernel_cache):
+    library = compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
+    assert hasattr(library, "KerasStnBilinearSample")
+    (built,) = kernel_cache.iterdir()
+    assert built.name.startswith("jax_bilinear_sampling-")
+    assert built.suffix == ".so"
+    modified = built.stat().st_mtime_ns
+    # A later process (here: after the in-process cache is cleared) loads
+    # the library it finds instead of compiling again.
+    compiled_kernels.compiled_library.cache_clear()
+    assert compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS) is not None
+    assert [path.name for path in kernel_cache.iterdir()] == [built.name]
+    assert built.stat().st_mtime_ns == modified
+
+
+def test_a_changed_source_builds_a_new_library(kernel_cache, monkeypatch):
+    compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
+    sources = kernel_cache / "sources"
+    sources.mkdir()
+    for path in compiled_kernels.KERNELS_DIR.iterdir():
+        text = path.read_text()
+        if path.name == "bilinear_sampling.h":
+            text += "\n// An edit.\n"
+        (sources / path.name).write_text(text)
+    monkeypatch.setattr(compiled_kernels, "KERNELS_DIR", sources)
+    compiled_kernels.compiled_library.cache_clear()
+    assert compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS) is not None
+    assert len(list(kernel_cache.glob("*.so"))) == 2
+
+
+def test_no_compiler_warns_and_falls_back(kernel_cache, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler `no-such"):
+        assert compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS) is None
+    assert list(kernel_cache.iterdir()) == []
+
+
+def test_a_failed_build_warns_with_the_compiler_message(
+    kernel_cache, monkeypatch
+):
+    # Without the framework's headers the source does not compile.
+    with pytest.warns(UserWarning, match="could not build.*ffi.h"):
+        assert compiled_kernels.compiled_library(SOURCE, ()) is None
+    assert list(kernel_cache.glob("*.so")) == []
+
+
+def test_default_cache_is_under_keras_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("KERAS_STN_KERNEL_CACHE", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert compiled_kernels._cache_dir() == pathlib.Path(
+        tmp_path, "keras_stn", "kernels"
+    )
+    monkeypatch.delenv("KERAS_HOME")
+    assert compiled_kernels._cache_dir() == pathlib.Path(
+        os.path.expanduser("~/.keras"), "keras_stn", "kernels"
+    )
