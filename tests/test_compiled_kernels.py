@@ -1,5 +1,6 @@
 """Building the C++ kernels: once per machine, and a clear fallback."""
 
+import ctypes
 import os
 import pathlib
 
@@ -22,9 +23,10 @@ def kernel_cache(monkeypatch, tmp_path):
 
 
 def test_builds_once_and_reuses_the_library(kernel_cache):
-    library = compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
-    assert hasattr(library, "KerasStnBilinearSample")
+    path = compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
+    assert hasattr(ctypes.CDLL(path), "KerasStnBilinearSample")
     (built,) = kernel_cache.iterdir()
+    assert built == path
     assert built.name.startswith("jax_bilinear_sampling-")
     assert built.suffix == ".so"
     modified = built.stat().st_mtime_ns

@@ -1,5 +1,9 @@
 """keras-stn's C++ kernels, compiled on first use and cached on disk.
 
+The kernel of `kernels/bilinear_sampling.h` samples bilinearly (trilinearly
+for volumes) with `"zeros"` or `"border"` padding; `kernels/` binds it to
+JAX (`jax_bilinear_sampling.cc`, see `keras_stn.ops.jax_sampling`) and to
+TensorFlow (`tf_bilinear_sampling.cc`, see `keras_stn.ops.tf_sampling`).
 The sources in `keras_stn/ops/kernels/` are compiled with the machine's C++
 compiler (`$CXX`, else `c++`) for the processor it runs on, into a shared
 library under `$KERAS_STN_KERNEL_CACHE` (default `~/.keras/keras_stn/kernels`).
@@ -10,7 +14,6 @@ compiler is found or compilation fails, `compiled_library` warns once and
 returns `None`, and the caller takes its generic path.
 """
 
-import ctypes
 import functools
 import hashlib
 import os
@@ -21,29 +24,80 @@ import subprocess
 import tempfile
 import warnings
 
+import keras
+
+from keras_stn.typing import Tensor
+
 KERNELS_DIR = pathlib.Path(__file__).parent / "kernels"
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
+KERNEL_DTYPES = ("float32", "float64")
+# The kernel's padding modes, and their codes in its `padding` attribute.
+KERNEL_PADDING_MODES = {"zeros": 0, "border": 1}
+
+
+def kernel_samples(
+    images: Tensor, points: list[Tensor], mode: str, padding_mode: str
+) -> bool:
+    """Whether the sampling kernel computes this sampling.
+
+    Args:
+        images: the channels-last batch to sample.
+        points: its pixel coordinates, one tensor per axis.
+        mode: the sampling mode.
+        padding_mode: the padding mode.
+
+    Returns:
+        `True` for bilinear sampling with `"zeros"` or `"border"` padding of
+        float32 or float64 images at points of the same dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> images = keras.ops.zeros((1, 4, 4, 1))
+    >>> points = [keras.ops.zeros((1, 2, 2))] * 2
+    >>> kernel_samples(images, points, "bilinear", "zeros")
+    True
+    >>> kernel_samples(images, points, "bicubic", "zeros")
+    False
+    """
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    return (
+        mode == "bilinear"
+        and padding_mode in KERNEL_PADDING_MODES
+        and dtype in KERNEL_DTYPES
+        and all(
+            keras.backend.standardize_dtype(point.dtype) == dtype
+            for point in points
+        )
+    )
 
 
 @functools.cache
-def compiled_library(source: str, include_dirs: tuple[str, ...] = ()):
-    """Compile a kernel source of `keras_stn/ops/kernels/` and load it.
+def compiled_library(
+    source: str,
+    include_dirs: tuple[str, ...] = (),
+    flags: tuple[str, ...] = (),
+) -> pathlib.Path | None:
+    """Compile a kernel source of `keras_stn/ops/kernels/` into a library.
 
     Args:
         source: the file name of the source, in `keras_stn/ops/kernels/`.
         include_dirs: directories of headers it includes besides its own
             (a framework's), passed as system include directories.
+        flags: more compiler and linker flags (a framework's macros and
+            libraries), passed after the source.
 
     Returns:
-        The loaded `ctypes.CDLL`, or `None` (after a warning) where it could
-        not be built.
+        The path of the shared library, or `None` (after a warning) where
+        it could not be built.
 
     Example:
 
+    >>> import ctypes
     >>> import jax
-    >>> library = compiled_library(
+    >>> path = compiled_library(
     ...     "jax_bilinear_sampling.cc", (jax.ffi.include_dir(),))
-    >>> library is None or hasattr(library, "KerasStnBilinearSample")
+    >>> path is None or hasattr(ctypes.CDLL(path), "KerasStnBilinearSample")
     True
     """
     compiler = shutil.which(os.environ.get("CXX", "c++"))
@@ -54,6 +108,7 @@ def compiled_library(source: str, include_dirs: tuple[str, ...] = ()):
         *FLAGS,
         *(f"-isystem{directory}" for directory in include_dirs),
         str(KERNELS_DIR / source),
+        *flags,
     ]
     path = _cache_dir() / f"{pathlib.Path(source).stem}-{_key(command)}.so"
     if not path.exists():
@@ -68,7 +123,7 @@ def compiled_library(source: str, include_dirs: tuple[str, ...] = ()):
             if result.returncode != 0:
                 return _unavailable(source, result.stderr.strip()[-2000:])
             os.replace(built, path)
-    return ctypes.CDLL(str(path))
+    return path
 
 
 def _compiler_name():

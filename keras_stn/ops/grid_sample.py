@@ -16,6 +16,8 @@ from keras_stn.ops.native_sampling import native_sample_pixels
 from keras_stn.ops.nonfinite import finite_points
 from keras_stn.ops.nonfinite import mark_invalid
 from keras_stn.ops.precision import at_least_float32
+from keras_stn.ops.tf_sampling import has_tf_kernel
+from keras_stn.ops.tf_sampling import tf_sample_pixels
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
@@ -76,9 +78,10 @@ def grid_sample(
             one: PyTorch's `grid_sample` on the torch backend, for float32
             and float64 (`keras_stn.ops.native_sampling`), and the
             `keras.ops` sampler compiled by XLA on TensorFlow, forward and
-            each gradient (`keras_stn.ops.xla_sampling`), and on JAX's CPU,
-            for bilinear sampling with `"zeros"` or `"border"` padding where
-            it is differentiated, keras-stn's C++ kernel
+            each gradient (`keras_stn.ops.xla_sampling`), and for bilinear
+            sampling with `"zeros"` or `"border"` padding where it is
+            differentiated, keras-stn's C++ kernel on the CPU of TensorFlow
+            (`keras_stn.ops.tf_sampling`) and JAX
             (`keras_stn.ops.jax_sampling`); the same numbers up to float
             rounding. `"keras"` always uses the `keras.ops`
             sampler as it is.
@@ -237,6 +240,8 @@ def sample_pixels(
             return jax_sample_pixels(
                 images, points, padding_mode, _sample_bilinear_pixels
             )
+        if has_tf_kernel(images, points, mode, padding_mode):
+            return tf_sample_pixels(images, points, padding_mode)
         if has_xla_sampler():
             return xla_compiled(
                 _sample_finite_pixels,

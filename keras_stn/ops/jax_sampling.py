@@ -20,18 +20,18 @@ gradients) and on platforms other than the CPU, and where no C++ compiler
 can build the kernel (`keras_stn.ops.compiled_kernels`).
 """
 
+import ctypes
 import functools
 import math
 
 import keras
 import numpy as np
 
+from keras_stn.ops.compiled_kernels import KERNEL_PADDING_MODES
 from keras_stn.ops.compiled_kernels import compiled_library
+from keras_stn.ops.compiled_kernels import kernel_samples
 from keras_stn.typing import Tensor
 
-KERNEL_DTYPES = ("float32", "float64")
-# The kernel's padding modes, and their codes in its `padding` attribute.
-KERNEL_PADDING_MODES = {"zeros": 0, "border": 1}
 # The FFI handlers of `kernels/jax_bilinear_sampling.cc`, by the gradients
 # they compute.
 SAMPLE_TARGET = "KerasStnBilinearSample"
@@ -54,20 +54,11 @@ def has_jax_kernel(
         padding_mode: the padding mode.
 
     Returns:
-        `True` on the JAX backend for bilinear sampling with `"zeros"` or
-        `"border"` padding of float32 or float64 images at points of the
-        same dtype.
+        `True` on the JAX backend where the kernel computes this sampling
+        (`keras_stn.ops.compiled_kernels.kernel_samples`).
     """
-    dtype = keras.backend.standardize_dtype(images.dtype)
-    return (
-        keras.backend.backend() == "jax"
-        and mode == "bilinear"
-        and padding_mode in KERNEL_PADDING_MODES
-        and dtype in KERNEL_DTYPES
-        and all(
-            keras.backend.standardize_dtype(point.dtype) == dtype
-            for point in points
-        )
+    return keras.backend.backend() == "jax" and kernel_samples(
+        images, points, mode, padding_mode
     )
 
 
@@ -273,11 +264,11 @@ def _registered_targets() -> bool:
     """Build the kernel and register its FFI targets; whether that worked."""
     import jax
 
-    library = compiled_library(
-        "jax_bilinear_sampling.cc", (jax.ffi.include_dir(),)
-    )
-    if library is None:
+    include_dirs = (jax.ffi.include_dir(),)
+    path = compiled_library("jax_bilinear_sampling.cc", include_dirs)
+    if path is None:
         return False
+    library = ctypes.CDLL(path)
     for target in (SAMPLE_TARGET, *GRADIENT_TARGETS.values()):
         jax.ffi.register_ffi_target(
             target, jax.ffi.pycapsule(getattr(library, target)), platform="cpu"

@@ -1,5 +1,9 @@
 """The sampler as XLA computations on the TensorFlow backend.
 
+Where the C++ kernel of `keras_stn.ops.tf_sampling` does not run (other
+modes and padding modes, inference, XLA compilation, GPUs, no compiler),
+the sampler runs as XLA clusters.
+
 Keras compiles a TensorFlow model's training step into a graph but, on a CPU,
 not with XLA (`jit_compile="auto"`), so each of the generic sampler's
 dozens of small ops runs as its own kernel, with its own memory pass. Run

@@ -1,0 +1,186 @@
+"""The C++ sampling kernel of the TensorFlow backend, against PyTorch's.
+
+On TensorFlow, bilinear sampling with `"zeros"` or `"border"` padding runs
+as the ops of `keras_stn.ops.tf_sampling` where a gradient tape records it,
+outside XLA compilation; elsewhere the sampler takes its other paths. On
+the other backends those ops never run (`tests/test_jax_sampling.py` and
+`tests/test_native_sampling.py` check their paths).
+"""
+
+import importlib
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_stn import SpatialTransformer
+from keras_stn.ops import grid_sample
+
+from helpers import BACKEND
+from helpers import random_images_and_upstream
+from helpers import torch_grid_sample
+
+tf_sampling = importlib.import_module("keras_stn.ops.tf_sampling")
+
+KERNEL_OPS = (
+    "KerasStnBilinearSample",
+    "KerasStnBilinearGradImages",
+    "KerasStnBilinearGradPoints",
+)
+
+
+def random_problem(seed, size=(3, 17, 23, 4, 19, 11)):
+    rng = np.random.default_rng(seed)
+    images, upstream = random_images_and_upstream(rng, size, "channels_last")
+    rank = len(size) // 2 - 1
+    grid = rng.uniform(-1.2, 1.2, (size[0], *size[-rank:], rank))
+    return images, grid.astype("float32"), upstream
+
+
+def kernel_ops_in(function, *args):
+    """The kernel's ops in the graph of a `tf.function` traced on `args`."""
+    graph = function.get_concrete_function(*args).graph
+    types = {operation.type for operation in graph.get_operations()}
+    for inner in graph._functions.values():
+        types |= {node.op for node in inner.definition.node_def}
+    return types & set(KERNEL_OPS)
+
+
+def gradients_of(images, grid, upstream, padding_mode, jit_compile):
+    """The loss's gradients in a compiled step, and the kernel ops used."""
+    import tensorflow as tf
+
+    def step(images, grid):
+        with tf.GradientTape() as tape:
+            tape.watch([images, grid])
+            output = grid_sample(
+                images,
+                grid,
+                padding_mode=padding_mode,
+                data_format="channels_last",
+            )
+            loss = tf.reduce_sum(output * upstream)
+        return output, tape.gradient(loss, [images, grid])
+
+    step = tf.function(step, jit_compile=jit_compile)
+    images, grid = tf.constant(images), tf.constant(grid)
+    output, gradients = step(images, grid)
+    used = kernel_ops_in(step, images, grid)
+    return output.numpy(), [g.numpy() for g in gradients], used
+
+
+@pytest.mark.parametrize("padding_mode", ("zeros", "border"))
+@pytest.mark.parametrize("jit_compile", (False, True))
+def test_training_steps_match_pytorch(padding_mode, jit_compile):
+    images, grid, upstream = random_problem(0)
+    expected = torch_grid_sample(
+        images,
+        grid,
+        upstream,
+        "channels_last",
+        padding_mode=padding_mode,
+        align_corners=False,
+    )
+    if BACKEND != "tensorflow":
+        points = [ops.convert_to_tensor(grid[..., 0])] * 2
+        assert not tf_sampling.has_tf_kernel(
+            ops.convert_to_tensor(images), points, "bilinear", padding_mode
+        )
+        return
+    output, gradients, used = gradients_of(
+        images, grid, upstream, padding_mode, jit_compile
+    )
+    # Under XLA compilation the generic sampler, compiled with the rest.
+    assert used == (set() if jit_compile else set(KERNEL_OPS))
+    np.testing.assert_allclose(output, expected[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradients[0], expected[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)
+
+
+def test_inference_and_exports_hold_no_kernel_op(tmp_path):
+    images, grid, upstream = random_problem(1)
+    expected = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )[0]
+    model = keras.Sequential(
+        [keras.Input(images.shape[1:]), SpatialTransformer(output_size=(9, 7))]
+    )
+    if BACKEND != "tensorflow":
+        output = ops.convert_to_numpy(
+            grid_sample(images, grid, data_format="channels_last")
+        )
+        np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
+        return
+    import tensorflow as tf
+
+    sample = tf.function(
+        lambda images, grid: grid_sample(
+            images, grid, data_format="channels_last"
+        )
+    )
+    assert kernel_ops_in(sample, images, grid) == set()
+    np.testing.assert_allclose(
+        sample(images, grid).numpy(), expected, rtol=1e-5, atol=1e-5
+    )
+    model.export(tmp_path / "model", verbose=False)
+    # Keep the loaded object: its variables live as long as it does.
+    loaded = tf.saved_model.load(str(tmp_path / "model"))
+    operations = loaded.serve.get_concrete_function(
+        tf.TensorSpec((None, *images.shape[1:]))
+    ).graph.as_graph_def()
+    types = {node.op for node in operations.node}
+    for function in operations.library.function:
+        types |= {node.op for node in function.node_def}
+    assert types & set(KERNEL_OPS) == set()
+
+
+def test_without_a_compiler_the_xla_sampler_runs(monkeypatch):
+    images, grid, upstream = random_problem(2)
+    expected = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )
+    monkeypatch.setattr(tf_sampling, "_library", lambda: None)
+    if BACKEND != "tensorflow":
+        points = [ops.convert_to_tensor(grid[..., 0])] * 2
+        assert not tf_sampling.has_tf_kernel(
+            ops.convert_to_tensor(images), points, "bilinear", "zeros"
+        )
+        return
+    output, gradients, used = gradients_of(
+        images, grid, upstream, "zeros", jit_compile=False
+    )
+    assert used == set()
+    np.testing.assert_allclose(output, expected[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradients[0], expected[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)
+
+
+def test_fit_takes_the_kernel(monkeypatch):
+    """`fit` on TensorFlow (`jit_compile="auto"`: no XLA on a CPU)."""
+    module = importlib.import_module("keras_stn.ops.grid_sample")
+    calls = []
+    original = module.tf_sample_pixels
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "tf_sample_pixels", counted)
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(8, 12, 12, 1)).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            SpatialTransformer(output_size=(10, 10)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile("sgd", "mse")
+    history = model.fit(images, np.zeros((8, 1)), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    # Traced once, in the training step; not by `predict`.
+    assert len(calls) == (1 if BACKEND == "tensorflow" else 0)
+    model.predict(images, verbose=0)
+    assert len(calls) == (1 if BACKEND == "tensorflow" else 0)
