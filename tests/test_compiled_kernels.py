@@ -69,6 +69,19 @@ def test_a_failed_build_warns_with_the_compiler_message(
     assert list(kernel_cache.glob("*.so")) == []
 
 
+def test_an_unwritable_cache_warns_and_falls_back(monkeypatch, tmp_path):
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    monkeypatch.setenv("KERAS_STN_KERNEL_CACHE", str(blocked / "kernels"))
+    compiled_kernels.compiled_library.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="could not build.*cache"):
+            path = compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
+        assert path is None
+    finally:
+        compiled_kernels.compiled_library.cache_clear()
+
+
 def test_default_cache_is_under_keras_home(monkeypatch, tmp_path):
     monkeypatch.delenv("KERAS_STN_KERNEL_CACHE", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))

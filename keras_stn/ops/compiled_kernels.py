@@ -111,7 +111,9 @@ def compiled_library(
         *flags,
     ]
     path = _cache_dir() / f"{pathlib.Path(source).stem}-{_key(command)}.so"
-    if not path.exists():
+    if path.exists():
+        return path
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Built beside its final name and renamed, so that a process never
         # loads a library that another one is still writing.
@@ -123,6 +125,8 @@ def compiled_library(
             if result.returncode != 0:
                 return _unavailable(source, result.stderr.strip()[-2000:])
             os.replace(built, path)
+    except OSError as error:
+        return _unavailable(source, f"cache `{path.parent}`: {error}")
     return path
 
 
