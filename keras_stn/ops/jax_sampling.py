@@ -1,4 +1,4 @@
-"""The bilinear sampler's gradients as a C++ kernel on JAX's CPU backend.
+"""The bilinear sampler as a C++ kernel on JAX's CPU, where differentiated.
 
 XLA's CPU code runs the generic sampler's gathers and, in the backward
 pass, its scatter-add one element at a time on one thread; they made the
