@@ -27,7 +27,14 @@ KERNEL_OPS = (
     "KerasStnBilinearSample",
     "KerasStnBilinearGradImages",
     "KerasStnBilinearGradPoints",
+    "KerasStnBilinearGradBoth",
 )
+# The kernel's backward op, by the arguments whose gradients a tape records.
+GRADIENT_OPS = {
+    ("images",): "KerasStnBilinearGradImages",
+    ("grid",): "KerasStnBilinearGradPoints",
+    ("images", "grid"): "KerasStnBilinearGradBoth",
+}
 
 
 def random_problem(seed, size=(3, 17, 23, 4, 19, 11)):
@@ -47,21 +54,36 @@ def kernel_ops_in(function, *args):
     return types & set(KERNEL_OPS)
 
 
-def gradients_of(images, grid, upstream, padding_mode, jit_compile):
-    """The loss's gradients in a compiled step, and the kernel ops used."""
+def gradients_of(
+    images,
+    grid,
+    upstream,
+    padding_mode,
+    jit_compile,
+    align_corners=False,
+    watched=("images", "grid"),
+):
+    """The loss's gradients in a compiled step, and the kernel ops used.
+
+    The gradients are those of the `watched` arguments, in that order.
+    """
     import tensorflow as tf
 
     def step(images, grid):
+        arguments = {"images": images, "grid": grid}
         with tf.GradientTape() as tape:
-            tape.watch([images, grid])
+            tape.watch([arguments[name] for name in watched])
             output = grid_sample(
                 images,
                 grid,
                 padding_mode=padding_mode,
+                align_corners=align_corners,
                 data_format="channels_last",
             )
             loss = tf.reduce_sum(output * upstream)
-        return output, tape.gradient(loss, [images, grid])
+        return output, tape.gradient(
+            loss, [arguments[name] for name in watched]
+        )
 
     step = tf.function(step, jit_compile=jit_compile)
     images, grid = tf.constant(images), tf.constant(grid)
@@ -72,7 +94,8 @@ def gradients_of(images, grid, upstream, padding_mode, jit_compile):
 
 @pytest.mark.parametrize("padding_mode", ("zeros", "border"))
 @pytest.mark.parametrize("jit_compile", (False, True))
-def test_training_steps_match_pytorch(padding_mode, jit_compile):
+@pytest.mark.parametrize("align_corners", (False, True))
+def test_training_steps_match_pytorch(padding_mode, jit_compile, align_corners):
     images, grid, upstream = random_problem(0)
     expected = torch_grid_sample(
         images,
@@ -80,7 +103,7 @@ def test_training_steps_match_pytorch(padding_mode, jit_compile):
         upstream,
         "channels_last",
         padding_mode=padding_mode,
-        align_corners=False,
+        align_corners=align_corners,
     )
     if BACKEND != "tensorflow":
         points = [ops.convert_to_tensor(grid[..., 0])] * 2
@@ -89,13 +112,40 @@ def test_training_steps_match_pytorch(padding_mode, jit_compile):
         )
         return
     output, gradients, used = gradients_of(
-        images, grid, upstream, padding_mode, jit_compile
+        images, grid, upstream, padding_mode, jit_compile, align_corners
     )
-    # Under XLA compilation the generic sampler, compiled with the rest.
-    assert used == (set() if jit_compile else set(KERNEL_OPS))
+    # Under XLA compilation the generic sampler, compiled with the rest;
+    # else the kernel's forward op and its fused backward op.
+    kernel = {KERNEL_OPS[0], GRADIENT_OPS["images", "grid"]}
+    assert used == (set() if jit_compile else kernel)
     np.testing.assert_allclose(output, expected[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gradients[0], expected[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("watched", (("images",), ("grid",)))
+def test_only_the_recorded_gradient_is_computed(watched):
+    images, grid, upstream = random_problem(4, size=(2, 9, 8, 3, 3, 5, 6, 7))
+    expected = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )
+    if BACKEND != "tensorflow":
+        assert not tf_sampling.has_tf_kernel(
+            ops.convert_to_tensor(images),
+            [ops.convert_to_tensor(grid)],
+            "bilinear",
+            "zeros",
+        )
+        return
+    output, gradients, used = gradients_of(
+        images, grid, upstream, "zeros", False, watched=watched
+    )
+    assert used == {KERNEL_OPS[0], GRADIENT_OPS[watched]}
+    np.testing.assert_allclose(output, expected[0], rtol=1e-5, atol=1e-5)
+    index = 1 if watched == ("images",) else 2
+    np.testing.assert_allclose(
+        gradients[0], expected[index], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_inference_and_exports_hold_no_kernel_op(tmp_path):
@@ -160,13 +210,13 @@ def test_fit_takes_the_kernel(monkeypatch):
     """`fit` on TensorFlow (`jit_compile="auto"`: no XLA on a CPU)."""
     module = importlib.import_module("keras_stn.ops.grid_sample")
     calls = []
-    original = module.tf_sample_pixels
+    original = module.tf_sample
 
     def counted(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(module, "tf_sample_pixels", counted)
+    monkeypatch.setattr(module, "tf_sample", counted)
     rng = np.random.default_rng(3)
     images = rng.normal(size=(8, 12, 12, 1)).astype("float32")
     model = keras.Sequential(

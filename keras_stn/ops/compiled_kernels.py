@@ -35,6 +35,19 @@ KERNEL_DTYPES = ("float32", "float64")
 KERNEL_PADDING_MODES = {"zeros": 0, "border": 1}
 
 
+def coordinates_code(align_corners: bool | None) -> int:
+    """The code of the kernel's `coordinates` attribute.
+
+    Args:
+        align_corners: `None` for points in pixels; else the convention of
+            normalized points, as in `grid_sample`.
+
+    Returns:
+        0 (pixels), 1 (normalized) or 2 (normalized, `align_corners`).
+    """
+    return 0 if align_corners is None else 1 + bool(align_corners)
+
+
 def kernel_samples(
     images: Tensor, points: list[Tensor], mode: str, padding_mode: str
 ) -> bool:
@@ -42,7 +55,8 @@ def kernel_samples(
 
     Args:
         images: the channels-last batch to sample.
-        points: its pixel coordinates, one tensor per axis.
+        points: the coordinates of its sampling points, one tensor per
+            axis or one with an axis of coordinates.
         mode: the sampling mode.
         padding_mode: the padding mode.
 

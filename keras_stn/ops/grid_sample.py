@@ -17,7 +17,7 @@ from keras_stn.ops.nonfinite import finite_points
 from keras_stn.ops.nonfinite import mark_invalid
 from keras_stn.ops.precision import at_least_float32
 from keras_stn.ops.tf_sampling import has_tf_kernel
-from keras_stn.ops.tf_sampling import tf_sample_pixels
+from keras_stn.ops.tf_sampling import tf_sample
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
@@ -119,6 +119,10 @@ def grid_sample(
         outputs = native_grid_sample(
             images, grid, mode, padding_mode, align_corners
         )
+    elif implementation == "auto" and has_tf_kernel(
+        images, [grid], mode, padding_mode
+    ):
+        outputs = tf_sample(images, grid, padding_mode, align_corners)
     else:
         grid = ops.cast(grid, at_least_float32(grid.dtype))
         points = [
@@ -241,7 +245,7 @@ def sample_pixels(
                 images, points, padding_mode, _sample_bilinear_pixels
             )
         if has_tf_kernel(images, points, mode, padding_mode):
-            return tf_sample_pixels(images, points, padding_mode)
+            return tf_sample(images, ops.stack(points, axis=-1), padding_mode)
         if has_xla_sampler():
             return xla_compiled(
                 _sample_finite_pixels,

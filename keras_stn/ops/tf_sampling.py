@@ -2,12 +2,13 @@
 
 Where a gradient tape records the sampler (a training step), bilinear
 (trilinear) sampling with `"zeros"` or `"border"` padding runs its forward
-pass and each argument's gradient as TensorFlow ops of the C++ kernel of
+pass and its backward pass as TensorFlow ops of the C++ kernel of
 `keras_stn/ops/kernels/bilinear_sampling.h`, on TensorFlow's intra-op
 threads, with the generic sampler's numbers (its rule for NaN and infinite
-points included) up to float rounding. The graph runs only the gradients it
-uses: a transformer at a model's input needs its grid's, not its input
-images'.
+points included) up to float rounding. The backward pass computes only the
+gradients that the tape records: a transformer at a model's input needs its
+grid's, not its input images'. `grid_sample` hands the kernel its grid as it
+is, which converts the normalized coordinates itself.
 
 Elsewhere the sampler takes its other paths: without a tape (inference, and
 what `model.export` traces, so that an artifact holds only TensorFlow's own
@@ -22,6 +23,7 @@ import keras
 
 from keras_stn.ops.compiled_kernels import KERNEL_PADDING_MODES
 from keras_stn.ops.compiled_kernels import compiled_library
+from keras_stn.ops.compiled_kernels import coordinates_code
 from keras_stn.ops.compiled_kernels import kernel_samples
 from keras_stn.typing import Tensor
 
@@ -29,50 +31,51 @@ from keras_stn.typing import Tensor
 def has_tf_kernel(
     images: Tensor, points: list[Tensor], mode: str, padding_mode: str
 ) -> bool:
-    """Whether `tf_sample_pixels` applies to these arguments here.
+    """Whether `tf_sample` applies to these arguments here.
 
-    Args:
-        images: the channels-last batch to sample.
-        points: its pixel coordinates, one tensor per axis.
-        mode: the sampling mode.
-        padding_mode: the padding mode.
-
-    Returns:
-        `True` on the TensorFlow backend where the kernel computes this
-        sampling (`keras_stn.ops.compiled_kernels.kernel_samples`), a
-        gradient tape records it, outside XLA compilation, on a machine
-        without GPUs, and where the kernel could be built.
+    That is on the TensorFlow backend where the kernel computes this
+    sampling (`keras_stn.ops.compiled_kernels.kernel_samples`, whose
+    arguments these are), a gradient tape records it, outside XLA
+    compilation, on a machine without GPUs, and where the kernel could be
+    built.
     """
     if keras.backend.backend() != "tensorflow" or not kernel_samples(
         images, points, mode, padding_mode
     ):
         return False
     import tensorflow as tf
-    from tensorflow.python.eager import record
     from tensorflow.python.ops import control_flow_util
 
     graph = tf.compat.v1.get_default_graph()
     return (
-        record.should_record_backprop([images, *points])
+        _recorded(images, *points)
         and not control_flow_util.GraphOrParentsInXlaContext(graph)
         and not _has_gpus()
         and _library() is not None
     )
 
 
-def tf_sample_pixels(
-    images: Tensor, points: list[Tensor], padding_mode: str
+def tf_sample(
+    images: Tensor,
+    points: Tensor,
+    padding_mode: str,
+    align_corners: bool | None = None,
 ) -> Tensor:
-    """Sample channels-last images bilinearly at pixel coordinates.
+    """Sample channels-last images bilinearly at points.
 
-    The contract of `keras_stn.ops.grid_sample.sample_pixels` for bilinear
-    sampling with `"zeros"` or `"border"` padding.
+    The numbers of `keras_stn.ops.grid_sample.sample_pixels` (for points in
+    pixels) or of `grid_sample` (for normalized points) for bilinear
+    sampling with `"zeros"` or `"border"` padding. The backward pass
+    computes the gradients that a tape records: the images', the points',
+    or both in one pass.
 
     Args:
         images: float tensor of shape `(batch, *spatial, channels)`.
-        points: pixel coordinates, one tensor per spatial axis in the order
-            `x, y[, z]`, each of shape `(batch, *output_shape)`.
+        points: float tensor of shape `(batch, *output_shape, rank)`, the
+            points' coordinates in the order `x, y[, z]`.
         padding_mode: `"zeros"` or `"border"`.
+        align_corners: `None` for coordinates in pixels (pixel `i` has its
+            centre at `i`); else normalized ones, with this convention.
 
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`.
@@ -80,34 +83,54 @@ def tf_sample_pixels(
     import tensorflow as tf
 
     library = _library()
-    padding = KERNEL_PADDING_MODES[padding_mode]
-    shape = tf.shape(points[0])
-    stacked = tf.stack(
-        [tf.reshape(point, (shape[0], -1)) for point in points], axis=-1
+    options = {
+        "padding": KERNEL_PADDING_MODES[padding_mode],
+        "coordinates": coordinates_code(align_corners),
+    }
+    shape = tf.shape(points)
+    # No -1 in the shape: TensorFlow cannot infer it for an empty batch.
+    flat = tf.reshape(
+        points, tf.stack([shape[0], tf.reduce_prod(shape[1:-1]), shape[-1]])
     )
+    # Only the gradients that a tape records are computed.
+    wants_images, wants_points = _recorded(images), _recorded(points)
 
     @tf.custom_gradient
-    def sample(images, stacked):
-        outputs = library.keras_stn_bilinear_sample(
-            images, stacked, padding=padding
-        )
+    def sample(images, flat):
+        outputs = library.keras_stn_bilinear_sample(images, flat, **options)
 
         def backward(upstream):
-            return [
-                gradient(images, stacked, upstream, padding=padding)
-                for gradient in (
-                    library.keras_stn_bilinear_grad_images,
-                    library.keras_stn_bilinear_grad_points,
+            arguments = (images, flat, upstream)
+            if wants_images and wants_points:
+                return list(
+                    library.keras_stn_bilinear_grad_both(*arguments, **options)
                 )
+            if wants_images:
+                return [
+                    library.keras_stn_bilinear_grad_images(
+                        *arguments, **options
+                    ),
+                    None,
+                ]
+            return [
+                None,
+                library.keras_stn_bilinear_grad_points(*arguments, **options),
             ]
 
         return outputs, backward
 
-    outputs = sample(images, stacked)
-    output_shape = tf.concat([shape, tf.shape(images)[-1:]], axis=0)
+    outputs = sample(images, flat)
+    output_shape = tf.concat([shape[:-1], tf.shape(images)[-1:]], axis=0)
     outputs = tf.reshape(outputs, output_shape)
     # The static shape, where the graph knows it.
-    return tf.ensure_shape(outputs, [*points[0].shape, images.shape[-1]])
+    return tf.ensure_shape(outputs, [*points.shape[:-1], images.shape[-1]])
+
+
+def _recorded(*tensors):
+    """Whether a gradient tape records operations on any of `tensors`."""
+    from tensorflow.python.eager import record
+
+    return record.should_record_backprop(tensors)
 
 
 @functools.cache

@@ -1,5 +1,6 @@
 // Bilinear (trilinear for volumes) sampling of channels-last images at
-// pixel coordinates: forward pass and both gradients, for CPU kernels.
+// points given in pixels or in normalized coordinates: forward pass and both
+// gradients, for CPU kernels.
 //
 // The numbers of the generic `keras.ops` sampler in
 // `keras_stn/ops/grid_sample.py` (`_sample_pixels`), with its rule for NaN and
@@ -18,7 +19,8 @@
 //   "zeros", a point with no pixel within reach along some axis (infinite
 //   ones included) samples 0 and passes no gradient.
 //
-// Work is split into ranges of points, whole examples where the images'
+// Points inside the image take a path that tests no corner. Work is split
+// into ranges of points, whole examples where the images'
 // gradient (a scatter-add, whose examples do not overlap) is computed, so
 // that a caller can run ranges on threads.
 
@@ -30,10 +32,20 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 namespace keras_stn {
 
 enum class Padding : int { kZeros = 0, kBorder = 1 };
+
+// How the points give their coordinates: in pixels (pixel `i` has its
+// centre at `i`), or normalized to [-1, 1] as `grid_sample`'s grid, with
+// `align_corners` false or true (`keras_stn/ops/coordinates.py`).
+enum class Coordinates : int {
+  kPixels = 0,
+  kNormalized = 1,
+  kNormalizedAlignCorners = 2,
+};
 
 constexpr int kMaxRank = 3;
 
@@ -47,6 +59,7 @@ struct SamplingShape {
   int rank = 0;
   int64_t sizes[kMaxRank] = {1, 1, 1};  // x, y[, z]
   Padding padding = Padding::kZeros;
+  Coordinates coordinates = Coordinates::kPixels;
 
   int64_t pixels() const {
     int64_t pixels = 1;
@@ -55,122 +68,227 @@ struct SamplingShape {
   }
 };
 
-// The two pixels that a point reads along one axis.
-template <typename T>
-struct AxisTaps {
-  int64_t index[2];
-  T weight[2];
-  bool inside[2];
-  // The derivative of the coordinate used by that of the point: 0 where
-  // "border" padding clamps it.
-  T slope;
-};
-
-// What a point reads along one axis. Returns false where it reads no pixel
-// of the image ("zeros" padding, the coordinate at least a pixel outside).
-template <typename T>
-inline bool FindAxisTaps(T coordinate, int64_t size, Padding padding,
-                         AxisTaps<T>* taps) {
-  taps->slope = 1;
-  if (padding == Padding::kBorder) {
-    const T high = static_cast<T>(size - 1);
-    if (!(coordinate > 0)) {
-      coordinate = 0;
-      taps->slope = 0;
-    } else if (!(coordinate < high)) {
-      coordinate = high;
-      taps->slope = 0;
-    }
-  } else if (!(coordinate >= -1 && coordinate < static_cast<T>(size))) {
-    return false;
-  }
-  const T low = std::floor(coordinate);
-  const int64_t index = static_cast<int64_t>(low);
-  taps->index[0] = index;
-  taps->index[1] = index + 1;
-  taps->weight[0] = (low + 1) - coordinate;
-  taps->weight[1] = coordinate - low;
-  taps->inside[0] = index >= 0 && index < size;
-  taps->inside[1] = index + 1 >= 0 && index + 1 < size;
-  return true;
-}
-
-// What a point reads: its taps along every axis, or why it reads nothing.
+// What a point reads: its corners, or why it reads nothing.
 enum class PointKind { kSampled, kInvalid, kOutside };
 
 // A sampling call's sizes, with the rank fixed at compile time so that the
-// loops over axes and corners unroll.
-template <typename T, int Rank>
+// loops over axes and corners unroll, and the channels too where they are
+// `Channels` (0: known only at run time).
+template <typename T, int Rank, int Channels = 0>
 class Sampler {
  public:
+  static constexpr int kCorners = 1 << Rank;
+
   explicit Sampler(const SamplingShape& shape)
-      : shape_(shape), pixels_(shape.pixels()) {
-    int64_t stride = 1;
+      : shape_(shape),
+        channels_(Channels > 0 ? Channels : shape.channels),
+        example_size_(shape.pixels() * channels_) {
+    int64_t stride = channels_;
     for (int axis = 0; axis < Rank; ++axis) {
       strides_[axis] = stride;
       stride *= shape.sizes[axis];
+      const T size = static_cast<T>(shape.sizes[axis]);
+      scales_[axis] =
+          shape.coordinates == Coordinates::kPixels ? T(1)
+          : shape.coordinates == Coordinates::kNormalized ? size / 2
+                                                          : (size - 1) / 2;
     }
   }
 
-  PointKind FindTaps(const T* point, AxisTaps<T>* taps) const {
-    for (int axis = 0; axis < Rank; ++axis) {
-      if (std::isnan(point[axis])) return PointKind::kInvalid;
+  // Outputs of points `[begin, end)` (counted over the whole batch).
+  void Forward(const T* images, const T* points, T* outputs, int64_t begin,
+               int64_t end) const {
+    const int64_t channels = channels_;
+    Corners corners;
+    ForEachPoint(begin, end, [&](int64_t p, int64_t b) {
+      T* output = outputs + p * channels;
+      const PointKind kind = FindCorners(points + p * Rank, &corners);
+      if (kind != PointKind::kSampled) {
+        const T fill = kind == PointKind::kInvalid
+                           ? std::numeric_limits<T>::quiet_NaN()
+                           : T(0);
+        for (int64_t c = 0; c < channels; ++c) output[c] = fill;
+        return;
+      }
+      const T* image = images + b * example_size_;
+      for (int64_t c = 0; c < channels; ++c) {
+        T sum = 0;
+        corners.ForEach([&](int k, bool inside) {
+          const T value = image[corners.offset[k] + c];
+          sum += (inside ? value : T(0)) * corners.weight[k];
+        });
+        output[c] = sum;
+      }
+    });
+  }
+
+  // The gradients for points `[begin, end)`, given the outputs' gradient:
+  // the points' (unless `grad_points` is null) and the images' (unless
+  // `grad_images` is null; then the range must hold whole examples, whose
+  // gradients it sets).
+  void Backward(const T* images, const T* points, const T* upstream,
+                T* grad_points, T* grad_images, int64_t begin,
+                int64_t end) const {
+    const int64_t channels = channels_;
+    if (grad_images != nullptr) {
+      std::memset(grad_images + begin / shape_.points * example_size_, 0,
+                  (end - begin) / shape_.points * example_size_ * sizeof(T));
     }
-    for (int axis = 0; axis < Rank; ++axis) {
-      if (!FindAxisTaps(point[axis], shape_.sizes[axis], shape_.padding,
-                        &taps[axis])) {
-        return PointKind::kOutside;
+    Corners corners;
+    ForEachPoint(begin, end, [&](int64_t p, int64_t b) {
+      T grad[Rank] = {};
+      if (FindCorners(points + p * Rank, &corners) == PointKind::kSampled) {
+        const T* up = upstream + p * channels;
+        if (grad_images != nullptr) {
+          T* image = grad_images + b * example_size_;
+          corners.ForEach([&](int k, bool inside) {
+            T* pixel = image + corners.offset[k];
+            const T weight = corners.weight[k];
+            for (int64_t c = 0; c < channels; ++c) {
+              pixel[c] += inside ? weight * up[c] : T(0);
+            }
+          });
+        }
+        if (grad_points != nullptr) {
+          const T* image = images + b * example_size_;
+          corners.ForEach([&](int k, bool inside) {
+            const T* pixel = image + corners.offset[k];
+            T dot = 0;
+            for (int64_t c = 0; c < channels; ++c) {
+              dot += (inside ? pixel[c] : T(0)) * up[c];
+            }
+            for (int axis = 0; axis < Rank; ++axis) {
+              grad[axis] += dot * corners.Derivative(k, axis);
+            }
+          });
+          for (int axis = 0; axis < Rank; ++axis) {
+            grad[axis] *= corners.slope[axis];
+          }
+        }
+      }
+      if (grad_points != nullptr) {
+        for (int axis = 0; axis < Rank; ++axis) {
+          grad_points[p * Rank + axis] = grad[axis];
+        }
+      }
+    });
+  }
+
+ private:
+  // The tap (0: lower, 1: upper) of `axis` in `corner`.
+  static int Choice(int corner, int axis) {
+    return (corner >> (Rank - 1 - axis)) & 1;
+  }
+
+  // The corners of a point that reads some pixel, in the generic sampler's
+  // order (the first axis slowest).
+  struct Corners {
+    // Whether every corner is inside the image (most points): the loops
+    // over corners then test nothing.
+    bool interior;
+    // Whether the corner is inside the image; a corner outside has offset
+    // 0 and weight 0, and reads nothing.
+    bool inside[kCorners];
+    // Elements from the example's first.
+    int64_t offset[kCorners];
+    T weight[kCorners];
+    // The weights of each axis' lower and upper taps, and the derivative
+    // of the pixel coordinate used by the point's coordinate (0 where
+    // "border" padding clamps it).
+    T axis_weight[Rank][2];
+    T slope[Rank];
+
+    // Calls `visit(corner, inside)` for each corner, with `inside` a
+    // compile-time `true` for interior points.
+    template <typename Visit>
+    void ForEach(Visit&& visit) const {
+      if (interior) {
+        for (int k = 0; k < kCorners; ++k) visit(k, std::true_type());
+      } else {
+        for (int k = 0; k < kCorners; ++k) visit(k, inside[k]);
       }
     }
-    return PointKind::kSampled;
-  }
 
-  // The corners of a point inside the image, in the generic sampler's order
-  // (the first axis slowest).
-  struct Corners {
-    static constexpr int count = 1 << Rank;
-    // Whether the corner is inside the image; a corner outside has weight
-    // 0 and offset 0, and reads nothing.
-    bool inside[1 << Rank];
-    // Pixels from the example's first.
-    int64_t offset[1 << Rank];
-    T weight[1 << Rank];
-    // d(weight) / d(coordinate along each axis): the other axes' weights,
-    // with the sign of this axis' tap.
-    T derivative[1 << Rank][Rank];
+    // d(weight of `corner`) / d(coordinate along `axis`): the other axes'
+    // weights, with the sign of this axis' tap.
+    T Derivative(int corner, int axis) const {
+      T derivative = Choice(corner, axis) ? T(1) : T(-1);
+      for (int other = 0; other < Rank; ++other) {
+        if (other != axis) {
+          derivative *= axis_weight[other][Choice(corner, other)];
+        }
+      }
+      return inside[corner] ? derivative : T(0);
+    }
   };
 
-  // Finds the corners, with their weights' derivatives if `derivatives`.
-  void FindCorners(const AxisTaps<T>* taps, bool derivatives,
-                   Corners* corners) const {
-    for (int corner = 0; corner < (1 << Rank); ++corner) {
+  // A point's coordinate along `axis`, in pixels: from normalized ones,
+  // with the arithmetic of PyTorch's `grid_sampler_unnormalize`.
+  T ToPixels(const T* point, int axis) const {
+    const T coordinate = point[axis];
+    const T size = static_cast<T>(shape_.sizes[axis]);
+    switch (shape_.coordinates) {
+      case Coordinates::kNormalized:
+        return ((coordinate + 1) * size - 1) / 2;
+      case Coordinates::kNormalizedAlignCorners:
+        return ((coordinate + 1) / 2) * (size - 1);
+      default:
+        return coordinate;
+    }
+  }
+
+  // Finds what the point at `point` reads.
+  PointKind FindCorners(const T* point, Corners* corners) const {
+    bool reads[Rank][2];
+    int64_t low_offset[Rank];
+    corners->interior = true;
+    for (int axis = 0; axis < Rank; ++axis) {
+      T coordinate = ToPixels(point, axis);
+      const int64_t size = shape_.sizes[axis];
+      const T high = static_cast<T>(size - 1);
+      T slope = 1;
+      bool edge = !(coordinate > 0 && coordinate < high);
+      if (edge) {
+        corners->interior = false;
+        if (std::isnan(coordinate)) return PointKind::kInvalid;
+        if (shape_.padding == Padding::kBorder) {
+          coordinate = coordinate > 0 ? high : T(0);
+          slope = 0;
+        } else if (!(coordinate >= -1 && coordinate < static_cast<T>(size))) {
+          // NaN along a later axis still samples NaN.
+          for (int later = axis + 1; later < Rank; ++later) {
+            if (std::isnan(ToPixels(point, later))) {
+              return PointKind::kInvalid;
+            }
+          }
+          return PointKind::kOutside;
+        }
+      }
+      const T low = std::floor(coordinate);
+      const int64_t index = static_cast<int64_t>(low);
+      corners->axis_weight[axis][0] = (low + 1) - coordinate;
+      corners->axis_weight[axis][1] = coordinate - low;
+      corners->slope[axis] = slope * scales_[axis];
+      reads[axis][0] = !edge || index >= 0;
+      reads[axis][1] = !edge || index + 1 < size;
+      low_offset[axis] = index * strides_[axis];
+    }
+    for (int k = 0; k < kCorners; ++k) {
       bool inside = true;
       int64_t offset = 0;
       T weight = 1;
       for (int axis = 0; axis < Rank; ++axis) {
-        const int choice = Choice(corner, axis);
-        inside = inside && taps[axis].inside[choice];
-        offset += taps[axis].index[choice] * strides_[axis];
-        weight = axis == 0 ? taps[axis].weight[choice]
-                           : weight * taps[axis].weight[choice];
+        const int choice = Choice(k, axis);
+        inside = inside && reads[axis][choice];
+        offset += low_offset[axis] + choice * strides_[axis];
+        weight = axis == 0 ? corners->axis_weight[axis][choice]
+                           : weight * corners->axis_weight[axis][choice];
       }
-      const int k = corner;
       corners->inside[k] = inside;
       corners->offset[k] = inside ? offset : 0;
       corners->weight[k] = inside ? weight : T(0);
-      if (!derivatives) continue;
-      for (int axis = 0; axis < Rank; ++axis) {
-        T slope = Choice(corner, axis) ? T(1) : T(-1);
-        for (int other = 0; other < Rank; ++other) {
-          if (other != axis) slope *= taps[other].weight[Choice(corner, other)];
-        }
-        corners->derivative[k][axis] = inside ? slope : T(0);
-      }
     }
-  }
-
-  static int Choice(int corner, int axis) {
-    return (corner >> (Rank - 1 - axis)) & 1;
+    return PointKind::kSampled;
   }
 
   // Calls `visit(point, example)` for points `[begin, end)`, with the
@@ -185,94 +303,13 @@ class Sampler {
     }
   }
 
-  // Outputs of points `[begin, end)` (counted over the whole batch).
-  void Forward(const T* images, const T* points, T* outputs, int64_t begin,
-               int64_t end) const {
-    const int64_t channels = shape_.channels;
-    AxisTaps<T> taps[Rank];
-    Corners corners;
-    ForEachPoint(begin, end, [&](int64_t p, int64_t b) {
-      T* output = outputs + p * channels;
-      const PointKind kind = FindTaps(points + p * Rank, taps);
-      if (kind != PointKind::kSampled) {
-        const T fill = kind == PointKind::kInvalid
-                           ? std::numeric_limits<T>::quiet_NaN()
-                           : T(0);
-        for (int64_t c = 0; c < channels; ++c) output[c] = fill;
-        return;
-      }
-      FindCorners(taps, /*derivatives=*/false, &corners);
-      const T* example = images + b * pixels_ * channels;
-      for (int64_t c = 0; c < channels; ++c) {
-        T sum = 0;
-        for (int k = 0; k < corners.count; ++k) {
-          const T value = example[corners.offset[k] * channels + c];
-          sum += (corners.inside[k] ? value : T(0)) * corners.weight[k];
-        }
-        output[c] = sum;
-      }
-    });
-  }
-
-  // The gradients for points `[begin, end)`, given the outputs' gradient:
-  // the points' (unless `grad_points` is null) and the images' (unless
-  // `grad_images` is null; then the range must hold whole examples, whose
-  // gradients it sets).
-  void Backward(const T* images, const T* points, const T* upstream,
-                T* grad_points, T* grad_images, int64_t begin,
-                int64_t end) const {
-    const int64_t channels = shape_.channels;
-    const int64_t example_size = pixels_ * channels;
-    if (grad_images != nullptr) {
-      std::memset(grad_images + begin / shape_.points * example_size, 0,
-                  (end - begin) / shape_.points * example_size * sizeof(T));
-    }
-    AxisTaps<T> taps[Rank];
-    Corners corners;
-    ForEachPoint(begin, end, [&](int64_t p, int64_t b) {
-      T grad[Rank] = {};
-      if (FindTaps(points + p * Rank, taps) == PointKind::kSampled) {
-        FindCorners(taps, grad_points != nullptr, &corners);
-        const T* up = upstream + p * channels;
-        if (grad_images != nullptr) {
-          T* example = grad_images + b * example_size;
-          for (int k = 0; k < corners.count; ++k) {
-            T* pixel = example + corners.offset[k] * channels;
-            const T weight = corners.weight[k];
-            for (int64_t c = 0; c < channels; ++c) {
-              pixel[c] += corners.inside[k] ? weight * up[c] : T(0);
-            }
-          }
-        }
-        if (grad_points != nullptr) {
-          const T* example = images + b * example_size;
-          for (int k = 0; k < corners.count; ++k) {
-            const T* pixel = example + corners.offset[k] * channels;
-            T dot = 0;
-            for (int64_t c = 0; c < channels; ++c) {
-              dot += (corners.inside[k] ? pixel[c] : T(0)) * up[c];
-            }
-            for (int axis = 0; axis < Rank; ++axis) {
-              grad[axis] += dot * corners.derivative[k][axis];
-            }
-          }
-          for (int axis = 0; axis < Rank; ++axis) {
-            grad[axis] *= taps[axis].slope;
-          }
-        }
-      }
-      if (grad_points != nullptr) {
-        for (int axis = 0; axis < Rank; ++axis) {
-          grad_points[p * Rank + axis] = grad[axis];
-        }
-      }
-    });
-  }
-
- private:
   SamplingShape shape_;
-  int64_t pixels_;
+  int64_t channels_;
+  int64_t example_size_;
+  // Elements between neighbouring pixels along each axis.
   int64_t strides_[Rank];
+  // d(pixel coordinate) / d(coordinate of the points) along each axis.
+  T scales_[Rank];
 };
 
 // Calls `work(sampler)` with the `Sampler` of the shape's rank.
@@ -280,6 +317,8 @@ template <typename T, typename Work>
 void WithSampler(const SamplingShape& shape, Work&& work) {
   if (shape.rank == 3) {
     work(Sampler<T, 3>(shape));
+  } else if (shape.channels == 1) {
+    work(Sampler<T, 2, 1>(shape));
   } else {
     work(Sampler<T, 2>(shape));
   }

@@ -1,10 +1,13 @@
 // TensorFlow CPU ops of the bilinear sampling kernel.
 //
-// Each takes float or double tensors and an int attribute `padding` (0:
-// "zeros", 1: "border"):
+// Each takes float or double tensors and int attributes `padding` (0:
+// "zeros", 1: "border") and `coordinates` (how the points give theirs: 0
+// in pixels, 1 normalized, 2 normalized with `align_corners`):
 // - KerasStnBilinearSample(images, points) -> outputs
-// - KerasStnBilinearGradPoints(images, points, upstream) -> grad_points
 // - KerasStnBilinearGradImages(images, points, upstream) -> grad_images
+// - KerasStnBilinearGradPoints(images, points, upstream) -> grad_points
+// - KerasStnBilinearGradBoth(images, points, upstream)
+//   -> (grad_images, grad_points), in one pass
 // with images `(batch, *spatial, channels)`, points `(batch, points, rank)`
 // and outputs `(batch, points, channels)`. Work is split over TensorFlow's
 // intra-op threads.
@@ -29,7 +32,8 @@ using ::tensorflow::shape_inference::InferenceContext;
 
 // The shape of a call; sets an error on `context` if the tensors disagree.
 bool ShapeOf(OpKernelContext* context, const Tensor& images,
-             const Tensor& points, int padding, SamplingShape* shape) {
+             const Tensor& points, int padding, int coordinates,
+             SamplingShape* shape) {
   const int rank = images.dims() - 2;
   if (!((rank == 2 || rank == 3) && points.dims() == 3 &&
         points.dim_size(2) == rank &&
@@ -50,6 +54,7 @@ bool ShapeOf(OpKernelContext* context, const Tensor& images,
     shape->sizes[axis] = images.dim_size(rank - axis);  // x, y[, z]
   }
   shape->padding = static_cast<Padding>(padding);
+  shape->coordinates = static_cast<Coordinates>(coordinates);
   return true;
 }
 
@@ -66,10 +71,20 @@ class SamplingOp : public OpKernel {
  public:
   explicit SamplingOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("padding", &padding_));
+    OP_REQUIRES_OK(context, context->GetAttr("coordinates", &coordinates_));
   }
 
  protected:
+  // The shape of the call; sets an error on `context` if the inputs
+  // disagree.
+  bool ShapeOfInputs(OpKernelContext* context, SamplingShape* shape) const {
+    return ShapeOf(context, context->input(0), context->input(1), padding_,
+                   coordinates_, shape);
+  }
+
+ private:
   int padding_ = 0;
+  int coordinates_ = 0;
 };
 
 template <typename T>
@@ -81,7 +96,7 @@ class SampleOp : public SamplingOp {
     const Tensor& images = context->input(0);
     const Tensor& points = context->input(1);
     SamplingShape shape;
-    if (!ShapeOf(context, images, points, padding_, &shape)) return;
+    if (!ShapeOfInputs(context, &shape)) return;
     Tensor* outputs = nullptr;
     OP_REQUIRES_OK(context,
                    context->allocate_output(
@@ -98,10 +113,9 @@ class SampleOp : public SamplingOp {
   }
 };
 
-// The gradient for the images (`kImages`) or for the points.
-enum class Wrt { kImages, kPoints };
-
-template <typename T, Wrt wrt>
+// The images' gradient (output 0) if `kImages`, and the points' (the next
+// output) if `kPoints`.
+template <typename T, bool kImages, bool kPoints>
 class GradientOp : public SamplingOp {
  public:
   using SamplingOp::SamplingOp;
@@ -111,21 +125,18 @@ class GradientOp : public SamplingOp {
     const Tensor& points = context->input(1);
     const Tensor& upstream = context->input(2);
     SamplingShape shape;
-    if (!ShapeOf(context, images, points, padding_, &shape)) return;
-    Tensor* gradient = nullptr;
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(
-                       0, wrt == Wrt::kImages ? images.shape() : points.shape(),
-                       &gradient));
-    T* grad_points = wrt == Wrt::kPoints ? gradient->flat<T>().data() : nullptr;
-    T* grad_images = wrt == Wrt::kImages ? gradient->flat<T>().data() : nullptr;
+    if (!ShapeOfInputs(context, &shape)) return;
+    T* grad_images = nullptr;
+    T* grad_points = nullptr;
+    if (kImages && !Allocate(context, 0, images, &grad_images)) return;
+    if (kPoints && !Allocate(context, kImages, points, &grad_points)) return;
     WithSampler<T>(shape, [&](const auto& sampler) {
       const auto work = [&](int64_t begin, int64_t end) {
         sampler.Backward(images.flat<T>().data(), points.flat<T>().data(),
                          upstream.flat<T>().data(), grad_points, grad_images,
                          begin, end);
       };
-      if (wrt == Wrt::kPoints) {
+      if (!kImages) {
         ParallelFor(context, shape.batch * shape.points, 16 * shape.channels,
                     work);
       } else {
@@ -137,6 +148,20 @@ class GradientOp : public SamplingOp {
                     });
       }
     });
+  }
+
+ private:
+  // Allocates output `index` shaped like `like`; false on an error.
+  static bool Allocate(OpKernelContext* context, int index, const Tensor& like,
+                       T** data) {
+    Tensor* output = nullptr;
+    const auto status = context->allocate_output(index, like.shape(), &output);
+    if (!status.ok()) {
+      context->SetStatus(status);
+      return false;
+    }
+    *data = output->flat<T>().data();
+    return true;
   }
 };
 
@@ -152,51 +177,56 @@ tensorflow::Status SampleShape(InferenceContext* context) {
 }  // namespace
 }  // namespace keras_stn
 
-REGISTER_OP("KerasStnBilinearSample")
-    .Input("images: T")
-    .Input("points: T")
-    .Output("outputs: T")
-    .Attr("T: {float, double}")
-    .Attr("padding: int")
+// The inputs and attributes of every op.
+#define KERAS_STN_SAMPLING_OP(name, ...)     \
+  REGISTER_OP(name)                          \
+      .Input("images: T")                    \
+      .Input("points: T")                    \
+      __VA_ARGS__                            \
+      .Attr("T: {float, double}")            \
+      .Attr("padding: int")                  \
+      .Attr("coordinates: int = 0")
+
+KERAS_STN_SAMPLING_OP("KerasStnBilinearSample", .Output("outputs: T"))
     .SetShapeFn(keras_stn::SampleShape);
 
-REGISTER_OP("KerasStnBilinearGradImages")
-    .Input("images: T")
-    .Input("points: T")
-    .Input("upstream: T")
-    .Output("grad_images: T")
-    .Attr("T: {float, double}")
-    .Attr("padding: int")
+KERAS_STN_SAMPLING_OP("KerasStnBilinearGradImages", .Input("upstream: T")
+                                                        .Output("grad_images: T"))
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* context) {
       context->set_output(0, context->input(0));
       return tensorflow::OkStatus();
     });
 
-REGISTER_OP("KerasStnBilinearGradPoints")
-    .Input("images: T")
-    .Input("points: T")
-    .Input("upstream: T")
-    .Output("grad_points: T")
-    .Attr("T: {float, double}")
-    .Attr("padding: int")
+KERAS_STN_SAMPLING_OP("KerasStnBilinearGradPoints", .Input("upstream: T")
+                                                        .Output("grad_points: T"))
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* context) {
       context->set_output(0, context->input(1));
       return tensorflow::OkStatus();
     });
 
+KERAS_STN_SAMPLING_OP("KerasStnBilinearGradBoth", .Input("upstream: T")
+                                                      .Output("grad_images: T")
+                                                      .Output("grad_points: T"))
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* context) {
+      context->set_output(0, context->input(0));
+      context->set_output(1, context->input(1));
+      return tensorflow::OkStatus();
+    });
+
+#define KERAS_STN_REGISTER_KERNEL(name, T, ...)                    \
+  REGISTER_KERNEL_BUILDER(                                         \
+      Name(name).Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      __VA_ARGS__);
+
 #define KERAS_STN_REGISTER_KERNELS(T)                                       \
-  REGISTER_KERNEL_BUILDER(                                                  \
-      Name("KerasStnBilinearSample").Device(tensorflow::DEVICE_CPU)        \
-          .TypeConstraint<T>("T"),                                          \
-      keras_stn::SampleOp<T>);                                              \
-  REGISTER_KERNEL_BUILDER(                                                  \
-      Name("KerasStnBilinearGradImages").Device(tensorflow::DEVICE_CPU)    \
-          .TypeConstraint<T>("T"),                                          \
-      keras_stn::GradientOp<T, keras_stn::Wrt::kImages>);                   \
-  REGISTER_KERNEL_BUILDER(                                                  \
-      Name("KerasStnBilinearGradPoints").Device(tensorflow::DEVICE_CPU)    \
-          .TypeConstraint<T>("T"),                                          \
-      keras_stn::GradientOp<T, keras_stn::Wrt::kPoints>);
+  KERAS_STN_REGISTER_KERNEL("KerasStnBilinearSample", T,                    \
+                            keras_stn::SampleOp<T>)                         \
+  KERAS_STN_REGISTER_KERNEL("KerasStnBilinearGradImages", T,                \
+                            keras_stn::GradientOp<T, true, false>)          \
+  KERAS_STN_REGISTER_KERNEL("KerasStnBilinearGradPoints", T,                \
+                            keras_stn::GradientOp<T, false, true>)          \
+  KERAS_STN_REGISTER_KERNEL("KerasStnBilinearGradBoth", T,                  \
+                            keras_stn::GradientOp<T, true, true>)
 
 KERAS_STN_REGISTER_KERNELS(float)
 KERAS_STN_REGISTER_KERNELS(double)
