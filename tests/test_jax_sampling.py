@@ -35,14 +35,19 @@ def random_problem(seed=0, size=SIZE):
     return images, grid.astype("float32"), upstream
 
 
-def sample(images, grid, padding_mode="zeros"):
+def sample(images, grid, padding_mode="zeros", align_corners=False):
     return grid_sample(
-        images, grid, padding_mode=padding_mode, data_format="channels_last"
+        images,
+        grid,
+        padding_mode=padding_mode,
+        align_corners=align_corners,
+        data_format="channels_last",
     )
 
 
-def loss(images, grid, upstream, padding_mode="zeros"):
-    return ops.sum(ops.multiply(sample(images, grid, padding_mode), upstream))
+def loss(images, grid, upstream, padding_mode="zeros", align_corners=False):
+    output = sample(images, grid, padding_mode, align_corners)
+    return ops.sum(ops.multiply(output, upstream))
 
 
 def primitives_in(fn, *args):
@@ -74,11 +79,12 @@ def test_kernel_only_where_it_applies():
     )
 
 
+@pytest.mark.parametrize("align_corners", (False, True))
 @pytest.mark.parametrize("padding_mode", ("zeros", "border"))
 @pytest.mark.parametrize(
     "size", (SIZE, (2, 28, 28, 1, 28, 28), (2, 9, 7, 5, 2, 4, 6, 8))
 )
-def test_outputs_and_gradients_match_pytorch(size, padding_mode):
+def test_outputs_and_gradients_match_pytorch(size, padding_mode, align_corners):
     images, grid, upstream = random_problem(1, size)
     expected = torch_grid_sample(
         images,
@@ -86,11 +92,15 @@ def test_outputs_and_gradients_match_pytorch(size, padding_mode):
         upstream,
         "channels_last",
         padding_mode=padding_mode,
-        align_corners=False,
+        align_corners=align_corners,
     )
-    output = ops.convert_to_numpy(sample(images, grid, padding_mode))
+    output = ops.convert_to_numpy(
+        sample(images, grid, padding_mode, align_corners)
+    )
     _, gradients = value_and_gradients(
-        lambda x, g: loss(x, g, upstream, padding_mode), images, grid
+        lambda x, g: loss(x, g, upstream, padding_mode, align_corners),
+        images,
+        grid,
     )
     np.testing.assert_allclose(output, expected[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gradients[0], expected[1], rtol=1e-5, atol=1e-5)

@@ -225,9 +225,7 @@ def count_fast_path_calls(monkeypatch):
     else:
         # The module, which the package's function of the same name hides.
         module = importlib.import_module("keras_stn.ops.grid_sample")
-        name = {"tensorflow": "xla_compiled", "jax": "jax_sample_pixels"}[
-            BACKEND
-        ]
+        name = {"tensorflow": "xla_compiled", "jax": "jax_sample"}[BACKEND]
     original = getattr(module, name)
 
     def counted(*args, **kwargs):

@@ -3,12 +3,13 @@
 import itertools
 import math
 
+import keras
 from keras import ops
 
 from keras_stn.ops.coordinates import size_as
 from keras_stn.ops.coordinates import unnormalize
 from keras_stn.ops.jax_sampling import has_jax_kernel
-from keras_stn.ops.jax_sampling import jax_sample_pixels
+from keras_stn.ops.jax_sampling import jax_sample
 from keras_stn.ops.native_sampling import PIXEL_PADDING_MODES
 from keras_stn.ops.native_sampling import has_native_sampler
 from keras_stn.ops.native_sampling import native_grid_sample
@@ -119,10 +120,13 @@ def grid_sample(
         outputs = native_grid_sample(
             images, grid, mode, padding_mode, align_corners
         )
-    elif implementation == "auto" and has_tf_kernel(
-        images, [grid], mode, padding_mode
+    elif (
+        implementation == "auto"
+        # An empty batch goes through `sample_pixels`, which handles it.
+        and images.shape[0] != 0
+        and _has_kernel(images, [grid], mode, padding_mode)
     ):
-        outputs = tf_sample(images, grid, padding_mode, align_corners)
+        outputs = _kernel_sample(images, grid, padding_mode, align_corners)
     else:
         grid = ops.cast(grid, at_least_float32(grid.dtype))
         points = [
@@ -240,12 +244,9 @@ def sample_pixels(
     if implementation == "auto":
         if padding_mode in PIXEL_PADDING_MODES and has_native_sampler(images):
             return native_sample_pixels(images, points, mode, padding_mode)
-        if has_jax_kernel(images, points, mode, padding_mode):
-            return jax_sample_pixels(
-                images, points, padding_mode, _sample_bilinear_pixels
-            )
-        if has_tf_kernel(images, points, mode, padding_mode):
-            return tf_sample(images, ops.stack(points, axis=-1), padding_mode)
+        if _has_kernel(images, points, mode, padding_mode):
+            points = ops.stack(points, axis=-1)
+            return _kernel_sample(images, points, padding_mode)
         if has_xla_sampler():
             return xla_compiled(
                 _sample_finite_pixels,
@@ -260,6 +261,26 @@ def sample_pixels(
     )
 
 
+def _has_kernel(images, points, mode, padding_mode):
+    """Whether keras-stn's C++ kernel samples here, on JAX or TensorFlow."""
+    return has_jax_kernel(images, points, mode, padding_mode) or has_tf_kernel(
+        images, points, mode, padding_mode
+    )
+
+
+def _kernel_sample(images, points, padding_mode, align_corners=None):
+    """Sample with keras-stn's C++ kernel, where `_has_kernel` says.
+
+    `points` of shape `(batch, *output_shape, rank)`, in pixels (for
+    `align_corners=None`) or normalized.
+    """
+    if keras.backend.backend() == "jax":
+        return jax_sample(
+            images, points, padding_mode, _sample_bilinear_pixels, align_corners
+        )
+    return tf_sample(images, points, padding_mode, align_corners)
+
+
 def _sample_finite_pixels(images, points, mode, padding_mode, align_corners):
     """Sample as `keras_stn.ops.nonfinite` says NaN and infinities sample.
 
@@ -272,7 +293,7 @@ def _sample_finite_pixels(images, points, mode, padding_mode, align_corners):
 
 
 def _sample_bilinear_pixels(images, points, padding_mode):
-    """`_sample_finite_pixels` for `jax_sample_pixels`: bilinear sampling
+    """`_sample_finite_pixels` for `jax_sample`: bilinear sampling
     with `"zeros"` or `"border"` padding, where `align_corners` changes
     nothing."""
     return _sample_finite_pixels(

@@ -29,7 +29,9 @@ import numpy as np
 
 from keras_stn.ops.compiled_kernels import KERNEL_PADDING_MODES
 from keras_stn.ops.compiled_kernels import compiled_library
+from keras_stn.ops.compiled_kernels import coordinates_code
 from keras_stn.ops.compiled_kernels import kernel_samples
+from keras_stn.ops.coordinates import unnormalize
 from keras_stn.typing import Tensor
 
 # The FFI handlers of `kernels/jax_bilinear_sampling.cc`, by the gradients
@@ -45,73 +47,79 @@ GRADIENT_TARGETS = {
 def has_jax_kernel(
     images: Tensor, points: list[Tensor], mode: str, padding_mode: str
 ) -> bool:
-    """Whether `jax_sample_pixels` applies to these arguments.
+    """Whether `jax_sample` applies to these arguments.
 
-    Args:
-        images: the channels-last batch to sample.
-        points: its pixel coordinates, one tensor per axis.
-        mode: the sampling mode.
-        padding_mode: the padding mode.
-
-    Returns:
-        `True` on the JAX backend where the kernel computes this sampling
-        (`keras_stn.ops.compiled_kernels.kernel_samples`).
+    That is on the JAX backend where the kernel computes this sampling
+    (`keras_stn.ops.compiled_kernels.kernel_samples`, whose arguments these
+    are).
     """
     return keras.backend.backend() == "jax" and kernel_samples(
         images, points, mode, padding_mode
     )
 
 
-def jax_sample_pixels(
-    images: Tensor, points: list[Tensor], padding_mode: str, generic
+def jax_sample(
+    images: Tensor,
+    points: Tensor,
+    padding_mode: str,
+    generic,
+    align_corners: bool | None = None,
 ) -> Tensor:
-    """Sample channels-last images bilinearly at pixel coordinates.
+    """Sample channels-last images bilinearly at points.
 
-    The contract of `keras_stn.ops.grid_sample.sample_pixels` for bilinear
+    The numbers of `keras_stn.ops.grid_sample.sample_pixels` (for points in
+    pixels) or of `grid_sample` (for normalized points) for bilinear
     sampling with `"zeros"` or `"border"` padding.
 
     Args:
         images: float tensor of shape `(batch, *spatial, channels)`.
-        points: pixel coordinates, one tensor per spatial axis in the order
-            `x, y[, z]`, each of shape `(batch, *output_shape)`.
+        points: float tensor of shape `(batch, *output_shape, rank)`, the
+            points' coordinates in the order `x, y[, z]`.
         padding_mode: `"zeros"` or `"border"`.
         generic: the generic sampler, `generic(images, points,
-            padding_mode)` with the arguments above, which runs where the
-            kernel does not.
+            padding_mode)` with points in pixels, one tensor per axis, which
+            runs where the kernel does not.
+        align_corners: `None` for coordinates in pixels (pixel `i` has its
+            centre at `i`); else normalized ones, with this convention.
 
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`.
     """
     import jax.numpy as jnp
 
-    output_shape = points[0].shape[1:]
-    num_points = math.prod(output_shape)
-    stacked = jnp.stack(
-        [jnp.reshape(point, (-1, num_points)) for point in points], axis=-1
-    )
-    outputs = _sampler()(images, stacked, padding_mode, generic)
+    output_shape = points.shape[1:-1]
+    flat = jnp.reshape(points, (-1, math.prod(output_shape), points.shape[-1]))
+    outputs = _sampler()(images, flat, padding_mode, generic, align_corners)
     return jnp.reshape(outputs, (-1, *output_shape, images.shape[-1]))
 
 
-def _unstack(points):
-    """`(batch, points, rank)` coordinates as one tensor per axis."""
-    return [points[..., axis] for axis in range(points.shape[-1])]
+def _pixel_points(images, points, align_corners):
+    """`(batch, points, rank)` coordinates as pixel coordinates, one tensor
+    per axis."""
+    sizes = reversed(images.shape[1:-1])
+    return [
+        points[..., axis]
+        if align_corners is None
+        else unnormalize(points[..., axis], size, align_corners)
+        for axis, size in enumerate(sizes)
+    ]
 
 
 @functools.cache
 def _sampler():
     """Sampling whose forward and backward passes under `jax.vjp` are the
-    kernel's: `sample(images, points, padding_mode, generic)` with points
-    of shape `(batch, points, rank)`."""
+    kernel's: `sample(images, points, padding_mode, generic,
+    align_corners)` with points of shape `(batch, points, rank)`."""
     import jax
 
     sample_primitive, gradients_primitive = _primitives()
 
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-    def sample(images, points, padding_mode, generic):
-        return generic(images, _unstack(points), padding_mode)
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+    def sample(images, points, padding_mode, generic, align_corners):
+        pixel_points = _pixel_points(images, points, align_corners)
+        return generic(images, pixel_points, padding_mode)
 
-    def forward(images, points, padding_mode, generic):
+    def forward(images, points, padding_mode, generic, align_corners):
         wants = tuple(
             name
             for name, primal in (("images", images), ("points", points))
@@ -119,13 +127,17 @@ def _sampler():
         )
         images, points = images.value, points.value
         outputs = sample_primitive.bind(
-            images, points, padding_mode=padding_mode, generic=generic
+            images,
+            points,
+            padding_mode=padding_mode,
+            generic=generic,
+            align_corners=align_corners,
         )
         # The gradients wanted, as the keys of a dict of empty leaves: a
         # residual can only hold arrays, but its structure is static.
         return outputs, (images, points, dict.fromkeys(wants, ()))
 
-    def backward(padding_mode, generic, residuals, upstream):
+    def backward(padding_mode, generic, align_corners, residuals, upstream):
         images, points, wants = residuals
         wants = tuple(wants)
         zero = isinstance(upstream, jax.custom_derivatives.SymbolicZero)
@@ -137,6 +149,7 @@ def _sampler():
             upstream,
             padding_mode=padding_mode,
             generic=generic,
+            align_corners=align_corners,
             wants=wants,
         )
         gradients = dict(zip(wants, gradients, strict=True))
@@ -150,11 +163,11 @@ def _sampler():
 def _primitives():
     """The kernel's JAX primitives: the forward pass, and the gradients.
 
-    `sample(images, points, *, padding_mode, generic) -> outputs` and
-    `gradients(images, points, upstream, *, padding_mode, generic, wants)
-    -> [grad_images][, grad_points]`, each lowered to the kernel on the
-    CPU, and to the generic sampler (or its `jax.vjp`) elsewhere and for
-    `jax.export`.
+    `sample(images, points, *, padding_mode, generic, align_corners) ->
+    outputs` and `gradients(images, points, upstream, *, padding_mode,
+    generic, align_corners, wants) -> [grad_images][, grad_points]`, each
+    lowered to the kernel on the CPU, and to the generic sampler (or its
+    `jax.vjp`) elsewhere and for `jax.export`.
     """
     import jax
     import jax.numpy as jnp
@@ -162,8 +175,9 @@ def _primitives():
     from jax.interpreters import batching
     from jax.interpreters import mlir
 
-    def generic_sample(images, points, *, padding_mode, generic):
-        return generic(images, _unstack(points), padding_mode)
+    def generic_sample(images, points, *, padding_mode, generic, align_corners):
+        pixel_points = _pixel_points(images, points, align_corners)
+        return generic(images, pixel_points, padding_mode)
 
     def generic_gradients(images, points, upstream, *, wants, **options):
         _, vjp = jax.vjp(
@@ -186,7 +200,9 @@ def _primitives():
         ]
 
     def lowering(generic_rule, target_of):
-        def rule(ctx, *operands, padding_mode, generic, **params):
+        def rule(
+            ctx, *operands, padding_mode, generic, align_corners, **params
+        ):
             exporting = ctx.module_context.lowering_parameters.for_export
             if exporting or not _registered_targets():
                 return generic_rule(
@@ -194,12 +210,14 @@ def _primitives():
                     *operands,
                     padding_mode=padding_mode,
                     generic=generic,
+                    align_corners=align_corners,
                     **params,
                 )
             return jax.ffi.ffi_lowering(target_of(**params))(
                 ctx,
                 *operands,
                 padding=np.int32(KERNEL_PADDING_MODES[padding_mode]),
+                coordinates=np.int32(coordinates_code(align_corners)),
             )
 
         return rule
@@ -230,6 +248,12 @@ def _primitives():
 
         return rule
 
+    @functools.cache
+    def compiled(primitive, **params):
+        """The primitive with these parameters under `jax.jit`, compiled
+        once for its eager calls."""
+        return jax.jit(functools.partial(primitive.bind, **params))
+
     sample = Primitive("keras_stn_bilinear_sample")
     gradients = Primitive("keras_stn_bilinear_gradients")
     gradients.multiple_results = True
@@ -244,8 +268,8 @@ def _primitives():
     ):
         primitive.def_abstract_eval(shapes)
         primitive.def_impl(
-            lambda *operands, primitive=primitive, **params: jax.jit(
-                functools.partial(primitive.bind, **params)
+            lambda *operands, primitive=primitive, **params: compiled(
+                primitive, **params
             )(*operands)
         )
         generic_rule = mlir.lower_fun(

@@ -1,10 +1,11 @@
 // XLA FFI handlers of the bilinear sampling kernel, for JAX on CPU.
 //
-// Handlers, each for float32 and float64 buffers, with an int32 attribute
-// `padding` (0: "zeros", 1: "border"):
+// Handlers for float32 and float64 buffers, with int32 attributes `padding`
+// (0: "zeros", 1: "border") and `coordinates` (how the points give theirs:
+// 0 in pixels, 1 normalized, 2 normalized with `align_corners`):
 // - KerasStnBilinearSample(images, points) -> outputs
-// - KerasStnBilinearGradPoints(images, points, upstream) -> grad_points
 // - KerasStnBilinearGradImages(images, points, upstream) -> grad_images
+// - KerasStnBilinearGradPoints(images, points, upstream) -> grad_points
 // - KerasStnBilinearGradBoth(images, points, upstream)
 //   -> (grad_images, grad_points), in one pass
 // Work is split over XLA's intra-op thread pool.
@@ -26,7 +27,8 @@ namespace {
 // The shape of a call, from images `(batch, *spatial, channels)` and points
 // `(batch, points, rank)`.
 SamplingShape ShapeOf(const ffi::AnyBuffer& images,
-                      const ffi::AnyBuffer& points, int32_t padding) {
+                      const ffi::AnyBuffer& points, int32_t padding,
+                      int32_t coordinates) {
   const auto image_dims = images.dimensions();
   const auto point_dims = points.dimensions();
   SamplingShape shape;
@@ -38,6 +40,7 @@ SamplingShape ShapeOf(const ffi::AnyBuffer& images,
     shape.sizes[axis] = image_dims[shape.rank - axis];  // x, y[, z]
   }
   shape.padding = static_cast<Padding>(padding);
+  shape.coordinates = static_cast<Coordinates>(coordinates);
   return shape;
 }
 
@@ -76,160 +79,102 @@ int64_t PointsPerRange(const SamplingShape& shape) {
   return std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, shape.channels));
 }
 
-template <typename T>
+// Calls `work(T())` with `T` the images' element type, float or double.
+template <typename Work>
+ffi::Error WithElementType(const ffi::AnyBuffer& images, Work&& work) {
+  switch (images.element_type()) {
+    case ffi::DataType::F32:
+      work(float());
+      return ffi::Error::Success();
+    case ffi::DataType::F64:
+      work(double());
+      return ffi::Error::Success();
+    default:
+      return ffi::Error::InvalidArgument(
+          "keras-stn's sampling kernel takes float32 or float64 images");
+  }
+}
+
 ffi::Error Sample(ffi::ThreadPool pool, ffi::AnyBuffer images,
                   ffi::AnyBuffer points, ffi::Result<ffi::AnyBuffer> outputs,
-                  int32_t padding) {
-  const SamplingShape shape = ShapeOf(images, points, padding);
-  WithSampler<T>(shape, [&](const auto& sampler) {
-    ParallelFor(pool, shape.batch * shape.points, PointsPerRange(shape),
-                [&](int64_t begin, int64_t end) {
-                  sampler.Forward(images.typed_data<T>(),
-                                  points.typed_data<T>(),
-                                  outputs->typed_data<T>(), begin, end);
-                });
-  });
-  return ffi::Error::Success();
-}
-
-// The gradients that the null `grad_points` or `grad_images` does not skip.
-template <typename T>
-ffi::Error Backward(ffi::ThreadPool& pool, const ffi::AnyBuffer& images,
-                    const ffi::AnyBuffer& points,
-                    const ffi::AnyBuffer& upstream, T* grad_points,
-                    T* grad_images, int32_t padding) {
-  const SamplingShape shape = ShapeOf(images, points, padding);
-  WithSampler<T>(shape, [&](const auto& sampler) {
-    const auto work = [&](int64_t begin, int64_t end) {
-      sampler.Backward(images.typed_data<T>(), points.typed_data<T>(),
-                       upstream.typed_data<T>(), grad_points, grad_images,
-                       begin, end);
-    };
-    if (grad_images == nullptr) {
+                  int32_t padding, int32_t coordinates) {
+  const SamplingShape shape = ShapeOf(images, points, padding, coordinates);
+  return WithElementType(images, [&](auto element) {
+    using T = decltype(element);
+    WithSampler<T>(shape, [&](const auto& sampler) {
       ParallelFor(pool, shape.batch * shape.points, PointsPerRange(shape),
-                  work);
-    } else {
-      // Whole examples per range: their images' gradients do not overlap.
-      ParallelFor(pool, shape.batch, 1, [&](int64_t begin, int64_t end) {
-        work(begin * shape.points, end * shape.points);
-      });
-    }
+                  [&](int64_t begin, int64_t end) {
+                    sampler.Forward(images.typed_data<T>(),
+                                    points.typed_data<T>(),
+                                    outputs->typed_data<T>(), begin, end);
+                  });
+    });
   });
-  return ffi::Error::Success();
 }
 
-template <typename T>
-ffi::Error GradPoints(ffi::ThreadPool pool, ffi::AnyBuffer images,
-                      ffi::AnyBuffer points, ffi::AnyBuffer upstream,
-                      ffi::Result<ffi::AnyBuffer> grad_points,
-                      int32_t padding) {
-  return Backward<T>(pool, images, points, upstream,
-                     grad_points->typed_data<T>(), nullptr, padding);
-}
-
-template <typename T>
-ffi::Error GradImages(ffi::ThreadPool pool, ffi::AnyBuffer images,
-                      ffi::AnyBuffer points, ffi::AnyBuffer upstream,
-                      ffi::Result<ffi::AnyBuffer> grad_images,
-                      int32_t padding) {
-  return Backward<T>(pool, images, points, upstream, nullptr,
-                     grad_images->typed_data<T>(), padding);
-}
-
-template <typename T>
-ffi::Error GradBoth(ffi::ThreadPool pool, ffi::AnyBuffer images,
-                    ffi::AnyBuffer points, ffi::AnyBuffer upstream,
-                    ffi::Result<ffi::AnyBuffer> grad_images,
-                    ffi::Result<ffi::AnyBuffer> grad_points,
-                    int32_t padding) {
-  return Backward<T>(pool, images, points, upstream,
-                     grad_points->typed_data<T>(),
-                     grad_images->typed_data<T>(), padding);
-}
-
-// Calls `kernel<float>` or `kernel<double>` as the images' dtype says.
-#define KERAS_STN_DISPATCH(kernel, images, ...)                            \
-  switch ((images).element_type()) {                                      \
-    case ffi::DataType::F32:                                              \
-      return kernel<float>(__VA_ARGS__);                                  \
-    case ffi::DataType::F64:                                              \
-      return kernel<double>(__VA_ARGS__);                                 \
-    default:                                                              \
-      return ffi::Error::InvalidArgument(                                 \
-          "keras-stn's sampling kernel takes float32 or float64 images"); \
+// The images' gradient (result 0) if `kImages`, and the points' (the next
+// result) if `kPoints`.
+template <bool kImages, bool kPoints>
+ffi::Error Gradients(ffi::ThreadPool pool, ffi::AnyBuffer images,
+                     ffi::AnyBuffer points, ffi::AnyBuffer upstream,
+                     ffi::RemainingRets results, int32_t padding,
+                     int32_t coordinates) {
+  void* gradients[2] = {nullptr, nullptr};  // images', points'
+  int result = 0;
+  for (const int which : {0, 1}) {
+    if (which == 0 ? !kImages : !kPoints) continue;
+    auto gradient = results.get<ffi::AnyBuffer>(result++);
+    if (gradient.has_error()) return gradient.error();
+    gradients[which] = (*gradient)->untyped_data();
   }
-
-ffi::Error SampleAnyDtype(ffi::ThreadPool pool, ffi::AnyBuffer images,
-                          ffi::AnyBuffer points,
-                          ffi::Result<ffi::AnyBuffer> outputs,
-                          int32_t padding) {
-  KERAS_STN_DISPATCH(Sample, images, pool, images, points, outputs, padding)
-}
-
-ffi::Error GradPointsAnyDtype(ffi::ThreadPool pool, ffi::AnyBuffer images,
-                              ffi::AnyBuffer points, ffi::AnyBuffer upstream,
-                              ffi::Result<ffi::AnyBuffer> grad_points,
-                              int32_t padding) {
-  KERAS_STN_DISPATCH(GradPoints, images, pool, images, points, upstream,
-                     grad_points, padding)
-}
-
-ffi::Error GradImagesAnyDtype(ffi::ThreadPool pool, ffi::AnyBuffer images,
-                              ffi::AnyBuffer points, ffi::AnyBuffer upstream,
-                              ffi::Result<ffi::AnyBuffer> grad_images,
-                              int32_t padding) {
-  KERAS_STN_DISPATCH(GradImages, images, pool, images, points, upstream,
-                     grad_images, padding)
-}
-
-ffi::Error GradBothAnyDtype(ffi::ThreadPool pool, ffi::AnyBuffer images,
-                            ffi::AnyBuffer points, ffi::AnyBuffer upstream,
-                            ffi::Result<ffi::AnyBuffer> grad_images,
-                            ffi::Result<ffi::AnyBuffer> grad_points,
-                            int32_t padding) {
-  KERAS_STN_DISPATCH(GradBoth, images, pool, images, points, upstream,
-                     grad_images, grad_points, padding)
+  const SamplingShape shape = ShapeOf(images, points, padding, coordinates);
+  return WithElementType(images, [&](auto element) {
+    using T = decltype(element);
+    WithSampler<T>(shape, [&](const auto& sampler) {
+      const auto work = [&](int64_t begin, int64_t end) {
+        sampler.Backward(images.typed_data<T>(), points.typed_data<T>(),
+                         upstream.typed_data<T>(),
+                         static_cast<T*>(gradients[1]),
+                         static_cast<T*>(gradients[0]), begin, end);
+      };
+      if (!kImages) {
+        ParallelFor(pool, shape.batch * shape.points, PointsPerRange(shape),
+                    work);
+      } else {
+        // Whole examples per range: their images' gradients do not overlap.
+        ParallelFor(pool, shape.batch, 1, [&](int64_t begin, int64_t end) {
+          work(begin * shape.points, end * shape.points);
+        });
+      }
+    });
+  });
 }
 
 }  // namespace
 }  // namespace keras_stn
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasStnBilinearSample,
-                              keras_stn::SampleAnyDtype,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasStnBilinearSample, keras_stn::Sample,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
-                                  .Attr<int32_t>("padding"));
+                                  .Attr<int32_t>("padding")
+                                  .Attr<int32_t>("coordinates"));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasStnBilinearGradPoints,
-                              keras_stn::GradPointsAnyDtype,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Attr<int32_t>("padding"));
+// A gradient handler: images, points and upstream in, its gradients out.
+#define KERAS_STN_GRADIENT_HANDLER(name, images, points)      \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(                              \
+      name, (keras_stn::Gradients<images, points>),           \
+      ffi::Ffi::Bind()                                        \
+          .Ctx<ffi::ThreadPool>()                             \
+          .Arg<ffi::AnyBuffer>()                              \
+          .Arg<ffi::AnyBuffer>()                              \
+          .Arg<ffi::AnyBuffer>()                              \
+          .RemainingRets()                                    \
+          .Attr<int32_t>("padding")                           \
+          .Attr<int32_t>("coordinates"));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasStnBilinearGradImages,
-                              keras_stn::GradImagesAnyDtype,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Attr<int32_t>("padding"));
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasStnBilinearGradBoth,
-                              keras_stn::GradBothAnyDtype,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Attr<int32_t>("padding"));
+KERAS_STN_GRADIENT_HANDLER(KerasStnBilinearGradImages, true, false)
+KERAS_STN_GRADIENT_HANDLER(KerasStnBilinearGradPoints, false, true)
+KERAS_STN_GRADIENT_HANDLER(KerasStnBilinearGradBoth, true, true)
