@@ -38,6 +38,16 @@ GOALS = {
 }
 
 
+# keras-stn and PyTorch take turns in one process. Once a call returns,
+# PyTorch's OpenMP threads spin waiting for more work (libgomp's default),
+# which on a small machine takes the cores from whatever runs next: on this
+# repository's 2-core machine they doubled the time of the JAX kernel timed
+# after PyTorch at MNIST size (4.6 ms against 2.3 ms alone), while PyTorch's
+# own time moved by 5%. Threads that sleep when idle keep each timing to
+# itself. A value already in the environment wins.
+DEFAULT_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def run_on_backend(backend, command, repeats, environment=None):
     """Run a benchmark script on one backend; return its JSON lines.
 
@@ -53,7 +63,12 @@ def run_on_backend(backend, command, repeats, environment=None):
     result = subprocess.run(
         [sys.executable, *command, "--repeats", str(repeats)],
         cwd=HERE,
-        env={**os.environ, **(environment or {}), "KERAS_BACKEND": backend},
+        env={
+            **DEFAULT_ENVIRONMENT,
+            **os.environ,
+            **(environment or {}),
+            "KERAS_BACKEND": backend,
+        },
         capture_output=True,
         text=True,
         check=False,

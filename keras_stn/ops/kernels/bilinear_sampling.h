@@ -82,23 +82,31 @@ class Sampler {
   explicit Sampler(const SamplingShape& shape)
       : shape_(shape),
         channels_(Channels > 0 ? Channels : shape.channels),
-        example_size_(shape.pixels() * channels_) {
+        example_size_(shape.pixels() * channels_),
+        normalized_(shape.coordinates != Coordinates::kPixels) {
     int64_t stride = channels_;
     for (int axis = 0; axis < Rank; ++axis) {
       strides_[axis] = stride;
       stride *= shape.sizes[axis];
       const T size = static_cast<T>(shape.sizes[axis]);
+      if (shape.coordinates == Coordinates::kNormalized) {
+        unnormalization_[axis] = {size, T(1), T(0.5)};
+      } else if (shape.coordinates == Coordinates::kNormalizedAlignCorners) {
+        unnormalization_[axis] = {T(0.5), T(0), size - 1};
+      }
       scales_[axis] =
-          shape.coordinates == Coordinates::kPixels ? T(1)
-          : shape.coordinates == Coordinates::kNormalized ? size / 2
-                                                          : (size - 1) / 2;
+          normalized_ ? unnormalization_[axis].multiplier *
+                            unnormalization_[axis].factor
+                      : T(1);
     }
   }
 
   // Outputs of points `[begin, end)` (counted over the whole batch).
   void Forward(const T* images, const T* points, T* outputs, int64_t begin,
                int64_t end) const {
-    const int64_t channels = channels_;
+    // A compile-time constant where `Channels` is, so the loops over
+    // channels fold away.
+    const int64_t channels = Channels > 0 ? Channels : channels_;
     Corners corners;
     ForEachPoint(begin, end, [&](int64_t p, int64_t b) {
       T* output = outputs + p * channels;
@@ -113,7 +121,7 @@ class Sampler {
       const T* image = images + b * example_size_;
       for (int64_t c = 0; c < channels; ++c) {
         T sum = 0;
-        corners.ForEach([&](int k, bool inside) {
+        corners.ForEach([&](auto k, auto inside) {
           const T value = image[corners.offset[k] + c];
           sum += (inside ? value : T(0)) * corners.weight[k];
         });
@@ -123,14 +131,16 @@ class Sampler {
   }
 
   // The gradients for points `[begin, end)`, given the outputs' gradient:
-  // the points' (unless `grad_points` is null) and the images' (unless
-  // `grad_images` is null; then the range must hold whole examples, whose
-  // gradients it sets).
+  // the images' if `kImages` (then the range must hold whole examples,
+  // whose gradients it sets) and the points' if `kPoints`; the other
+  // pointer is not used. Fixed at compile time, so that the loop over
+  // points holds only the work asked for.
+  template <bool kImages, bool kPoints>
   void Backward(const T* images, const T* points, const T* upstream,
                 T* grad_points, T* grad_images, int64_t begin,
                 int64_t end) const {
-    const int64_t channels = channels_;
-    if (grad_images != nullptr) {
+    const int64_t channels = Channels > 0 ? Channels : channels_;
+    if (kImages) {
       std::memset(grad_images + begin / shape_.points * example_size_, 0,
                   (end - begin) / shape_.points * example_size_ * sizeof(T));
     }
@@ -139,9 +149,9 @@ class Sampler {
       T grad[Rank] = {};
       if (FindCorners(points + p * Rank, &corners) == PointKind::kSampled) {
         const T* up = upstream + p * channels;
-        if (grad_images != nullptr) {
+        if (kImages) {
           T* image = grad_images + b * example_size_;
-          corners.ForEach([&](int k, bool inside) {
+          corners.ForEach([&](auto k, auto inside) {
             T* pixel = image + corners.offset[k];
             const T weight = corners.weight[k];
             for (int64_t c = 0; c < channels; ++c) {
@@ -149,9 +159,9 @@ class Sampler {
             }
           });
         }
-        if (grad_points != nullptr) {
+        if (kPoints) {
           const T* image = images + b * example_size_;
-          corners.ForEach([&](int k, bool inside) {
+          corners.ForEach([&](auto k, auto inside) {
             const T* pixel = image + corners.offset[k];
             T dot = 0;
             for (int64_t c = 0; c < channels; ++c) {
@@ -166,7 +176,7 @@ class Sampler {
           }
         }
       }
-      if (grad_points != nullptr) {
+      if (kPoints) {
         for (int axis = 0; axis < Rank; ++axis) {
           grad_points[p * Rank + axis] = grad[axis];
         }
@@ -176,7 +186,7 @@ class Sampler {
 
  private:
   // The tap (0: lower, 1: upper) of `axis` in `corner`.
-  static int Choice(int corner, int axis) {
+  static constexpr int Choice(int corner, int axis) {
     return (corner >> (Rank - 1 - axis)) & 1;
   }
 
@@ -223,18 +233,16 @@ class Sampler {
   };
 
   // A point's coordinate along `axis`, in pixels: from normalized ones,
-  // with the arithmetic of PyTorch's `grid_sampler_unnormalize`.
+  // with the arithmetic of PyTorch's `grid_sampler_unnormalize`,
+  // `((c + 1) * size - 1) / 2` or, with `align_corners`, `((c + 1) / 2) *
+  // (size - 1)`, as `((c + 1) * multiplier - offset) * factor` (exactly: a
+  // halving is exact, and so is subtracting 0).
   T ToPixels(const T* point, int axis) const {
     const T coordinate = point[axis];
-    const T size = static_cast<T>(shape_.sizes[axis]);
-    switch (shape_.coordinates) {
-      case Coordinates::kNormalized:
-        return ((coordinate + 1) * size - 1) / 2;
-      case Coordinates::kNormalizedAlignCorners:
-        return ((coordinate + 1) / 2) * (size - 1);
-      default:
-        return coordinate;
-    }
+    const Unnormalization& u = unnormalization_[axis];
+    return normalized_
+               ? ((coordinate + 1) * u.multiplier - u.offset) * u.factor
+               : coordinate;
   }
 
   // Finds what the point at `point` reads.
@@ -308,6 +316,13 @@ class Sampler {
   int64_t example_size_;
   // Elements between neighbouring pixels along each axis.
   int64_t strides_[Rank];
+  // Whether the points' coordinates are normalized, and how they become
+  // pixel coordinates along each axis (see `ToPixels`).
+  bool normalized_;
+  struct Unnormalization {
+    T multiplier, offset, factor;
+  };
+  Unnormalization unnormalization_[Rank] = {};
   // d(pixel coordinate) / d(coordinate of the points) along each axis.
   T scales_[Rank];
 };

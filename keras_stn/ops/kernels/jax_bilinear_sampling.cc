@@ -132,10 +132,10 @@ ffi::Error Gradients(ffi::ThreadPool pool, ffi::AnyBuffer images,
     using T = decltype(element);
     WithSampler<T>(shape, [&](const auto& sampler) {
       const auto work = [&](int64_t begin, int64_t end) {
-        sampler.Backward(images.typed_data<T>(), points.typed_data<T>(),
-                         upstream.typed_data<T>(),
-                         static_cast<T*>(gradients[1]),
-                         static_cast<T*>(gradients[0]), begin, end);
+        sampler.template Backward<kImages, kPoints>(
+            images.typed_data<T>(), points.typed_data<T>(),
+            upstream.typed_data<T>(), static_cast<T*>(gradients[1]),
+            static_cast<T*>(gradients[0]), begin, end);
       };
       if (!kImages) {
         ParallelFor(pool, shape.batch * shape.points, PointsPerRange(shape),

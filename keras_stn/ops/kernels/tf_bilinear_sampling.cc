@@ -132,9 +132,9 @@ class GradientOp : public SamplingOp {
     if (kPoints && !Allocate(context, kImages, points, &grad_points)) return;
     WithSampler<T>(shape, [&](const auto& sampler) {
       const auto work = [&](int64_t begin, int64_t end) {
-        sampler.Backward(images.flat<T>().data(), points.flat<T>().data(),
-                         upstream.flat<T>().data(), grad_points, grad_images,
-                         begin, end);
+        sampler.template Backward<kImages, kPoints>(
+            images.flat<T>().data(), points.flat<T>().data(),
+            upstream.flat<T>().data(), grad_points, grad_images, begin, end);
       };
       if (!kImages) {
         ParallelFor(context, shape.batch * shape.points, 16 * shape.channels,
