@@ -150,6 +150,24 @@ def random_images_and_upstream(rng, size, data_format):
     return images.astype("float32"), upstream.astype("float32")
 
 
+def random_sampling_problem(seed, size):
+    """Channels-last images, a grid reaching past their edges, and upstream.
+
+    Args:
+        seed: the seed of the draws.
+        size: as for `random_images_and_upstream`.
+
+    Returns:
+        float32 `(images, grid, upstream)`, the grid uniform in
+        `[-1.2, 1.2]`.
+    """
+    rng = np.random.default_rng(seed)
+    images, upstream = random_images_and_upstream(rng, size, "channels_last")
+    rank = len(size) // 2 - 1
+    grid = rng.uniform(-1.2, 1.2, (size[0], *size[-rank:], rank))
+    return images, grid.astype("float32"), upstream
+
+
 def torch_grid_sample(images, grid, upstream, data_format, **kwargs):
     """PyTorch's `grid_sample` with its gradients, in our layouts.
 

@@ -17,22 +17,13 @@ from keras import ops
 from keras_stn.ops import grid_sample
 
 from helpers import BACKEND
-from helpers import random_images_and_upstream
+from helpers import random_sampling_problem
 from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
 jax_sampling = importlib.import_module("keras_stn.ops.jax_sampling")
 
 SIZE = (3, 17, 23, 4, 19, 11)
-
-
-def random_problem(seed=0, size=SIZE):
-    """Images, a grid reaching past the edges and an upstream gradient."""
-    rng = np.random.default_rng(seed)
-    images, upstream = random_images_and_upstream(rng, size, "channels_last")
-    rank = len(size) // 2 - 1
-    grid = rng.uniform(-1.2, 1.2, (size[0], *size[-rank:], rank))
-    return images, grid.astype("float32"), upstream
 
 
 def sample(images, grid, padding_mode="zeros", align_corners=False):
@@ -60,7 +51,7 @@ def primitives_in(fn, *args):
 
 
 def test_kernel_only_where_it_applies():
-    images, grid, _ = random_problem()
+    images, grid, _ = random_sampling_problem(0, SIZE)
     points = [ops.convert_to_tensor(grid[..., 0])] * 2
     images = ops.convert_to_tensor(images)
     applies = BACKEND == "jax"
@@ -85,7 +76,7 @@ def test_kernel_only_where_it_applies():
     "size", (SIZE, (2, 28, 28, 1, 28, 28), (2, 9, 7, 5, 2, 4, 6, 8))
 )
 def test_outputs_and_gradients_match_pytorch(size, padding_mode, align_corners):
-    images, grid, upstream = random_problem(1, size)
+    images, grid, upstream = random_sampling_problem(1, size)
     expected = torch_grid_sample(
         images,
         grid,
@@ -108,7 +99,7 @@ def test_outputs_and_gradients_match_pytorch(size, padding_mode, align_corners):
 
 
 def test_kernel_runs_where_differentiated_and_only_the_gradients_used():
-    images, grid, upstream = random_problem(2)
+    images, grid, upstream = random_sampling_problem(2, SIZE)
     if BACKEND != "jax":
         output = ops.convert_to_numpy(sample(images, grid))
         expected = torch_grid_sample(
@@ -138,7 +129,7 @@ def test_kernel_runs_where_differentiated_and_only_the_gradients_used():
 @pytest.mark.parametrize("wrt", ("images", "grid", "both"))
 def test_compiled_gradients_match_pytorch(wrt):
     """Under `jit`, as `fit` runs them, with the gradients asked for."""
-    images, grid, upstream = random_problem(3)
+    images, grid, upstream = random_sampling_problem(3, SIZE)
     _, expected_images, expected_grid = torch_grid_sample(
         images, grid, upstream, "channels_last"
     )
@@ -175,7 +166,7 @@ def test_compiled_gradients_match_pytorch(wrt):
 
 def test_vmapped_gradients_match_pytorch_per_slice():
     """`jax.vmap` folds its axis into the kernel's batch."""
-    stacks = [random_problem(seed) for seed in (4, 5)]
+    stacks = [random_sampling_problem(seed, SIZE) for seed in (4, 5)]
     images, grid, upstream = (
         np.stack(parts) for parts in zip(*stacks, strict=True)
     )
@@ -223,7 +214,7 @@ def test_vmapped_gradients_match_pytorch_per_slice():
 def test_exported_gradients_hold_no_kernel():
     """`jax.export` lowers the kernel's operations to the generic sampler,
     which a serialized module can hold (a custom call's target is not)."""
-    images, grid, upstream = random_problem(6)
+    images, grid, upstream = random_sampling_problem(6, SIZE)
     _, expected_images, expected_grid = torch_grid_sample(
         images, grid, upstream, "channels_last"
     )
@@ -248,7 +239,7 @@ def test_exported_gradients_hold_no_kernel():
 
 
 def test_without_a_compiler_the_generic_sampler_runs(monkeypatch):
-    images, grid, upstream = random_problem(7)
+    images, grid, upstream = random_sampling_problem(7, SIZE)
     _, expected_images, expected_grid = torch_grid_sample(
         images, grid, upstream, "channels_last"
     )
@@ -273,7 +264,7 @@ def test_without_a_compiler_the_generic_sampler_runs(monkeypatch):
 
 def test_nan_and_infinite_points_follow_the_rule():
     """The kernel's rule (`keras_stn.ops.nonfinite`), under `jax.grad`."""
-    images, grid, upstream = random_problem(8, (1, 5, 6, 2, 1, 4))
+    images, grid, upstream = random_sampling_problem(8, (1, 5, 6, 2, 1, 4))
     grid[0, 0, :] = [[np.nan, 0.0], [np.inf, 0.0], [-np.inf, 0.3], [0.2, 0.1]]
     for padding_mode in ("zeros", "border"):
         output = ops.convert_to_numpy(sample(images, grid, padding_mode))

@@ -24,6 +24,7 @@ from keras_stn.ops import warp_affine
 
 from helpers import BACKEND
 from helpers import random_images_and_upstream
+from helpers import random_sampling_problem
 from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
@@ -85,11 +86,7 @@ def assert_close(auto, generic):
 def test_grid_sample_implementations_agree(
     size, mode, padding_mode, align_corners
 ):
-    rng = np.random.default_rng(0)
-    images, upstream = random_images_and_upstream(rng, size, "channels_last")
-    rank = len(size) // 2 - 1
-    grid = rng.uniform(-1.2, 1.2, (size[0], *size[-rank:], rank))
-    grid = grid.astype("float32")
+    images, grid, upstream = random_sampling_problem(0, size)
 
     def sample(images, grid, implementation):
         return grid_sample(

@@ -18,7 +18,7 @@ from keras_stn import SpatialTransformer
 from keras_stn.ops import grid_sample
 
 from helpers import BACKEND
-from helpers import random_images_and_upstream
+from helpers import random_sampling_problem
 from helpers import torch_grid_sample
 
 tf_sampling = importlib.import_module("keras_stn.ops.tf_sampling")
@@ -37,12 +37,7 @@ GRADIENT_OPS = {
 }
 
 
-def random_problem(seed, size=(3, 17, 23, 4, 19, 11)):
-    rng = np.random.default_rng(seed)
-    images, upstream = random_images_and_upstream(rng, size, "channels_last")
-    rank = len(size) // 2 - 1
-    grid = rng.uniform(-1.2, 1.2, (size[0], *size[-rank:], rank))
-    return images, grid.astype("float32"), upstream
+SIZE = (3, 17, 23, 4, 19, 11)
 
 
 def kernel_ops_in(function, *args):
@@ -96,7 +91,7 @@ def gradients_of(
 @pytest.mark.parametrize("jit_compile", (False, True))
 @pytest.mark.parametrize("align_corners", (False, True))
 def test_training_steps_match_pytorch(padding_mode, jit_compile, align_corners):
-    images, grid, upstream = random_problem(0)
+    images, grid, upstream = random_sampling_problem(0, SIZE)
     expected = torch_grid_sample(
         images,
         grid,
@@ -125,7 +120,8 @@ def test_training_steps_match_pytorch(padding_mode, jit_compile, align_corners):
 
 @pytest.mark.parametrize("watched", (("images",), ("grid",)))
 def test_only_the_recorded_gradient_is_computed(watched):
-    images, grid, upstream = random_problem(4, size=(2, 9, 8, 3, 3, 5, 6, 7))
+    volumes = (2, 9, 8, 3, 3, 5, 6, 7)
+    images, grid, upstream = random_sampling_problem(4, volumes)
     expected = torch_grid_sample(
         images, grid, upstream, "channels_last", align_corners=False
     )
@@ -149,7 +145,7 @@ def test_only_the_recorded_gradient_is_computed(watched):
 
 
 def test_inference_and_exports_hold_no_kernel_op(tmp_path):
-    images, grid, upstream = random_problem(1)
+    images, grid, upstream = random_sampling_problem(1, SIZE)
     expected = torch_grid_sample(
         images, grid, upstream, "channels_last", align_corners=False
     )[0]
@@ -186,7 +182,7 @@ def test_inference_and_exports_hold_no_kernel_op(tmp_path):
 
 
 def test_without_a_compiler_the_xla_sampler_runs(monkeypatch):
-    images, grid, upstream = random_problem(2)
+    images, grid, upstream = random_sampling_problem(2, SIZE)
     expected = torch_grid_sample(
         images, grid, upstream, "channels_last", align_corners=False
     )

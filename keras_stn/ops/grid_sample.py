@@ -19,6 +19,8 @@ from keras_stn.ops.nonfinite import mark_invalid
 from keras_stn.ops.precision import at_least_float32
 from keras_stn.ops.tf_sampling import has_tf_kernel
 from keras_stn.ops.tf_sampling import tf_sample
+from keras_stn.ops.torch_sampling import has_torch_kernel
+from keras_stn.ops.torch_sampling import torch_sample
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
@@ -116,17 +118,17 @@ def grid_sample(
         description=f"(batch, {axes}, {rank}) for {rank + 2}-D images",
     )
     check_same_batch(images, "images", grid, "grid")
-    if implementation == "auto" and has_native_sampler(images):
+    if (
+        implementation == "auto"
+        and _has_kernel(images, [grid], mode, padding_mode)
+        # An empty batch goes through `sample_pixels`, which handles it.
+        and images.shape[0] != 0
+    ):
+        outputs = _kernel_sample(images, grid, padding_mode, align_corners)
+    elif implementation == "auto" and has_native_sampler(images):
         outputs = native_grid_sample(
             images, grid, mode, padding_mode, align_corners
         )
-    elif (
-        implementation == "auto"
-        # An empty batch goes through `sample_pixels`, which handles it.
-        and images.shape[0] != 0
-        and _has_kernel(images, [grid], mode, padding_mode)
-    ):
-        outputs = _kernel_sample(images, grid, padding_mode, align_corners)
     else:
         grid = ops.cast(grid, at_least_float32(grid.dtype))
         points = [
@@ -242,11 +244,11 @@ def sample_pixels(
             images, points, mode, padding_mode, align_corners, implementation
         )[:0]
     if implementation == "auto":
-        if padding_mode in PIXEL_PADDING_MODES and has_native_sampler(images):
-            return native_sample_pixels(images, points, mode, padding_mode)
         if _has_kernel(images, points, mode, padding_mode):
             points = ops.stack(points, axis=-1)
             return _kernel_sample(images, points, padding_mode)
+        if padding_mode in PIXEL_PADDING_MODES and has_native_sampler(images):
+            return native_sample_pixels(images, points, mode, padding_mode)
         if has_xla_sampler():
             return xla_compiled(
                 _sample_finite_pixels,
@@ -262,9 +264,10 @@ def sample_pixels(
 
 
 def _has_kernel(images, points, mode, padding_mode):
-    """Whether keras-stn's C++ kernel samples here, on JAX or TensorFlow."""
-    return has_jax_kernel(images, points, mode, padding_mode) or has_tf_kernel(
-        images, points, mode, padding_mode
+    """Whether keras-stn's C++ kernel samples here, on any backend."""
+    return any(
+        has_kernel(images, points, mode, padding_mode)
+        for has_kernel in (has_jax_kernel, has_tf_kernel, has_torch_kernel)
     )
 
 
@@ -274,10 +277,13 @@ def _kernel_sample(images, points, padding_mode, align_corners=None):
     `points` of shape `(batch, *output_shape, rank)`, in pixels (for
     `align_corners=None`) or normalized.
     """
-    if keras.backend.backend() == "jax":
+    backend = keras.backend.backend()
+    if backend == "jax":
         return jax_sample(
             images, points, padding_mode, _sample_bilinear_pixels, align_corners
         )
+    if backend == "torch":
+        return torch_sample(images, points, padding_mode, align_corners)
     return tf_sample(images, points, padding_mode, align_corners)
 
 

@@ -1,0 +1,208 @@
+"""The C++ sampling kernel of the torch backend, against PyTorch's kernel.
+
+On torch, bilinear sampling with `"zeros"` or `"border"` padding of images
+of more than one channel runs as the kernel of
+`keras_stn.ops.torch_sampling` where autograd records it, and PyTorch's own
+`grid_sample` elsewhere. On the other backends the kernel never runs, and
+the same calls give PyTorch's numbers through their own paths.
+"""
+
+import importlib
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_stn import SpatialTransformer
+from keras_stn.ops import grid_sample
+
+from helpers import BACKEND
+from helpers import random_sampling_problem
+from helpers import torch_grid_sample
+from helpers import value_and_gradients
+
+torch_sampling = importlib.import_module("keras_stn.ops.torch_sampling")
+
+SIZE = (3, 17, 23, 4, 19, 11)
+
+
+def recorded_calls(monkeypatch):
+    """Record the kernel's calls from now on: `(name, gradients)`, with the
+    gradients a backward call computes (`"images"`, `"points"`)."""
+    calls = []
+    original = torch_sampling._call
+
+    def recorded(name, tensors, options):
+        computed = ()
+        if name == "KerasStnBilinearGradients":
+            grad_images, grad_points = tensors[3:]
+            computed = tuple(
+                which
+                for which, gradient in (
+                    ("images", grad_images),
+                    ("points", grad_points),
+                )
+                if gradient is not None
+            )
+        calls.append((name, computed))
+        return original(name, tensors, options)
+
+    monkeypatch.setattr(torch_sampling, "_call", recorded)
+    return calls
+
+
+def test_kernel_only_where_it_applies():
+    images, grid, _ = random_sampling_problem(0, SIZE)
+    if BACKEND != "torch":
+        images = ops.convert_to_tensor(images)
+        points = [ops.convert_to_tensor(grid)]
+        assert not torch_sampling.has_torch_kernel(
+            images, points, "bilinear", "zeros"
+        )
+        return
+    import torch
+
+    images = torch.tensor(images)
+    grid = torch.tensor(grid, requires_grad=True)
+
+    def applies(images=images, grid=grid, mode="bilinear", padding="zeros"):
+        return torch_sampling.has_torch_kernel(images, [grid], mode, padding)
+
+    assert applies()
+    assert applies(padding="border")
+    assert not applies(padding="reflection")
+    assert not applies(mode="nearest")
+    assert not applies(images.half(), grid.half())
+    # One channel samples faster with PyTorch's kernel.
+    assert not applies(images[..., :1])
+    # Nothing to differentiate, or inference.
+    assert not applies(grid=grid.detach())
+    with torch.no_grad():
+        assert not applies()
+
+
+@pytest.mark.parametrize("align_corners", (False, True))
+@pytest.mark.parametrize("padding_mode", ("zeros", "border"))
+@pytest.mark.parametrize("size", (SIZE, (2, 9, 7, 5, 2, 4, 6, 8)))
+def test_outputs_and_gradients_match_pytorch(
+    size, padding_mode, align_corners, monkeypatch
+):
+    images, grid, upstream = random_sampling_problem(1, size)
+    expected = torch_grid_sample(
+        images,
+        grid,
+        upstream,
+        "channels_last",
+        padding_mode=padding_mode,
+        align_corners=align_corners,
+    )
+    calls = recorded_calls(monkeypatch)
+
+    def loss(images, grid):
+        output = grid_sample(
+            images,
+            grid,
+            padding_mode=padding_mode,
+            align_corners=align_corners,
+            data_format="channels_last",
+        )
+        return ops.sum(ops.multiply(output, upstream))
+
+    _, gradients = value_and_gradients(loss, images, grid)
+    np.testing.assert_allclose(gradients[0], expected[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)
+    output = grid_sample(
+        images,
+        grid,
+        padding_mode=padding_mode,
+        align_corners=align_corners,
+        data_format="channels_last",
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(output), expected[0], rtol=1e-5, atol=1e-5
+    )
+    expected_calls = [
+        ("KerasStnBilinearSample", ()),
+        ("KerasStnBilinearGradients", ("images", "points")),
+    ]
+    # Differentiated, the kernel; the last call, not, PyTorch's.
+    assert calls == (expected_calls if BACKEND == "torch" else [])
+
+
+def test_a_transformer_at_the_input_takes_only_the_grids_gradient(
+    monkeypatch,
+):
+    """`fit`: the kernel, without the images' gradient; `predict`: not."""
+    calls = recorded_calls(monkeypatch)
+    rng = np.random.default_rng(2)
+    images = rng.normal(size=(8, 12, 12, 3)).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 3)),
+            SpatialTransformer(output_size=(10, 10)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile("sgd", "mse")
+    history = model.fit(images, np.zeros((8, 1)), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    steps = [
+        ("KerasStnBilinearSample", ()),
+        ("KerasStnBilinearGradients", ("points",)),
+    ] * 2
+    assert calls == (steps if BACKEND == "torch" else [])
+    model.predict(images, verbose=0)
+    assert len(calls) == (4 if BACKEND == "torch" else 0)
+
+
+def test_traced_models_take_pytorchs_kernel(monkeypatch):
+    """`torch.compile` and `torch.export` trace PyTorch's kernel instead."""
+    images, grid, upstream = random_sampling_problem(3, SIZE)
+    expected = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )
+    if BACKEND == "torch":
+        import torch
+
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        assert not torch_sampling.has_torch_kernel(
+            torch.tensor(images),
+            [torch.tensor(grid, requires_grad=True)],
+            "bilinear",
+            "zeros",
+        )
+    calls = recorded_calls(monkeypatch)
+    _, gradients = value_and_gradients(
+        lambda x, g: ops.sum(
+            ops.multiply(
+                grid_sample(x, g, data_format="channels_last"), upstream
+            )
+        ),
+        images,
+        grid,
+    )
+    assert calls == []
+    np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)
+
+
+def test_without_a_compiler_pytorchs_kernel_runs(monkeypatch):
+    images, grid, upstream = random_sampling_problem(4, SIZE)
+    expected = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )
+    monkeypatch.setattr(torch_sampling, "_library", lambda: None)
+    calls = recorded_calls(monkeypatch)
+    _, gradients = value_and_gradients(
+        lambda x, g: ops.sum(
+            ops.multiply(
+                grid_sample(x, g, data_format="channels_last"), upstream
+            )
+        ),
+        images,
+        grid,
+    )
+    assert calls == []
+    np.testing.assert_allclose(gradients[0], expected[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)
