@@ -73,7 +73,13 @@ def test_kernel_only_where_it_applies():
 @pytest.mark.parametrize("align_corners", (False, True))
 @pytest.mark.parametrize("padding_mode", ("zeros", "border"))
 @pytest.mark.parametrize(
-    "size", (SIZE, (2, 28, 28, 1, 28, 28), (2, 9, 7, 5, 2, 4, 6, 8))
+    "size",
+    (
+        SIZE,
+        (2, 28, 28, 1, 28, 28),
+        (2, 13, 11, 3, 9, 10),
+        (2, 9, 7, 5, 2, 4, 6, 8),
+    ),
 )
 def test_outputs_and_gradients_match_pytorch(size, padding_mode, align_corners):
     images, grid, upstream = random_sampling_problem(1, size)

@@ -327,13 +327,16 @@ class Sampler {
   T scales_[Rank];
 };
 
-// Calls `work(sampler)` with the `Sampler` of the shape's rank.
+// Calls `work(sampler)` with the `Sampler` of the shape's rank, and of its
+// channels where they are one (grey images) or three (colour ones).
 template <typename T, typename Work>
 void WithSampler(const SamplingShape& shape, Work&& work) {
   if (shape.rank == 3) {
     work(Sampler<T, 3>(shape));
   } else if (shape.channels == 1) {
     work(Sampler<T, 2, 1>(shape));
+  } else if (shape.channels == 3) {
+    work(Sampler<T, 2, 3>(shape));
   } else {
     work(Sampler<T, 2>(shape));
   }
