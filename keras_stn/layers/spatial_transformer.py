@@ -85,9 +85,10 @@ class SpatialTransformer(keras.layers.Layer):
             it has one (PyTorch's `grid_sample` on the torch backend, the
             `keras.ops` sampler compiled by XLA on TensorFlow, in
             training, and keras-stn's C++ kernel for bilinear sampling on
-            the CPU of TensorFlow and JAX, where differentiated; the same
-            numbers up to float rounding); `"keras"` always with the
-            `keras.ops` sampler as it is.
+            the CPU of every backend, where differentiated (on torch, of
+            images of more than one channel); the same numbers up to float
+            rounding); `"keras"` always with the `keras.ops` sampler as it
+            is.
         theta_scale: a positive factor on the regression layer's output,
             which is then the offset of `theta` from the identity. With
             Adam and other optimizers whose steps do not grow with the

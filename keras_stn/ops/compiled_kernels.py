@@ -2,8 +2,10 @@
 
 The kernel of `kernels/bilinear_sampling.h` samples bilinearly (trilinearly
 for volumes) with `"zeros"` or `"border"` padding; `kernels/` binds it to
-JAX (`jax_bilinear_sampling.cc`, see `keras_stn.ops.jax_sampling`) and to
-TensorFlow (`tf_bilinear_sampling.cc`, see `keras_stn.ops.tf_sampling`).
+JAX (`jax_bilinear_sampling.cc`, see `keras_stn.ops.jax_sampling`), to
+TensorFlow (`tf_bilinear_sampling.cc`, see `keras_stn.ops.tf_sampling`)
+and, as C functions, to torch (`c_bilinear_sampling.cc`, see
+`keras_stn.ops.torch_sampling`).
 The sources in `keras_stn/ops/kernels/` are compiled with the machine's C++
 compiler (`$CXX`, else `c++`) for the processor it runs on, into a shared
 library under `$KERAS_STN_KERNEL_CACHE` (default `~/.keras/keras_stn/kernels`).

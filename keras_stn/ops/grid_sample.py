@@ -84,10 +84,11 @@ def grid_sample(
             each gradient (`keras_stn.ops.xla_sampling`), and for bilinear
             sampling with `"zeros"` or `"border"` padding where it is
             differentiated, keras-stn's C++ kernel on the CPU of TensorFlow
-            (`keras_stn.ops.tf_sampling`) and JAX
-            (`keras_stn.ops.jax_sampling`); the same numbers up to float
-            rounding. `"keras"` always uses the `keras.ops`
-            sampler as it is.
+            (`keras_stn.ops.tf_sampling`), JAX (`keras_stn.ops.jax_sampling`)
+            and torch, for images of more than one channel
+            (`keras_stn.ops.torch_sampling`); the same numbers up to float
+            rounding. `"keras"` always uses the `keras.ops` sampler as it
+            is.
 
     Returns:
         The sampled images, of shape `(batch, out_height, out_width,

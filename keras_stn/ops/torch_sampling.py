@@ -6,7 +6,8 @@ and an argument that requires them), bilinear (trilinear) sampling with
 C++ kernel of `keras_stn/ops/kernels/bilinear_sampling.h`, called through
 `ctypes` on torch's number of intra-op threads, with the generic sampler's
 numbers (its rule for NaN and infinite points included) up to float
-rounding. The backward pass computes only the gradients autograd needs.
+rounding. The backward pass computes only the gradients autograd needs,
+once: a second derivative raises an error instead of passing through it.
 `grid_sample` hands the kernel its grid as it is.
 
 Elsewhere PyTorch's own `grid_sample` runs (`keras_stn.ops.native_sampling`):
@@ -112,6 +113,7 @@ def _sampling_function():
             return outputs
 
         @staticmethod
+        @torch.autograd.function.once_differentiable
         def backward(ctx, upstream):
             images, points = ctx.saved_tensors
             wants_images, wants_points = ctx.needs_input_grad[:2]

@@ -327,6 +327,12 @@ class Sampler {
   T scales_[Rank];
 };
 
+// Points per range of work below which a thread costs more than it saves:
+// about 32k pixel reads.
+inline int64_t PointsPerRange(const SamplingShape& shape) {
+  return std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, shape.channels));
+}
+
 // Calls `work(sampler)` with the `Sampler` of the shape's rank, and of its
 // channels where they are one (grey images) or three (colour ones).
 template <typename T, typename Work>

@@ -55,12 +55,6 @@ void ParallelFor(int threads, int64_t count, int64_t min_per_range,
   for (auto& worker : workers) worker.join();
 }
 
-// Points per range below which a thread costs more than it saves: about
-// 32k pixel reads.
-int64_t PointsPerRange(const SamplingShape& shape) {
-  return std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, shape.channels));
-}
-
 template <typename T>
 void Sample(const SamplingShape& shape, const void* images, const void* points,
             void* outputs, int threads) {

@@ -74,12 +74,6 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t count, int64_t min_per_range,
   done.wait(lock, [&] { return pending.load() == 0; });
 }
 
-// Points per range below which threads cost more than they save: about
-// 32k pixel reads.
-int64_t PointsPerRange(const SamplingShape& shape) {
-  return std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, shape.channels));
-}
-
 // Calls `work(T())` with `T` the images' element type, float or double.
 template <typename Work>
 ffi::Error WithElementType(const ffi::AnyBuffer& images, Work&& work) {
