@@ -1,6 +1,6 @@
 """Time a training step of an ST-CNN against the CNN alone and pure PyTorch.
 
-Three models on the same batch (64 RGB images of 64x64, 10 classes), each
+Four models on the same batch (64 RGB images of 64x64, 10 classes), each
 trained with Adam on sparse categorical cross-entropy:
 
 - `cnn`: three 3x3 convolutions (32, 64, 64 filters, each with ReLU and
@@ -8,13 +8,17 @@ trained with Adam on sparse categorical cross-entropy:
 - `st_cnn`: the same CNN behind a `SpatialTransformer` that keeps the
   input's size, with a light localization net (2x2 average pooling and
   two dense layers of 32), as the paper's multi-ST SVHN nets;
+- `pointwise_cnn`: the same CNN behind a trainable 1x1 convolution (3
+  filters), whose cost is close to nothing but which, as a transformer
+  does, makes the first 3x3 convolution compute its input's gradient: the
+  part of a transformer's cost that any trainable first layer brings;
 - `torch_st_cnn`: the ST-CNN written in pure PyTorch, as a user would
   without keras-stn (`affine_grid` and `grid_sample`, channels first,
   `torch.optim.Adam`), timed in the same process whatever the backend.
 
 The Keras models are timed with `train_on_batch`, which runs the train
 function that `fit` compiles by default. Prints one JSON line with the
-median step time of each and the two ratios.
+median step time of each and the ratios.
 
     KERAS_BACKEND=jax python benchmarks/training_step.py
 """
@@ -55,10 +59,13 @@ def keras_cnn():
     ]
 
 
-def keras_model(transformed):
-    """The Keras CNN, with a spatial transformer in front if `transformed`."""
+def keras_model(front=None):
+    """The Keras CNN, behind `front`: `None`, `"transformer"` or
+    `"pointwise"` (a 1x1 convolution)."""
     layers = [keras.Input((SIZE, SIZE, CHANNELS))]
-    if transformed:
+    if front == "pointwise":
+        layers.append(keras.layers.Conv2D(CHANNELS, 1))
+    if front == "transformer":
         localization_net = keras.Sequential(
             [
                 keras.layers.AveragePooling2D(2),
@@ -137,17 +144,21 @@ def torch_step(images, labels):
 
 
 def measure(repeats):
-    """Time the three models' training steps; return the medians and ratios."""
+    """Time the four models' training steps; return the medians and ratios."""
     rng = np.random.default_rng(0)
     images = rng.uniform(size=(BATCH, SIZE, SIZE, CHANNELS))
     images = images.astype("float32")
     labels = rng.integers(0, CLASSES, BATCH).astype("int32")
     keras.utils.set_random_seed(0)
-    cnn, st_cnn = keras_model(False), keras_model(True)
+    cnn, st_cnn = keras_model(), keras_model("transformer")
+    pointwise_cnn = keras_model("pointwise")
     seconds = median_seconds(
         {
             "cnn": lambda: cnn.train_on_batch(images, labels),
             "st_cnn": lambda: st_cnn.train_on_batch(images, labels),
+            "pointwise_cnn": lambda: pointwise_cnn.train_on_batch(
+                images, labels
+            ),
             "torch_st_cnn": torch_step(images, labels),
         },
         repeats,
@@ -156,6 +167,7 @@ def measure(repeats):
         "backend": BACKEND,
         **seconds,
         "st_cnn_over_cnn": seconds["st_cnn"] / seconds["cnn"],
+        "pointwise_cnn_over_cnn": seconds["pointwise_cnn"] / seconds["cnn"],
         "st_cnn_over_torch": seconds["st_cnn"] / seconds["torch_st_cnn"],
     }
 
