@@ -49,9 +49,16 @@ def has_jax_kernel(
 ) -> bool:
     """Whether `jax_sample` applies to these arguments.
 
-    That is on the JAX backend where the kernel computes this sampling
-    (`keras_stn.ops.compiled_kernels.kernel_samples`, whose arguments these
-    are).
+    Args:
+        images: the channels-last batch to sample.
+        points: the coordinates of its sampling points, one tensor per
+            axis or one with an axis of coordinates.
+        mode: the sampling mode.
+        padding_mode: the padding mode.
+
+    Returns:
+        `True` on the JAX backend where the kernel computes this sampling
+        (`keras_stn.ops.compiled_kernels.kernel_samples`).
     """
     return keras.backend.backend() == "jax" and kernel_samples(
         images, points, mode, padding_mode

@@ -33,11 +33,18 @@ def has_tf_kernel(
 ) -> bool:
     """Whether `tf_sample` applies to these arguments here.
 
-    That is on the TensorFlow backend where the kernel computes this
-    sampling (`keras_stn.ops.compiled_kernels.kernel_samples`, whose
-    arguments these are), a gradient tape records it, outside XLA
-    compilation, on a machine without GPUs, and where the kernel could be
-    built.
+    Args:
+        images: the channels-last batch to sample.
+        points: the coordinates of its sampling points, one tensor per
+            axis or one with an axis of coordinates.
+        mode: the sampling mode.
+        padding_mode: the padding mode.
+
+    Returns:
+        `True` on the TensorFlow backend where the kernel computes this
+        sampling (`keras_stn.ops.compiled_kernels.kernel_samples`), a
+        gradient tape records it, outside XLA compilation, on a machine
+        without GPUs, and where the kernel could be built.
     """
     if keras.backend.backend() != "tensorflow" or not kernel_samples(
         images, points, mode, padding_mode

@@ -37,14 +37,24 @@ def has_torch_kernel(
 ) -> bool:
     """Whether `torch_sample` applies to these arguments here.
 
-    That is on the torch backend where the kernel computes this sampling
-    (`keras_stn.ops.compiled_kernels.kernel_samples`, whose arguments these
-    are) for images of more than one channel, autograd records it, nothing
-    traces it, every tensor is on the CPU, and where the kernel could be
-    built. PyTorch's kernel vectorizes over points and keras-stn's over
-    channels: one channel samples faster with PyTorch's (1.24x against
-    1.78x the time of PyTorch's bare kernel at MNIST size, 128x28x28x1,
-    where three channels take 1.10x and 1.08x).
+    PyTorch's kernel vectorizes over points and keras-stn's over channels:
+    one channel samples faster with PyTorch's (1.24x against 1.78x the time
+    of PyTorch's bare kernel at MNIST size, 128x28x28x1, where three
+    channels take 1.10x and 1.08x).
+
+    Args:
+        images: the channels-last batch to sample.
+        points: the coordinates of its sampling points, one tensor per
+            axis or one with an axis of coordinates.
+        mode: the sampling mode.
+        padding_mode: the padding mode.
+
+    Returns:
+        `True` on the torch backend where the kernel computes this
+        sampling (`keras_stn.ops.compiled_kernels.kernel_samples`) for
+        images of more than one channel, autograd records it, nothing
+        traces it, every tensor is on the CPU, and where the kernel could be
+        built.
     """
     if keras.backend.backend() != "torch":
         return False
