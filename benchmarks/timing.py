@@ -83,26 +83,35 @@ def wait(results):
         jax.block_until_ready(results)
 
 
-def median_seconds(functions, repeats, warmup=3):
+def median_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
     """Time functions in interleaved rounds; return each one's median.
 
-    Every round calls each function once, in turn, so that a change in the
-    machine's load affects all of them alike.
+    Every round calls each function in turn, so that a change in the
+    machine's load affects all of them alike. A function faster than
+    `sample_seconds` is called that many times over per round (counted in
+    the last warm-up round) and the time divided, so that a sample of a
+    1 ms call is not one scheduler tick's worth of noise.
 
     Args:
         functions: a dict from name to a function of no arguments whose
             return value `wait` can block on.
         repeats: the number of timed rounds.
         warmup: untimed rounds first (compilation, caches).
+        sample_seconds: the least time that one round gives each function.
 
     Returns:
         A dict from name to the median wall time of one call, in seconds.
     """
+    calls = dict.fromkeys(functions, 1)
     times = {name: [] for name in functions}
     for round_index in range(warmup + repeats):
         for name, function in functions.items():
             start = time.perf_counter()
-            wait(function())
+            for _ in range(calls[name]):
+                wait(function())
+            seconds = (time.perf_counter() - start) / calls[name]
+            if round_index == warmup - 1:
+                calls[name] = max(1, round(sample_seconds / seconds))
             if round_index >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(seconds)
     return {name: float(np.median(values)) for name, values in times.items()}

@@ -246,7 +246,6 @@ def sample_pixels(
         )[:0]
     if implementation == "auto":
         if _has_kernel(images, points, mode, padding_mode):
-            points = ops.stack(points, axis=-1)
             return _kernel_sample(images, points, padding_mode)
         if padding_mode in PIXEL_PADDING_MODES and has_native_sampler(images):
             return native_sample_pixels(images, points, mode, padding_mode)
@@ -275,17 +274,22 @@ def _has_kernel(images, points, mode, padding_mode):
 def _kernel_sample(images, points, padding_mode, align_corners=None):
     """Sample with keras-stn's C++ kernel, where `_has_kernel` says.
 
-    `points` of shape `(batch, *output_shape, rank)`, in pixels (for
-    `align_corners=None`) or normalized.
+    `points` in pixels (for `align_corners=None`) or normalized: a tensor
+    of shape `(batch, *output_shape, rank)`, or one tensor per axis, which
+    TensorFlow's kernel reads as they are (its graph would copy them to
+    stack them, and its gradients to unstack them), and the others stacked
+    (XLA fuses the stacking into the points' computation).
     """
     backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return tf_sample(images, points, padding_mode, align_corners)
+    if isinstance(points, list):
+        points = ops.stack(points, axis=-1)
     if backend == "jax":
         return jax_sample(
             images, points, padding_mode, _sample_bilinear_pixels, align_corners
         )
-    if backend == "torch":
-        return torch_sample(images, points, padding_mode, align_corners)
-    return tf_sample(images, points, padding_mode, align_corners)
+    return torch_sample(images, points, padding_mode, align_corners)
 
 
 def _sample_finite_pixels(images, points, mode, padding_mode, align_corners):

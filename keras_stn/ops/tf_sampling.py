@@ -64,7 +64,7 @@ def has_tf_kernel(
 
 def tf_sample(
     images: Tensor,
-    points: Tensor,
+    points: Tensor | list[Tensor],
     padding_mode: str,
     align_corners: bool | None = None,
 ) -> Tensor:
@@ -78,8 +78,10 @@ def tf_sample(
 
     Args:
         images: float tensor of shape `(batch, *spatial, channels)`.
-        points: float tensor of shape `(batch, *output_shape, rank)`, the
-            points' coordinates in the order `x, y[, z]`.
+        points: the points' coordinates in the order `x, y[, z]`: a float
+            tensor of shape `(batch, *output_shape, rank)`, or a list of
+            one of shape `(batch, *output_shape)` per axis, which the
+            kernel reads as they are (no stacking, and gradients for each).
         padding_mode: `"zeros"` or `"border"`.
         align_corners: `None` for coordinates in pixels (pixel `i` has its
             centre at `i`); else normalized ones, with this convention.
@@ -94,43 +96,48 @@ def tf_sample(
         "padding": KERNEL_PADDING_MODES[padding_mode],
         "coordinates": coordinates_code(align_corners),
     }
-    shape = tf.shape(points)
+    arrays = list(points) if isinstance(points, (list, tuple)) else [points]
+    per_axis = len(arrays) > 1
+    shape = tf.shape(arrays[0])
+    output_dims = shape if per_axis else shape[:-1]
     # No -1 in the shape: TensorFlow cannot infer it for an empty batch.
-    flat = tf.reshape(
-        points, tf.stack([shape[0], tf.reduce_prod(shape[1:-1]), shape[-1]])
-    )
+    flat_shape = [output_dims[0], tf.reduce_prod(output_dims[1:])]
+    if not per_axis:
+        flat_shape.append(shape[-1])
+    flat = [tf.reshape(array, tf.stack(flat_shape)) for array in arrays]
     # Only the gradients that a tape records are computed.
-    wants_images, wants_points = _recorded(images), _recorded(points)
+    wants_images, wants_points = _recorded(images), _recorded(*arrays)
 
     @tf.custom_gradient
-    def sample(images, flat):
+    def sample(images, *flat):
         outputs = library.keras_stn_bilinear_sample(images, flat, **options)
 
         def backward(upstream):
             arguments = (images, flat, upstream)
+            no_points = [None] * len(flat)
             if wants_images and wants_points:
-                return list(
-                    library.keras_stn_bilinear_grad_both(*arguments, **options)
+                grad_images, grad_points = library.keras_stn_bilinear_grad_both(
+                    *arguments, **options
                 )
+                return [grad_images, *grad_points]
             if wants_images:
-                return [
-                    library.keras_stn_bilinear_grad_images(
-                        *arguments, **options
-                    ),
-                    None,
-                ]
+                grad_images = library.keras_stn_bilinear_grad_images(
+                    *arguments, **options
+                )
+                return [grad_images, *no_points]
             return [
                 None,
-                library.keras_stn_bilinear_grad_points(*arguments, **options),
+                *library.keras_stn_bilinear_grad_points(*arguments, **options),
             ]
 
         return outputs, backward
 
-    outputs = sample(images, flat)
-    output_shape = tf.concat([shape[:-1], tf.shape(images)[-1:]], axis=0)
+    outputs = sample(images, *flat)
+    output_shape = tf.concat([output_dims, tf.shape(images)[-1:]], axis=0)
     outputs = tf.reshape(outputs, output_shape)
     # The static shape, where the graph knows it.
-    return tf.ensure_shape(outputs, [*points.shape[:-1], images.shape[-1]])
+    static_dims = arrays[0].shape if per_axis else arrays[0].shape[:-1]
+    return tf.ensure_shape(outputs, [*static_dims, images.shape[-1]])
 
 
 def _recorded(*tensors):

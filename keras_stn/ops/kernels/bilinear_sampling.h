@@ -50,8 +50,8 @@ enum class Coordinates : int {
 constexpr int kMaxRank = 3;
 
 // The sizes of a sampling call. Images are `(batch, [depth,] height, width,
-// channels)`, points `(batch, points, rank)` with `x, y[, z]` last, outputs
-// and their gradients `(batch, points, channels)`.
+// channels)`, the points' coordinates `PointArrays`, outputs and their
+// gradients `(batch, points, channels)`.
 struct SamplingShape {
   int64_t batch = 0;
   int64_t points = 0;
@@ -65,6 +65,27 @@ struct SamplingShape {
     int64_t pixels = 1;
     for (int axis = 0; axis < rank; ++axis) pixels *= sizes[axis];
     return pixels;
+  }
+};
+
+// Where the points' coordinates are, `x, y[, z]`: point `p`'s along `axis`
+// at `axes[axis][p * stride]`, from one array `(batch, points, rank)`
+// (`Interleaved`) or one array `(batch, points)` per axis (stride 1). `T`
+// is const for the points, not for their gradient.
+template <typename T>
+struct PointArrays {
+  T* axes[kMaxRank] = {};
+  int64_t stride = 1;
+
+  static PointArrays Interleaved(T* data, int rank) {
+    PointArrays arrays;
+    for (int axis = 0; axis < rank; ++axis) arrays.axes[axis] = data + axis;
+    arrays.stride = rank;
+    return arrays;
+  }
+
+  T& operator()(int64_t point, int axis) const {
+    return axes[axis][point * stride];
   }
 };
 
@@ -102,15 +123,15 @@ class Sampler {
   }
 
   // Outputs of points `[begin, end)` (counted over the whole batch).
-  void Forward(const T* images, const T* points, T* outputs, int64_t begin,
-               int64_t end) const {
+  void Forward(const T* images, const PointArrays<const T>& points,
+               T* outputs, int64_t begin, int64_t end) const {
     // A compile-time constant where `Channels` is, so the loops over
     // channels fold away.
     const int64_t channels = Channels > 0 ? Channels : channels_;
     Corners corners;
     ForEachPoint(begin, end, [&](int64_t p, int64_t b) {
       T* output = outputs + p * channels;
-      const PointKind kind = FindCorners(points + p * Rank, &corners);
+      const PointKind kind = FindCorners(points, p, &corners);
       if (kind != PointKind::kSampled) {
         const T fill = kind == PointKind::kInvalid
                            ? std::numeric_limits<T>::quiet_NaN()
@@ -136,9 +157,9 @@ class Sampler {
   // pointer is not used. Fixed at compile time, so that the loop over
   // points holds only the work asked for.
   template <bool kImages, bool kPoints>
-  void Backward(const T* images, const T* points, const T* upstream,
-                T* grad_points, T* grad_images, int64_t begin,
-                int64_t end) const {
+  void Backward(const T* images, const PointArrays<const T>& points,
+                const T* upstream, const PointArrays<T>& grad_points,
+                T* grad_images, int64_t begin, int64_t end) const {
     const int64_t channels = Channels > 0 ? Channels : channels_;
     if (kImages) {
       std::memset(grad_images + begin / shape_.points * example_size_, 0,
@@ -147,7 +168,7 @@ class Sampler {
     Corners corners;
     ForEachPoint(begin, end, [&](int64_t p, int64_t b) {
       T grad[Rank] = {};
-      if (FindCorners(points + p * Rank, &corners) == PointKind::kSampled) {
+      if (FindCorners(points, p, &corners) == PointKind::kSampled) {
         const T* up = upstream + p * channels;
         if (kImages) {
           T* image = grad_images + b * example_size_;
@@ -178,7 +199,7 @@ class Sampler {
       }
       if (kPoints) {
         for (int axis = 0; axis < Rank; ++axis) {
-          grad_points[p * Rank + axis] = grad[axis];
+          grad_points(p, axis) = grad[axis];
         }
       }
     });
@@ -237,21 +258,21 @@ class Sampler {
   // `((c + 1) * size - 1) / 2` or, with `align_corners`, `((c + 1) / 2) *
   // (size - 1)`, as `((c + 1) * multiplier - offset) * factor` (exactly: a
   // halving is exact, and so is subtracting 0).
-  T ToPixels(const T* point, int axis) const {
-    const T coordinate = point[axis];
+  T ToPixels(T coordinate, int axis) const {
     const Unnormalization& u = unnormalization_[axis];
     return normalized_
                ? ((coordinate + 1) * u.multiplier - u.offset) * u.factor
                : coordinate;
   }
 
-  // Finds what the point at `point` reads.
-  PointKind FindCorners(const T* point, Corners* corners) const {
+  // Finds what point `p` reads.
+  PointKind FindCorners(const PointArrays<const T>& points, int64_t p,
+                        Corners* corners) const {
     bool reads[Rank][2];
     int64_t low_offset[Rank];
     corners->interior = true;
     for (int axis = 0; axis < Rank; ++axis) {
-      T coordinate = ToPixels(point, axis);
+      T coordinate = ToPixels(points(p, axis), axis);
       const int64_t size = shape_.sizes[axis];
       const T high = static_cast<T>(size - 1);
       T slope = 1;
@@ -265,7 +286,7 @@ class Sampler {
         } else if (!(coordinate >= -1 && coordinate < static_cast<T>(size))) {
           // NaN along a later axis still samples NaN.
           for (int later = axis + 1; later < Rank; ++later) {
-            if (std::isnan(ToPixels(point, later))) {
+            if (std::isnan(ToPixels(points(p, later), later))) {
               return PointKind::kInvalid;
             }
           }

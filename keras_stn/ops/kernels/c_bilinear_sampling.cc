@@ -62,7 +62,8 @@ void Sample(const SamplingShape& shape, const void* images, const void* points,
     ParallelFor(threads, shape.batch * shape.points, PointsPerRange(shape),
                 [&](int64_t begin, int64_t end) {
                   sampler.Forward(static_cast<const T*>(images),
-                                  static_cast<const T*>(points),
+                                  PointArrays<const T>::Interleaved(
+                                      static_cast<const T*>(points), shape.rank),
                                   static_cast<T*>(outputs), begin, end);
                 });
   });
@@ -75,8 +76,11 @@ void Gradients(const SamplingShape& shape, const void* images,
   WithSampler<T>(shape, [&](const auto& sampler) {
     const auto work = [&](int64_t begin, int64_t end) {
       sampler.template Backward<kImages, kPoints>(
-          static_cast<const T*>(images), static_cast<const T*>(points),
-          static_cast<const T*>(upstream), static_cast<T*>(grad_points),
+          static_cast<const T*>(images),
+          PointArrays<const T>::Interleaved(static_cast<const T*>(points),
+                                            shape.rank),
+          static_cast<const T*>(upstream),
+          PointArrays<T>::Interleaved(static_cast<T*>(grad_points), shape.rank),
           static_cast<T*>(grad_images), begin, end);
     };
     if (!kImages) {

@@ -100,7 +100,8 @@ ffi::Error Sample(ffi::ThreadPool pool, ffi::AnyBuffer images,
       ParallelFor(pool, shape.batch * shape.points, PointsPerRange(shape),
                   [&](int64_t begin, int64_t end) {
                     sampler.Forward(images.typed_data<T>(),
-                                    points.typed_data<T>(),
+                                    PointArrays<const T>::Interleaved(
+                                        points.typed_data<T>(), shape.rank),
                                     outputs->typed_data<T>(), begin, end);
                   });
     });
@@ -128,8 +129,12 @@ ffi::Error Gradients(ffi::ThreadPool pool, ffi::AnyBuffer images,
     WithSampler<T>(shape, [&](const auto& sampler) {
       const auto work = [&](int64_t begin, int64_t end) {
         sampler.template Backward<kImages, kPoints>(
-            images.typed_data<T>(), points.typed_data<T>(),
-            upstream.typed_data<T>(), static_cast<T*>(gradients[1]),
+            images.typed_data<T>(),
+            PointArrays<const T>::Interleaved(points.typed_data<T>(),
+                                              shape.rank),
+            upstream.typed_data<T>(),
+            PointArrays<T>::Interleaved(static_cast<T*>(gradients[1]),
+                                        shape.rank),
             static_cast<T*>(gradients[0]), begin, end);
       };
       if (!kImages) {

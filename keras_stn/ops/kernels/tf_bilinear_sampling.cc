@@ -8,11 +8,16 @@
 // - KerasStnBilinearGradPoints(images, points, upstream) -> grad_points
 // - KerasStnBilinearGradBoth(images, points, upstream)
 //   -> (grad_images, grad_points), in one pass
-// with images `(batch, *spatial, channels)`, points `(batch, points, rank)`
-// and outputs `(batch, points, channels)`. Work is split over TensorFlow's
-// intra-op threads.
+// with images `(batch, *spatial, channels)`, outputs `(batch, points,
+// channels)` and points either one tensor `(batch, points, rank)` or one
+// tensor `(batch, points)` per axis (a list of `rank`), which spares a
+// caller with per-axis coordinates stacking them and unstacking their
+// gradients; `grad_points` is laid out as `points`. Work is split over
+// TensorFlow's intra-op threads.
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "bilinear_sampling.h"
 #include "tensorflow/core/framework/op.h"
@@ -32,30 +37,51 @@ using ::tensorflow::shape_inference::InferenceContext;
 
 // The shape of a call; sets an error on `context` if the tensors disagree.
 bool ShapeOf(OpKernelContext* context, const Tensor& images,
-             const Tensor& points, int padding, int coordinates,
-             SamplingShape* shape) {
+             const tensorflow::OpInputList& points, int padding,
+             int coordinates, SamplingShape* shape) {
   const int rank = images.dims() - 2;
-  if (!((rank == 2 || rank == 3) && points.dims() == 3 &&
-        points.dim_size(2) == rank &&
-        points.dim_size(0) == images.dim_size(0))) {
+  const bool per_axis = points.size() > 1;
+  bool valid = (rank == 2 || rank == 3) &&
+               points.size() == (per_axis ? rank : 1);
+  for (int axis = 0; valid && axis < points.size(); ++axis) {
+    const Tensor& array = points[axis];
+    valid = array.dims() == (per_axis ? 2 : 3) &&
+            (per_axis || array.dim_size(2) == rank) &&
+            array.dim_size(0) == images.dim_size(0) &&
+            array.dim_size(1) == points[0].dim_size(1);
+  }
+  if (!valid) {
+    std::string received;
+    for (int axis = 0; axis < points.size(); ++axis) {
+      received += " " + points[axis].shape().DebugString();
+    }
     context->SetStatus(tensorflow::errors::InvalidArgument(
         "keras-stn's sampling kernel takes images (batch, *spatial, "
         "channels) with 2 or 3 spatial axes and points (batch, points, "
-        "rank); received images ",
-        images.shape().DebugString(), " and points ",
-        points.shape().DebugString()));
+        "rank), or one (batch, points) per axis; received images ",
+        images.shape().DebugString(), " and points", received));
     return false;
   }
   shape->rank = rank;
   shape->batch = images.dim_size(0);
   shape->channels = images.dim_size(rank + 1);
-  shape->points = points.dim_size(1);
+  shape->points = points[0].dim_size(1);
   for (int axis = 0; axis < rank; ++axis) {
     shape->sizes[axis] = images.dim_size(rank - axis);  // x, y[, z]
   }
   shape->padding = static_cast<Padding>(padding);
   shape->coordinates = static_cast<Coordinates>(coordinates);
   return true;
+}
+
+// The coordinates in `tensors` (points, or their gradients), laid out as
+// `ShapeOf` checks.
+template <typename T>
+PointArrays<T> ArraysOf(const std::vector<T*>& tensors, int rank) {
+  if (tensors.size() == 1) return PointArrays<T>::Interleaved(tensors[0], rank);
+  PointArrays<T> arrays;
+  for (int axis = 0; axis < rank; ++axis) arrays.axes[axis] = tensors[axis];
+  return arrays;
 }
 
 // Runs `work(begin, end)` over `[0, count)` on the intra-op threads.
@@ -78,8 +104,24 @@ class SamplingOp : public OpKernel {
   // The shape of the call; sets an error on `context` if the inputs
   // disagree.
   bool ShapeOfInputs(OpKernelContext* context, SamplingShape* shape) const {
-    return ShapeOf(context, context->input(0), context->input(1), padding_,
-                   coordinates_, shape);
+    tensorflow::OpInputList points;
+    const auto status = context->input_list("points", &points);
+    if (!status.ok()) {
+      context->SetStatus(status);
+      return false;
+    }
+    return ShapeOf(context, context->input(0), points, padding_, coordinates_,
+                   shape);
+  }
+
+  // The points' coordinates, from the inputs `ShapeOfInputs` checked.
+  template <typename T>
+  static PointArrays<const T> Points(OpKernelContext* context, int rank) {
+    tensorflow::OpInputList points;
+    context->input_list("points", &points).IgnoreError();
+    std::vector<const T*> data;
+    for (const Tensor& array : points) data.push_back(array.flat<T>().data());
+    return ArraysOf(data, rank);
   }
 
  private:
@@ -94,9 +136,9 @@ class SampleOp : public SamplingOp {
 
   void Compute(OpKernelContext* context) override {
     const Tensor& images = context->input(0);
-    const Tensor& points = context->input(1);
     SamplingShape shape;
     if (!ShapeOfInputs(context, &shape)) return;
+    const PointArrays<const T> points = Points<T>(context, shape.rank);
     Tensor* outputs = nullptr;
     OP_REQUIRES_OK(context,
                    context->allocate_output(
@@ -105,16 +147,15 @@ class SampleOp : public SamplingOp {
     WithSampler<T>(shape, [&](const auto& sampler) {
       ParallelFor(context, shape.batch * shape.points, 8 * shape.channels,
                   [&](int64_t begin, int64_t end) {
-                    sampler.Forward(images.flat<T>().data(),
-                                    points.flat<T>().data(),
+                    sampler.Forward(images.flat<T>().data(), points,
                                     outputs->flat<T>().data(), begin, end);
                   });
     });
   }
 };
 
-// The images' gradient (output 0) if `kImages`, and the points' (the next
-// output) if `kPoints`.
+// The images' gradient (output `grad_images`) if `kImages`, and the points'
+// (output list `grad_points`) if `kPoints`.
 template <typename T, bool kImages, bool kPoints>
 class GradientOp : public SamplingOp {
  public:
@@ -122,19 +163,37 @@ class GradientOp : public SamplingOp {
 
   void Compute(OpKernelContext* context) override {
     const Tensor& images = context->input(0);
-    const Tensor& points = context->input(1);
-    const Tensor& upstream = context->input(2);
+    const Tensor& upstream = context->input(context->num_inputs() - 1);
     SamplingShape shape;
     if (!ShapeOfInputs(context, &shape)) return;
-    T* grad_images = nullptr;
-    T* grad_points = nullptr;
-    if (kImages && !Allocate(context, 0, images, &grad_images)) return;
-    if (kPoints && !Allocate(context, kImages, points, &grad_points)) return;
+    const PointArrays<const T> points = Points<T>(context, shape.rank);
+    Tensor* grad_images = nullptr;
+    if (kImages) {
+      OP_REQUIRES_OK(context, context->allocate_output("grad_images",
+                                                       images.shape(),
+                                                       &grad_images));
+    }
+    PointArrays<T> grad_points;
+    if (kPoints) {
+      tensorflow::OpInputList inputs;
+      tensorflow::OpOutputList outputs;
+      OP_REQUIRES_OK(context, context->input_list("points", &inputs));
+      OP_REQUIRES_OK(context, context->output_list("grad_points", &outputs));
+      std::vector<T*> data;
+      for (int index = 0; index < inputs.size(); ++index) {
+        Tensor* output = nullptr;
+        OP_REQUIRES_OK(context,
+                       outputs.allocate(index, inputs[index].shape(), &output));
+        data.push_back(output->flat<T>().data());
+      }
+      grad_points = ArraysOf(data, shape.rank);
+    }
+    T* grad_images_data = kImages ? grad_images->flat<T>().data() : nullptr;
     WithSampler<T>(shape, [&](const auto& sampler) {
       const auto work = [&](int64_t begin, int64_t end) {
         sampler.template Backward<kImages, kPoints>(
-            images.flat<T>().data(), points.flat<T>().data(),
-            upstream.flat<T>().data(), grad_points, grad_images, begin, end);
+            images.flat<T>().data(), points, upstream.flat<T>().data(),
+            grad_points, grad_images_data, begin, end);
       };
       if (!kImages) {
         ParallelFor(context, shape.batch * shape.points, 16 * shape.channels,
@@ -149,20 +208,6 @@ class GradientOp : public SamplingOp {
       }
     });
   }
-
- private:
-  // Allocates output `index` shaped like `like`; false on an error.
-  static bool Allocate(OpKernelContext* context, int index, const Tensor& like,
-                       T** data) {
-    Tensor* output = nullptr;
-    const auto status = context->allocate_output(index, like.shape(), &output);
-    if (!status.ok()) {
-      context->SetStatus(status);
-      return false;
-    }
-    *data = output->flat<T>().data();
-    return true;
-  }
 };
 
 tensorflow::Status SampleShape(InferenceContext* context) {
@@ -174,6 +219,16 @@ tensorflow::Status SampleShape(InferenceContext* context) {
   return tensorflow::OkStatus();
 }
 
+// Sets outputs `[first, first + N)` to the shapes of the points.
+tensorflow::Status PointsShapes(InferenceContext* context, int first) {
+  int count = 0;
+  TF_RETURN_IF_ERROR(context->GetAttr("N", &count));
+  for (int axis = 0; axis < count; ++axis) {
+    context->set_output(first + axis, context->input(1 + axis));
+  }
+  return tensorflow::OkStatus();
+}
+
 }  // namespace
 }  // namespace keras_stn
 
@@ -181,9 +236,10 @@ tensorflow::Status SampleShape(InferenceContext* context) {
 #define KERAS_STN_SAMPLING_OP(name, ...)     \
   REGISTER_OP(name)                          \
       .Input("images: T")                    \
-      .Input("points: T")                    \
+      .Input("points: N * T")                \
       __VA_ARGS__                            \
       .Attr("T: {float, double}")            \
+      .Attr("N: int >= 1")                   \
       .Attr("padding: int")                  \
       .Attr("coordinates: int = 0")
 
@@ -197,20 +253,20 @@ KERAS_STN_SAMPLING_OP("KerasStnBilinearGradImages", .Input("upstream: T")
       return tensorflow::OkStatus();
     });
 
-KERAS_STN_SAMPLING_OP("KerasStnBilinearGradPoints", .Input("upstream: T")
-                                                        .Output("grad_points: T"))
+KERAS_STN_SAMPLING_OP("KerasStnBilinearGradPoints",
+                      .Input("upstream: T")
+                          .Output("grad_points: N * T"))
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* context) {
-      context->set_output(0, context->input(1));
-      return tensorflow::OkStatus();
+      return keras_stn::PointsShapes(context, 0);
     });
 
-KERAS_STN_SAMPLING_OP("KerasStnBilinearGradBoth", .Input("upstream: T")
-                                                      .Output("grad_images: T")
-                                                      .Output("grad_points: T"))
+KERAS_STN_SAMPLING_OP("KerasStnBilinearGradBoth",
+                      .Input("upstream: T")
+                          .Output("grad_images: T")
+                          .Output("grad_points: N * T"))
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* context) {
       context->set_output(0, context->input(0));
-      context->set_output(1, context->input(1));
-      return tensorflow::OkStatus();
+      return keras_stn::PointsShapes(context, 1);
     });
 
 #define KERAS_STN_REGISTER_KERNEL(name, T, ...)                    \
