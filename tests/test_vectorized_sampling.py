@@ -1,12 +1,13 @@
-"""The kernel's vectorized blocks: one float32 channel, 2-D, every backend.
+"""The kernel's vectorized blocks: 2-D float32 images, every backend.
 
-Where the images have one channel in float32 (MNIST's), the C++ kernel
-samples blocks of points with AVX2 vectors across the points. These tests
+Where the images have one or three channels in float32 (grey and colour
+images), the C++ kernel samples blocks of points with AVX2 vectors across
+the points. These tests
 call each backend's binding of the kernel (TensorFlow's op, JAX's FFI
 call, torch's C function) with the grids a transformer makes and with
 points past every edge: against PyTorch's `grid_sample` in float64, and,
 for NaN and infinite points, against the kernel's scalar path, which
-samples a channel of a two-channel image with the same arithmetic.
+samples the same channels among one more with the same arithmetic.
 """
 
 import importlib
@@ -23,6 +24,24 @@ grid_sample_module = importlib.import_module("keras_stn.ops.grid_sample")
 
 # 11 x 29 points per example: blocks of 8 and a remainder.
 SIZE = (3, 13, 21, 1, 11, 29)
+CHANNELS = (1, 3)
+
+
+def sizes_of(channels):
+    """`SIZE` with `channels` channels."""
+    return (*SIZE[:3], channels, *SIZE[4:])
+
+
+def pytorch_in_float64(images, grid, upstream, padding_mode, align_corners):
+    """PyTorch's `grid_sample` and its gradients, in float64."""
+    return torch_grid_sample(
+        images.astype("float64"),
+        grid.astype("float64"),
+        upstream.astype("float64"),
+        "channels_last",
+        padding_mode=padding_mode,
+        align_corners=align_corners,
+    )
 
 
 def kernel_gradients(images, points, upstream, padding_mode, align_corners):
@@ -48,22 +67,18 @@ def kernel_gradients(images, points, upstream, padding_mode, align_corners):
     return output, [grad_images, *grad_points]
 
 
+@pytest.mark.parametrize("channels", CHANNELS)
 @pytest.mark.parametrize("padding_mode", ("zeros", "border"))
 @pytest.mark.parametrize("align_corners", (False, True))
-def test_one_channel_matches_pytorch(padding_mode, align_corners):
-    images, grid, upstream = random_sampling_problem(0, SIZE)
+def test_blocks_match_pytorch(channels, padding_mode, align_corners):
+    images, grid, upstream = random_sampling_problem(0, sizes_of(channels))
     # A transformer's grid, zoomed out past the edges, beside the random
     # points: whole blocks inside, outside, and across the edges.
     grid[0] = np.stack(
         np.meshgrid(np.linspace(-1.5, 1.5, 29), np.linspace(-1, 1, 11)), -1
     )
-    expected = torch_grid_sample(
-        images.astype("float64"),
-        grid.astype("float64"),
-        upstream.astype("float64"),
-        "channels_last",
-        padding_mode=padding_mode,
-        align_corners=align_corners,
+    expected = pytorch_in_float64(
+        images, grid, upstream, padding_mode, align_corners
     )
     output, gradients = kernel_gradients(
         images, grid, upstream, padding_mode, align_corners
@@ -73,15 +88,10 @@ def test_one_channel_matches_pytorch(padding_mode, align_corners):
     np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-4)
 
 
-def test_points_per_axis_in_pixels_match_pytorch():
-    images, grid, upstream = random_sampling_problem(1, SIZE)
-    expected = torch_grid_sample(
-        images.astype("float64"),
-        grid.astype("float64"),
-        upstream.astype("float64"),
-        "channels_last",
-        align_corners=False,
-    )
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_points_per_axis_in_pixels_match_pytorch(channels):
+    images, grid, upstream = random_sampling_problem(1, sizes_of(channels))
+    expected = pytorch_in_float64(images, grid, upstream, "zeros", False)
     sizes = np.array([SIZE[2], SIZE[1]], "float64")
     pixels = ((grid.astype("float64") + 1) * sizes - 1) / 2
     points = [
@@ -98,9 +108,10 @@ def test_points_per_axis_in_pixels_match_pytorch():
     np.testing.assert_allclose(grad_grid, expected[2], rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("channels", CHANNELS)
 @pytest.mark.parametrize("padding_mode", ("zeros", "border"))
-def test_nan_and_infinite_points_as_the_scalar_path(padding_mode):
-    images, grid, upstream = random_sampling_problem(2, SIZE)
+def test_nan_and_infinite_points_as_the_scalar_path(channels, padding_mode):
+    images, grid, upstream = random_sampling_problem(2, sizes_of(channels))
     grid[0, 0, :8] = np.nan
     grid[0, 1, 3, 1] = np.nan
     grid[1, 0, :9, 0] = np.inf
@@ -109,14 +120,18 @@ def test_nan_and_infinite_points_as_the_scalar_path(padding_mode):
     output, gradients = kernel_gradients(
         images, grid, upstream, padding_mode, False
     )
-    # The first channel of two runs the scalar path; the second, zero
-    # images under zero upstream, adds exact zeros to the grid's gradient.
-    two_channels = np.concatenate([images, np.zeros_like(images)], -1)
-    two_upstream = np.concatenate([upstream, np.zeros_like(upstream)], -1)
+    # With one more channel the scalar path runs; that channel, zero images
+    # under zero upstream, adds exact zeros to the grid's gradient.
+    more_images = np.concatenate([images, np.zeros_like(images[..., :1])], -1)
+    more_upstream = np.concatenate(
+        [upstream, np.zeros_like(upstream[..., :1])], -1
+    )
     scalar_output, scalar_gradients = kernel_gradients(
-        two_channels, grid, two_upstream, padding_mode, False
+        more_images, grid, more_upstream, padding_mode, False
     )
     assert np.isnan(output).any()
-    np.testing.assert_array_equal(output, scalar_output[..., :1])
-    np.testing.assert_array_equal(gradients[0], scalar_gradients[0][..., :1])
+    np.testing.assert_array_equal(output, scalar_output[..., :channels])
+    np.testing.assert_array_equal(
+        gradients[0], scalar_gradients[0][..., :channels]
+    )
     np.testing.assert_array_equal(gradients[1], scalar_gradients[1])

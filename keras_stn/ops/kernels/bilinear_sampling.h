@@ -19,9 +19,10 @@
 //   "zeros", a point with no pixel within reach along some axis (infinite
 //   ones included) samples 0 and passes no gradient.
 //
-// Points inside the image take a path that tests no corner; one-channel
-// float32 images are sampled eight points at a time with AVX2 vectors, where
-// the compiler targets AVX2 (the same numbers: see `kBlocks`). Work is split
+// Points inside the image take a path that tests no corner; float32 images
+// of one or three channels are sampled eight points at a time with AVX2
+// vectors, where the compiler targets AVX2 (the same numbers: see
+// `kBlocks`). Work is split
 // into ranges of points, whole examples where the images'
 // gradient (a scatter-add, whose examples do not overlap) is computed, so
 // that a caller can run ranges on threads.
@@ -354,16 +355,18 @@ class Sampler {
 
 #ifdef KERAS_STN_BLOCKS
   // Blocks of `kBlock` points, with AVX2 vectors across the points, where
-  // the images are 2-D of one channel in float32 (MNIST's): there a
-  // point's work is too little to vectorize within it. The operations are
-  // the scalar path's, one by one (the kernels build without fused
-  // multiply-adds), so the numbers are the same. Corners outside the image
-  // read nothing (masked gathers) with "zeros" padding; a block with a NaN
-  // coordinate, or with "border" padding a corner outside, takes the
-  // scalar path.
-  static constexpr bool kBlocks =
-      std::is_same<T, float>::value && Rank == 2 && Channels == 1;
+  // the images are 2-D of one or three channels in float32 (grey and colour
+  // images): there a point's work is too little to vectorize within it.
+  // The operations are the scalar path's, one by one and in its order (the
+  // kernels build without fused multiply-adds), so the numbers are the
+  // same. Corners outside the image read nothing (masked gathers) with
+  // "zeros" padding; a block with a NaN coordinate, or with "border"
+  // padding a corner outside, takes the scalar path.
+  static constexpr bool kBlocks = std::is_same<T, float>::value &&
+                                  Rank == 2 && (Channels == 1 || Channels == 3);
   static constexpr int kBlock = 8;
+  // The channels of a block's arrays (one where `kBlocks` is false).
+  static constexpr int kBlockChannels = Channels > 0 ? Channels : 1;
 
   // The corners of a block: the lower corner's element, the weights of
   // the lower and upper taps along each axis, and masks of the lanes: each
@@ -376,26 +379,37 @@ class Sampler {
     __m256 outside;
   };
 
+  // The block's values at `base + lane * stride`.
+  static __m256 LoadLanes(const T* base, int64_t stride) {
+    if (stride == 1) return _mm256_loadu_ps(base);
+    const __m256i lanes =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                           _mm256_set1_epi32(static_cast<int>(stride)));
+    return _mm256_i32gather_ps(base, lanes, 4);
+  }
+
+  // Stores the block's values at `base + lane * stride`.
+  static void StoreLanes(T* base, int64_t stride, __m256 values) {
+    if (stride == 1) {
+      _mm256_storeu_ps(base, values);
+      return;
+    }
+    alignas(32) T lanes[kBlock];
+    _mm256_store_ps(lanes, values);
+    for (int lane = 0; lane < kBlock; ++lane) base[lane * stride] = lanes[lane];
+  }
+
   // The block of points from `p`, in pixels; false where the block takes
   // the scalar path.
   bool FindBlockCorners(const PointArrays<const T>& points, int64_t p,
                         BlockCorners* block) const {
     if (!blocks_fit_) return false;
-    const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     const __m256 one = _mm256_set1_ps(1);
-    __m256 interior = all;
+    __m256 interior = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     __m256 low[Rank], reads[Rank][2];
     block->outside = _mm256_setzero_ps();
     for (int axis = 0; axis < Rank; ++axis) {
-      __m256 coordinate;
-      if (points.stride == 1) {
-        coordinate = _mm256_loadu_ps(&points(p, axis));
-      } else {
-        const __m256i lanes = _mm256_mullo_epi32(
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-            _mm256_set1_epi32(static_cast<int>(points.stride)));
-        coordinate = _mm256_i32gather_ps(&points(p, axis), lanes, 4);
-      }
+      __m256 coordinate = LoadLanes(&points(p, axis), points.stride);
       if (normalized_) {
         const Unnormalization& u = unnormalization_[axis];
         coordinate = _mm256_mul_ps(
@@ -439,55 +453,74 @@ class Sampler {
           block->outside, _mm256_and_ps(reads[0][Choice(k, 0)],
                                         reads[1][Choice(k, 1)]));
     }
-    block->index = _mm256_add_epi32(
-        _mm256_cvttps_epi32(low[0]),
-        _mm256_mullo_epi32(_mm256_cvttps_epi32(low[1]),
-                           _mm256_set1_epi32(static_cast<int>(strides_[1]))));
+    block->index = _mm256_setzero_si256();
+    for (int axis = 0; axis < Rank; ++axis) {
+      block->index = _mm256_add_epi32(
+          block->index,
+          _mm256_mullo_epi32(
+              _mm256_cvttps_epi32(low[axis]),
+              _mm256_set1_epi32(static_cast<int>(strides_[axis]))));
+    }
     return true;
   }
 
-  // Corner `k`'s elements from the image's first.
+  // Corner `k`'s first element from the image's first.
   __m256i CornerIndex(const BlockCorners& block, int k) const {
     __m256i index = block.index;
-    if (Choice(k, 0)) index = _mm256_add_epi32(index, _mm256_set1_epi32(1));
-    if (Choice(k, 1)) {
-      index = _mm256_add_epi32(
-          index, _mm256_set1_epi32(static_cast<int>(strides_[1])));
+    for (int axis = 0; axis < Rank; ++axis) {
+      if (Choice(k, axis)) {
+        index = _mm256_add_epi32(
+            index, _mm256_set1_epi32(static_cast<int>(strides_[axis])));
+      }
     }
     return index;
   }
 
-  // The pixels at the block's corners (0 outside the image), in the scalar
-  // path's order (the first axis slowest), and their weights.
-  void ReadCorners(const T* image, const BlockCorners& block, __m256* values,
-                   __m256* weights) const {
+  // Finds the block of points from `p` and reads the pixels at its corners
+  // (0 outside the image), by corner in the scalar path's order (the first
+  // axis slowest) and channel, with the corners' weights; false where the
+  // block takes the scalar path.
+  bool ReadBlock(const T* image, const PointArrays<const T>& points,
+                 int64_t p, BlockCorners* found,
+                 __m256 (*values)[kBlockChannels], __m256* weights) const {
+    if (!FindBlockCorners(points, p, found)) return false;
+    const BlockCorners& block = *found;
     for (int k = 0; k < kCorners; ++k) {
-      values[k] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), image,
-                                           CornerIndex(block, k),
-                                           block.inside[k], 4);
+      const __m256i index = CornerIndex(block, k);
+      for (int c = 0; c < kBlockChannels; ++c) {
+        values[k][c] = _mm256_mask_i32gather_ps(
+            _mm256_setzero_ps(), image + c, index, block.inside[k], 4);
+      }
       weights[k] = _mm256_mul_ps(block.weight[0][Choice(k, 0)],
                                  block.weight[1][Choice(k, 1)]);
     }
+    return true;
   }
 
+  // `ForwardPoint` for the block of points from `p`; false where the block
+  // takes the scalar path.
   bool ForwardBlock(const T* image, const PointArrays<const T>& points,
                     int64_t p, T* outputs) const {
     if constexpr (!kBlocks) {
       return false;
     } else {
       BlockCorners block;
-      if (!FindBlockCorners(points, p, &block)) return false;
-      __m256 values[kCorners], weights[kCorners];
-      ReadCorners(image, block, values, weights);
-      __m256 sum = _mm256_setzero_ps();
-      for (int k = 0; k < kCorners; ++k) {
-        sum = _mm256_add_ps(sum, _mm256_mul_ps(values[k], weights[k]));
+      __m256 values[kCorners][kBlockChannels], weights[kCorners];
+      if (!ReadBlock(image, points, p, &block, values, weights)) return false;
+      for (int c = 0; c < kBlockChannels; ++c) {
+        __m256 sum = _mm256_setzero_ps();
+        for (int k = 0; k < kCorners; ++k) {
+          sum = _mm256_add_ps(sum, _mm256_mul_ps(values[k][c], weights[k]));
+        }
+        StoreLanes(outputs + p * Channels + c, Channels,
+                   _mm256_andnot_ps(block.outside, sum));
       }
-      _mm256_storeu_ps(outputs + p, _mm256_andnot_ps(block.outside, sum));
       return true;
     }
   }
 
+  // `BackwardPoint` for the block of points from `p`; false where the
+  // block takes the scalar path.
   template <bool kImages, bool kPoints>
   bool BackwardBlock(const T* image, const PointArrays<const T>& points,
                      const T* upstream, const PointArrays<T>& grad_points,
@@ -496,25 +529,32 @@ class Sampler {
       return false;
     } else {
       BlockCorners block;
-      if (!FindBlockCorners(points, p, &block)) return false;
-      __m256 values[kCorners], weights[kCorners];
-      ReadCorners(image, block, values, weights);
-      const __m256 up = _mm256_loadu_ps(upstream + p);
+      __m256 values[kCorners][kBlockChannels], weights[kCorners];
+      if (!ReadBlock(image, points, p, &block, values, weights)) return false;
+      __m256 up[kBlockChannels];
+      for (int c = 0; c < kBlockChannels; ++c) {
+        up[c] = LoadLanes(upstream + p * Channels + c, Channels);
+      }
       if (kImages) {
         // A scatter-add, point by point as the scalar path adds.
         alignas(32) int32_t index[kCorners][kBlock];
-        alignas(32) T weighted[kCorners][kBlock];
+        alignas(32) T weighted[kCorners][kBlockChannels][kBlock];
         int inside[kCorners];
         for (int k = 0; k < kCorners; ++k) {
           _mm256_store_si256(reinterpret_cast<__m256i*>(index[k]),
                              CornerIndex(block, k));
-          _mm256_store_ps(weighted[k], _mm256_mul_ps(weights[k], up));
+          for (int c = 0; c < kBlockChannels; ++c) {
+            _mm256_store_ps(weighted[k][c], _mm256_mul_ps(weights[k], up[c]));
+          }
           inside[k] = _mm256_movemask_ps(block.inside[k]);
         }
         for (int lane = 0; lane < kBlock; ++lane) {
           for (int k = 0; k < kCorners; ++k) {
             if (inside[k] >> lane & 1) {
-              grad_image[index[k][lane]] += weighted[k][lane];
+              T* pixel = grad_image + index[k][lane];
+              for (int c = 0; c < kBlockChannels; ++c) {
+                pixel[c] += weighted[k][c][lane];
+              }
             }
           }
         }
@@ -522,7 +562,10 @@ class Sampler {
       if (kPoints) {
         __m256 grad[Rank] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
         for (int k = 0; k < kCorners; ++k) {
-          const __m256 dot = _mm256_mul_ps(values[k], up);
+          __m256 dot = _mm256_setzero_ps();
+          for (int c = 0; c < kBlockChannels; ++c) {
+            dot = _mm256_add_ps(dot, _mm256_mul_ps(values[k][c], up[c]));
+          }
           for (int axis = 0; axis < Rank; ++axis) {
             // The other axis' weight, with the sign of this axis' tap.
             const int other = 1 - axis;
@@ -537,15 +580,11 @@ class Sampler {
           }
         }
         for (int axis = 0; axis < Rank; ++axis) {
-          alignas(32) T lanes[kBlock];
-          _mm256_store_ps(
-              lanes,
-              _mm256_andnot_ps(block.outside,
-                               _mm256_mul_ps(grad[axis],
-                                             _mm256_set1_ps(scales_[axis]))));
-          for (int lane = 0; lane < kBlock; ++lane) {
-            grad_points(p + lane, axis) = lanes[lane];
-          }
+          StoreLanes(&grad_points(p, axis), grad_points.stride,
+                     _mm256_andnot_ps(
+                         block.outside,
+                         _mm256_mul_ps(grad[axis],
+                                       _mm256_set1_ps(scales_[axis]))));
         }
       }
       return true;
