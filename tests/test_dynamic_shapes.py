@@ -61,22 +61,28 @@ def images_of_size(size, count=6, seed=0):
 
 
 def torch_warp(images, theta):
-    """PyTorch's affine warp of channels-last `images` to `OUTPUT_SIZE`."""
-    theta = torch.from_numpy(np.asarray(theta, "float32"))
+    """PyTorch's affine warp of channels-last `images` to `OUTPUT_SIZE`, in
+    float64."""
+    theta = torch.from_numpy(np.asarray(theta, "float64"))
     grid = torch.nn.functional.affine_grid(
         theta, (len(images), 2, *OUTPUT_SIZE), align_corners=False
     )
+    images = torch.from_numpy(np.asarray(images, "float64"))
     outputs = torch.nn.functional.grid_sample(
-        torch.from_numpy(images).movedim(-1, 1), grid, align_corners=False
+        images.movedim(-1, 1), grid, align_corners=False
     )
     return outputs.movedim(1, -1).numpy()
 
 
 def assert_transformer_matches_torch(warper, images, outputs):
+    """The float32 outputs against PyTorch's in float64: a float32 grid is
+    off by up to about one ulp of its pixel coordinates, which moves an
+    output by up to about 1e-5 on these images (PyTorch's own float32
+    warp differs from its float64 one by up to 5e-6 here)."""
     transformer = warper.get_layer("transformer")
     theta = ops.convert_to_numpy(transformer.compute_theta(images))
     np.testing.assert_allclose(
-        outputs, torch_warp(images, theta), rtol=1e-5, atol=1e-5
+        outputs, torch_warp(images, theta), rtol=1e-5, atol=2e-5
     )
 
 
