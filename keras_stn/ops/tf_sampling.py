@@ -8,7 +8,8 @@ threads, with the generic sampler's numbers (its rule for NaN and infinite
 points included) up to float rounding. The backward pass computes only the
 gradients that the tape records: a transformer at a model's input needs its
 grid's, not its input images'. `grid_sample` hands the kernel its grid as it
-is, which converts the normalized coordinates itself.
+is, which converts the normalized coordinates itself, and the layer and
+`warp_affine` their points one tensor per axis, which it reads as they are.
 
 Elsewhere the sampler takes its other paths: without a tape (inference, and
 what `model.export` traces, so that an artifact holds only TensorFlow's own
