@@ -50,11 +50,8 @@ def has_jax_kernel(
     """Whether `jax_sample` applies to these arguments.
 
     Args:
-        images: the channels-last batch to sample.
-        points: the coordinates of its sampling points, one tensor per
-            axis or one with an axis of coordinates.
-        mode: the sampling mode.
-        padding_mode: the padding mode.
+        images, points, mode, padding_mode: as for
+            `keras_stn.ops.compiled_kernels.kernel_samples`.
 
     Returns:
         `True` on the JAX backend where the kernel computes this sampling

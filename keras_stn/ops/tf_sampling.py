@@ -35,11 +35,8 @@ def has_tf_kernel(
     """Whether `tf_sample` applies to these arguments here.
 
     Args:
-        images: the channels-last batch to sample.
-        points: the coordinates of its sampling points, one tensor per
-            axis or one with an axis of coordinates.
-        mode: the sampling mode.
-        padding_mode: the padding mode.
+        images, points, mode, padding_mode: as for
+            `keras_stn.ops.compiled_kernels.kernel_samples`.
 
     Returns:
         `True` on the TensorFlow backend where the kernel computes this

@@ -43,11 +43,8 @@ def has_torch_kernel(
     take the same time there.
 
     Args:
-        images: the channels-last batch to sample.
-        points: the coordinates of its sampling points, one tensor per
-            axis or one with an axis of coordinates.
-        mode: the sampling mode.
-        padding_mode: the padding mode.
+        images, points, mode, padding_mode: as for
+            `keras_stn.ops.compiled_kernels.kernel_samples`.
 
     Returns:
         `True` on the torch backend where the kernel computes this

@@ -379,6 +379,14 @@ class Sampler {
     __m256 outside;
   };
 
+  // A block's corners with the pixels there, by corner and channel, and
+  // each corner's weight.
+  struct Block {
+    BlockCorners corners;
+    __m256 values[kCorners][kBlockChannels];
+    __m256 weights[kCorners];
+  };
+
   // The block's values at `base + lane * stride`.
   static __m256 LoadLanes(const T* base, int64_t stride) {
     if (stride == 1) return _mm256_loadu_ps(base);
@@ -481,18 +489,17 @@ class Sampler {
   // axis slowest) and channel, with the corners' weights; false where the
   // block takes the scalar path.
   bool ReadBlock(const T* image, const PointArrays<const T>& points,
-                 int64_t p, BlockCorners* found,
-                 __m256 (*values)[kBlockChannels], __m256* weights) const {
-    if (!FindBlockCorners(points, p, found)) return false;
-    const BlockCorners& block = *found;
+                 int64_t p, Block* block) const {
+    const BlockCorners& corners = block->corners;
+    if (!FindBlockCorners(points, p, &block->corners)) return false;
     for (int k = 0; k < kCorners; ++k) {
-      const __m256i index = CornerIndex(block, k);
+      const __m256i index = CornerIndex(corners, k);
       for (int c = 0; c < kBlockChannels; ++c) {
-        values[k][c] = _mm256_mask_i32gather_ps(
-            _mm256_setzero_ps(), image + c, index, block.inside[k], 4);
+        block->values[k][c] = _mm256_mask_i32gather_ps(
+            _mm256_setzero_ps(), image + c, index, corners.inside[k], 4);
       }
-      weights[k] = _mm256_mul_ps(block.weight[0][Choice(k, 0)],
-                                 block.weight[1][Choice(k, 1)]);
+      block->weights[k] = _mm256_mul_ps(corners.weight[0][Choice(k, 0)],
+                                        corners.weight[1][Choice(k, 1)]);
     }
     return true;
   }
@@ -504,16 +511,16 @@ class Sampler {
     if constexpr (!kBlocks) {
       return false;
     } else {
-      BlockCorners block;
-      __m256 values[kCorners][kBlockChannels], weights[kCorners];
-      if (!ReadBlock(image, points, p, &block, values, weights)) return false;
+      Block block;
+      if (!ReadBlock(image, points, p, &block)) return false;
+      const auto& [corners, values, weights] = block;
       for (int c = 0; c < kBlockChannels; ++c) {
         __m256 sum = _mm256_setzero_ps();
         for (int k = 0; k < kCorners; ++k) {
           sum = _mm256_add_ps(sum, _mm256_mul_ps(values[k][c], weights[k]));
         }
         StoreLanes(outputs + p * Channels + c, Channels,
-                   _mm256_andnot_ps(block.outside, sum));
+                   _mm256_andnot_ps(corners.outside, sum));
       }
       return true;
     }
@@ -528,9 +535,9 @@ class Sampler {
     if constexpr (!kBlocks) {
       return false;
     } else {
-      BlockCorners block;
-      __m256 values[kCorners][kBlockChannels], weights[kCorners];
-      if (!ReadBlock(image, points, p, &block, values, weights)) return false;
+      Block block;
+      if (!ReadBlock(image, points, p, &block)) return false;
+      const auto& [corners, values, weights] = block;
       __m256 up[kBlockChannels];
       for (int c = 0; c < kBlockChannels; ++c) {
         up[c] = LoadLanes(upstream + p * Channels + c, Channels);
@@ -542,11 +549,11 @@ class Sampler {
         int inside[kCorners];
         for (int k = 0; k < kCorners; ++k) {
           _mm256_store_si256(reinterpret_cast<__m256i*>(index[k]),
-                             CornerIndex(block, k));
+                             CornerIndex(corners, k));
           for (int c = 0; c < kBlockChannels; ++c) {
             _mm256_store_ps(weighted[k][c], _mm256_mul_ps(weights[k], up[c]));
           }
-          inside[k] = _mm256_movemask_ps(block.inside[k]);
+          inside[k] = _mm256_movemask_ps(corners.inside[k]);
         }
         for (int lane = 0; lane < kBlock; ++lane) {
           for (int k = 0; k < kCorners; ++k) {
@@ -569,20 +576,20 @@ class Sampler {
           for (int axis = 0; axis < Rank; ++axis) {
             // The other axis' weight, with the sign of this axis' tap.
             const int other = 1 - axis;
-            __m256 derivative = block.weight[other][Choice(k, other)];
+            __m256 derivative = corners.weight[other][Choice(k, other)];
             if (!Choice(k, axis)) {
               derivative = _mm256_sub_ps(_mm256_setzero_ps(), derivative);
             }
             grad[axis] = _mm256_add_ps(
                 grad[axis],
-                _mm256_mul_ps(dot, _mm256_and_ps(block.inside[k],
+                _mm256_mul_ps(dot, _mm256_and_ps(corners.inside[k],
                                                  derivative)));
           }
         }
         for (int axis = 0; axis < Rank; ++axis) {
           StoreLanes(&grad_points(p, axis), grad_points.stride,
                      _mm256_andnot_ps(
-                         block.outside,
+                         corners.outside,
                          _mm256_mul_ps(grad[axis],
                                        _mm256_set1_ps(scales_[axis]))));
         }

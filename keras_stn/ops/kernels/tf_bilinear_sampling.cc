@@ -101,24 +101,23 @@ class SamplingOp : public OpKernel {
   }
 
  protected:
-  // The shape of the call; sets an error on `context` if the inputs
-  // disagree.
-  bool ShapeOfInputs(OpKernelContext* context, SamplingShape* shape) const {
-    tensorflow::OpInputList points;
-    const auto status = context->input_list("points", &points);
+  // The shape of the call and its points' tensors; sets an error on
+  // `context` if the inputs disagree.
+  bool ShapeOfInputs(OpKernelContext* context, SamplingShape* shape,
+                     tensorflow::OpInputList* points) const {
+    const auto status = context->input_list("points", points);
     if (!status.ok()) {
       context->SetStatus(status);
       return false;
     }
-    return ShapeOf(context, context->input(0), points, padding_, coordinates_,
+    return ShapeOf(context, context->input(0), *points, padding_, coordinates_,
                    shape);
   }
 
-  // The points' coordinates, from the inputs `ShapeOfInputs` checked.
+  // The points' coordinates in the tensors `ShapeOfInputs` checked.
   template <typename T>
-  static PointArrays<const T> Points(OpKernelContext* context, int rank) {
-    tensorflow::OpInputList points;
-    context->input_list("points", &points).IgnoreError();
+  static PointArrays<const T> Points(const tensorflow::OpInputList& points,
+                                     int rank) {
     std::vector<const T*> data;
     for (const Tensor& array : points) data.push_back(array.flat<T>().data());
     return ArraysOf(data, rank);
@@ -137,8 +136,9 @@ class SampleOp : public SamplingOp {
   void Compute(OpKernelContext* context) override {
     const Tensor& images = context->input(0);
     SamplingShape shape;
-    if (!ShapeOfInputs(context, &shape)) return;
-    const PointArrays<const T> points = Points<T>(context, shape.rank);
+    tensorflow::OpInputList inputs;
+    if (!ShapeOfInputs(context, &shape, &inputs)) return;
+    const PointArrays<const T> points = Points<T>(inputs, shape.rank);
     Tensor* outputs = nullptr;
     OP_REQUIRES_OK(context,
                    context->allocate_output(
@@ -165,8 +165,9 @@ class GradientOp : public SamplingOp {
     const Tensor& images = context->input(0);
     const Tensor& upstream = context->input(context->num_inputs() - 1);
     SamplingShape shape;
-    if (!ShapeOfInputs(context, &shape)) return;
-    const PointArrays<const T> points = Points<T>(context, shape.rank);
+    tensorflow::OpInputList inputs;
+    if (!ShapeOfInputs(context, &shape, &inputs)) return;
+    const PointArrays<const T> points = Points<T>(inputs, shape.rank);
     Tensor* grad_images = nullptr;
     if (kImages) {
       OP_REQUIRES_OK(context, context->allocate_output("grad_images",
@@ -175,9 +176,7 @@ class GradientOp : public SamplingOp {
     }
     PointArrays<T> grad_points;
     if (kPoints) {
-      tensorflow::OpInputList inputs;
       tensorflow::OpOutputList outputs;
-      OP_REQUIRES_OK(context, context->input_list("points", &inputs));
       OP_REQUIRES_OK(context, context->output_list("grad_points", &outputs));
       std::vector<T*> data;
       for (int index = 0; index < inputs.size(); ++index) {
