@@ -14,7 +14,8 @@ Goals:
     memory: peak memory of the sampler's forward + backward pass, against
         `grid_sample`'s, each measured in a fresh process.
     step: a training step of an ST-CNN against the same CNN without the
-        transformer and against the ST-CNN written in pure PyTorch.
+        transformer and against the ST-CNN written in pure PyTorch, on a
+        small CNN and on the paper's SVHN CNN.
 """
 
 import argparse
@@ -147,20 +148,21 @@ def _ratio_cell(row):
 
 
 def step_table(rows):
-    """Format the training-step rows as a Markdown table, one per backend.
+    """Format the training-step rows as a Markdown table, one per CNN and backend.
 
     Args:
-        rows: dicts of `training_step.measure`.
+        rows: dicts of `training_step.measure`, shown grouped by CNN.
 
     Returns:
         The table, as text.
     """
     lines = [
-        "| backend | CNN | ST-CNN | pure PyTorch ST-CNN | ST-CNN / CNN | "
-        "ST-CNN / PyTorch | CNN behind a 1x1 conv / CNN |",
-        "|---|---|---|---|---|---|---|",
+        "| CNN, batch | backend | CNN | ST-CNN | pure PyTorch ST-CNN | "
+        "ST-CNN / CNN | ST-CNN / PyTorch | CNN behind a 1x1 conv / CNN |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
+    names = list(dict.fromkeys(row["cnn_name"] for row in rows))
+    for row in sorted(rows, key=lambda row: names.index(row["cnn_name"])):
         times = [
             f"{1000 * row[name]:.1f} ms"
             for name in ("cnn", "st_cnn", "torch_st_cnn")
@@ -173,7 +175,8 @@ def step_table(rows):
                 "pointwise_cnn_over_cnn",
             )
         ]
-        cells = " | ".join([row["backend"], *times, *ratios])
+        network = f"{row['cnn_name']}, {row['batch']}"
+        cells = " | ".join([network, row["backend"], *times, *ratios])
         lines.append(f"| {cells} |")
     return "\n".join(lines)
 
