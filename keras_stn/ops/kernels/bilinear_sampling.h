@@ -137,7 +137,10 @@ class Sampler {
     ForEachPoint(
         begin, end,
         [&](int64_t p, int64_t b) {
-          return ForwardBlock(images + b * example_size_, points, p, outputs);
+          return WithBlock(images + b * example_size_, points, p,
+                           [&](const auto& block) {
+                             ForwardBlock(block, p, outputs);
+                           });
         },
         [&](int64_t p, int64_t b) {
           ForwardPoint(images + b * example_size_, points, p, outputs);
@@ -160,9 +163,12 @@ class Sampler {
     ForEachPoint(
         begin, end,
         [&](int64_t p, int64_t b) {
-          return BackwardBlock<kImages, kPoints>(
-              images + b * example_size_, points, upstream, grad_points,
-              grad_images + (kImages ? b * example_size_ : 0), p);
+          return WithBlock(
+              images + b * example_size_, points, p, [&](const auto& block) {
+                BackwardBlock<kImages, kPoints>(
+                    block, upstream, grad_points,
+                    grad_images + (kImages ? b * example_size_ : 0), p);
+              });
         },
         [&](int64_t p, int64_t b) {
           BackwardPoint<kImages, kPoints>(
@@ -504,111 +510,112 @@ class Sampler {
     return true;
   }
 
-  // `ForwardPoint` for the block of points from `p`; false where the block
-  // takes the scalar path.
-  bool ForwardBlock(const T* image, const PointArrays<const T>& points,
-                    int64_t p, T* outputs) const {
+  // Reads the block of points from `p` and, where it takes the vector
+  // path, calls `pass(block)`; false where it takes the scalar path.
+  template <typename Pass>
+  bool WithBlock(const T* image, const PointArrays<const T>& points,
+                 int64_t p, Pass&& pass) const {
     if constexpr (!kBlocks) {
       return false;
     } else {
       Block block;
       if (!ReadBlock(image, points, p, &block)) return false;
-      const auto& [corners, values, weights] = block;
-      for (int c = 0; c < kBlockChannels; ++c) {
-        __m256 sum = _mm256_setzero_ps();
-        for (int k = 0; k < kCorners; ++k) {
-          sum = _mm256_add_ps(sum, _mm256_mul_ps(values[k][c], weights[k]));
-        }
-        StoreLanes(outputs + p * Channels + c, Channels,
-                   _mm256_andnot_ps(corners.outside, sum));
-      }
+      pass(block);
       return true;
     }
   }
 
-  // `BackwardPoint` for the block of points from `p`; false where the
-  // block takes the scalar path.
+  // `ForwardPoint` for the block of points from `p`.
+  void ForwardBlock(const Block& block, int64_t p, T* outputs) const {
+    const auto& [corners, values, weights] = block;
+    for (int c = 0; c < kBlockChannels; ++c) {
+      __m256 sum = _mm256_setzero_ps();
+      for (int k = 0; k < kCorners; ++k) {
+        sum = _mm256_add_ps(sum, _mm256_mul_ps(values[k][c], weights[k]));
+      }
+      StoreLanes(outputs + p * Channels + c, Channels,
+                 _mm256_andnot_ps(corners.outside, sum));
+    }
+  }
+
+  // `BackwardPoint` for the block of points from `p`.
   template <bool kImages, bool kPoints>
-  bool BackwardBlock(const T* image, const PointArrays<const T>& points,
-                     const T* upstream, const PointArrays<T>& grad_points,
-                     T* grad_image, int64_t p) const {
-    if constexpr (!kBlocks) {
-      return false;
-    } else {
-      Block block;
-      if (!ReadBlock(image, points, p, &block)) return false;
-      const auto& [corners, values, weights] = block;
-      __m256 up[kBlockChannels];
-      for (int c = 0; c < kBlockChannels; ++c) {
-        up[c] = LoadLanes(upstream + p * Channels + c, Channels);
-      }
-      if (kImages) {
-        // A scatter-add, point by point as the scalar path adds.
-        alignas(32) int32_t index[kCorners][kBlock];
-        alignas(32) T weighted[kCorners][kBlockChannels][kBlock];
-        int inside[kCorners];
-        for (int k = 0; k < kCorners; ++k) {
-          _mm256_store_si256(reinterpret_cast<__m256i*>(index[k]),
-                             CornerIndex(corners, k));
-          for (int c = 0; c < kBlockChannels; ++c) {
-            _mm256_store_ps(weighted[k][c], _mm256_mul_ps(weights[k], up[c]));
-          }
-          inside[k] = _mm256_movemask_ps(corners.inside[k]);
+  void BackwardBlock(const Block& block, const T* upstream,
+                     const PointArrays<T>& grad_points, T* grad_image,
+                     int64_t p) const {
+    const auto& [corners, values, weights] = block;
+    __m256 up[kBlockChannels];
+    for (int c = 0; c < kBlockChannels; ++c) {
+      up[c] = LoadLanes(upstream + p * Channels + c, Channels);
+    }
+    if (kImages) {
+      // A scatter-add, point by point as the scalar path adds.
+      alignas(32) int32_t index[kCorners][kBlock];
+      alignas(32) T weighted[kCorners][kBlockChannels][kBlock];
+      int inside[kCorners];
+      for (int k = 0; k < kCorners; ++k) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(index[k]),
+                           CornerIndex(corners, k));
+        for (int c = 0; c < kBlockChannels; ++c) {
+          _mm256_store_ps(weighted[k][c], _mm256_mul_ps(weights[k], up[c]));
         }
-        for (int lane = 0; lane < kBlock; ++lane) {
-          for (int k = 0; k < kCorners; ++k) {
-            if (inside[k] >> lane & 1) {
-              T* pixel = grad_image + index[k][lane];
-              for (int c = 0; c < kBlockChannels; ++c) {
-                pixel[c] += weighted[k][c][lane];
-              }
+        inside[k] = _mm256_movemask_ps(corners.inside[k]);
+      }
+      for (int lane = 0; lane < kBlock; ++lane) {
+        for (int k = 0; k < kCorners; ++k) {
+          if (inside[k] >> lane & 1) {
+            T* pixel = grad_image + index[k][lane];
+            for (int c = 0; c < kBlockChannels; ++c) {
+              pixel[c] += weighted[k][c][lane];
             }
           }
         }
       }
-      if (kPoints) {
-        __m256 grad[Rank] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        for (int k = 0; k < kCorners; ++k) {
-          __m256 dot = _mm256_setzero_ps();
-          for (int c = 0; c < kBlockChannels; ++c) {
-            dot = _mm256_add_ps(dot, _mm256_mul_ps(values[k][c], up[c]));
-          }
-          for (int axis = 0; axis < Rank; ++axis) {
-            // The other axis' weight, with the sign of this axis' tap.
-            const int other = 1 - axis;
-            __m256 derivative = corners.weight[other][Choice(k, other)];
-            if (!Choice(k, axis)) {
-              derivative = _mm256_sub_ps(_mm256_setzero_ps(), derivative);
-            }
-            grad[axis] = _mm256_add_ps(
-                grad[axis],
-                _mm256_mul_ps(dot, _mm256_and_ps(corners.inside[k],
-                                                 derivative)));
-          }
+    }
+    if (kPoints) {
+      __m256 grad[Rank] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+      for (int k = 0; k < kCorners; ++k) {
+        __m256 dot = _mm256_setzero_ps();
+        for (int c = 0; c < kBlockChannels; ++c) {
+          dot = _mm256_add_ps(dot, _mm256_mul_ps(values[k][c], up[c]));
         }
         for (int axis = 0; axis < Rank; ++axis) {
-          StoreLanes(&grad_points(p, axis), grad_points.stride,
-                     _mm256_andnot_ps(
-                         corners.outside,
-                         _mm256_mul_ps(grad[axis],
-                                       _mm256_set1_ps(scales_[axis]))));
+          // The other axis' weight, with the sign of this axis' tap.
+          const int other = 1 - axis;
+          __m256 derivative = corners.weight[other][Choice(k, other)];
+          if (!Choice(k, axis)) {
+            derivative = _mm256_sub_ps(_mm256_setzero_ps(), derivative);
+          }
+          grad[axis] = _mm256_add_ps(
+              grad[axis],
+              _mm256_mul_ps(dot, _mm256_and_ps(corners.inside[k],
+                                               derivative)));
         }
       }
-      return true;
+      for (int axis = 0; axis < Rank; ++axis) {
+        StoreLanes(&grad_points(p, axis), grad_points.stride,
+                   _mm256_andnot_ps(
+                       corners.outside,
+                       _mm256_mul_ps(grad[axis],
+                                     _mm256_set1_ps(scales_[axis]))));
+      }
     }
   }
 #else
   static constexpr bool kBlocks = false;
   static constexpr int kBlock = 1;
-  bool ForwardBlock(const T*, const PointArrays<const T>&, int64_t,
-                    T*) const {
+  struct Block;
+  template <typename Pass>
+  bool WithBlock(const T*, const PointArrays<const T>&, int64_t,
+                 Pass&&) const {
     return false;
   }
+  // Declared for the passes' calls, which are never made without blocks.
+  void ForwardBlock(const Block& block, int64_t p, T* outputs) const;
   template <bool kImages, bool kPoints>
-  bool BackwardBlock(const T*, const PointArrays<const T>&, const T*,
-                     const PointArrays<T>&, T*, int64_t) const {
-    return false;
-  }
+  void BackwardBlock(const Block& block, const T* upstream,
+                     const PointArrays<T>& grad_points, T* grad_image,
+                     int64_t p) const;
 #endif  // KERAS_STN_BLOCKS
 
   // Calls `block(first, example)` for blocks of `kBlock` points of one
