@@ -1,7 +1,7 @@
 """Shared set-up of the example scripts' tests.
 
-`examples/` goes on the import path, so that the tests import the scripts by
-module name, as the scripts import each other.
+`examples/` and `benchmarks/` go on the import path, so that the tests
+import the scripts by module name, as the scripts import each other.
 """
 
 import sys
@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def fake_digits(count, seed=0):
