@@ -148,10 +148,12 @@ def _ratio_cell(row):
 
 
 def step_table(rows):
-    """Format the training-step rows as a Markdown table, one per CNN and backend.
+    """Format the training-step rows as a Markdown table.
+
+    One line per CNN and backend, the CNNs in the order they first appear.
 
     Args:
-        rows: dicts of `training_step.measure`, shown grouped by CNN.
+        rows: dicts of `training_step.measure`.
 
     Returns:
         The table, as text.

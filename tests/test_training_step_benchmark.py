@@ -53,18 +53,11 @@ def copy_weights(keras_cnn, torch_cnn):
 def test_pytorch_cnn_computes_the_keras_cnn(name):
     architecture = training_step.ARCHITECTURES[name]
     keras.utils.set_random_seed(0)
-    keras_cnn = keras.Sequential(
-        [
-            keras.Input(
-                (training_step.SIZE, training_step.SIZE, training_step.CHANNELS)
-            ),
-            *training_step.keras_cnn(architecture),
-        ]
-    )
+    keras_cnn = training_step.keras_model(architecture)
     torch_cnn = training_step.torch_cnn(architecture)
     copy_weights(keras_cnn, torch_cnn)
     images = np.random.default_rng(1).uniform(
-        size=(2, training_step.SIZE, training_step.SIZE, 3)
+        size=(2, training_step.SIZE, training_step.SIZE, training_step.CHANNELS)
     )
     images = images.astype("float32")
     # The features before the softmax, and the probabilities.

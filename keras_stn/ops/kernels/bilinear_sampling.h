@@ -22,10 +22,9 @@
 // Points inside the image take a path that tests no corner; float32 images
 // of one or three channels are sampled eight points at a time with AVX2
 // vectors, where the compiler targets AVX2 (the same numbers: see
-// `kBlocks`). Work is split
-// into ranges of points, whole examples where the images'
-// gradient (a scatter-add, whose examples do not overlap) is computed, so
-// that a caller can run ranges on threads.
+// `kBlocks`). Work is split into ranges of points, whole examples where the
+// images' gradient (a scatter-add, whose examples do not overlap) is
+// computed, so that a caller can run ranges on threads.
 
 #ifndef KERAS_STN_OPS_KERNELS_BILINEAR_SAMPLING_H_
 #define KERAS_STN_OPS_KERNELS_BILINEAR_SAMPLING_H_
@@ -496,8 +495,8 @@ class Sampler {
   // block takes the scalar path.
   bool ReadBlock(const T* image, const PointArrays<const T>& points,
                  int64_t p, Block* block) const {
-    const BlockCorners& corners = block->corners;
     if (!FindBlockCorners(points, p, &block->corners)) return false;
+    const BlockCorners& corners = block->corners;
     for (int k = 0; k < kCorners; ++k) {
       const __m256i index = CornerIndex(corners, k);
       for (int c = 0; c < kBlockChannels; ++c) {
