@@ -37,3 +37,11 @@ def fake_mnist(tmp_path):
         y_test=labels[300:],
     )
     return path
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--full-sweep",
+        action="store_true",
+        help="test_exact_edges: sweep every image size from 1 to 256.",
+    )

@@ -27,6 +27,7 @@ from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import check_same_batch
 from keras_stn.ops.validation import check_shape
+from keras_stn.ops.validation import check_spatial_axes_not_empty
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.xla_sampling import has_xla_sampler
 from keras_stn.ops.xla_sampling import xla_compiled
@@ -119,7 +120,15 @@ def grid_sample(
         description=f"(batch, {axes}, {rank}) for {rank + 2}-D images",
     )
     check_same_batch(images, "images", grid, "grid")
-    if (
+    output_shape = tuple(grid.shape[1:-1])
+    if 0 in output_shape:
+        # No output pixels, so nothing to read (not every sampler reshapes
+        # an empty grid).
+        outputs = ops.zeros(
+            (ops.shape(images)[0], *output_shape, ops.shape(images)[-1]),
+            images.dtype,
+        )
+    elif (
         implementation == "auto"
         and _has_kernel(images, [grid], mode, padding_mode)
         # An empty batch goes through `sample_pixels`, which handles it.
@@ -176,6 +185,7 @@ def prepare_images(
         description="(batch, height, width, channels), (batch, depth, "
         "height, width, channels) or the same with channels first",
     )
+    check_spatial_axes_not_empty(images, "images", data_format)
     check_mode(mode, spatial_rank=rank - 2)
     if data_format == "channels_first":
         images = ops.moveaxis(images, 1, -1)
@@ -386,7 +396,7 @@ def _axis_taps(coordinate, size, mode, padding_mode, align_corners):
     if mode == "bicubic":
         # PyTorch's bicubic pads each tap, not the point (a padded point
         # would move the taps).
-        start = ops.floor(ops.stop_gradient(coordinate))
+        start = _floor(ops.stop_gradient(coordinate))
         fraction = coordinate - start
         weights = _cubic_weights(fraction)
         positions = [
@@ -400,7 +410,7 @@ def _axis_taps(coordinate, size, mode, padding_mode, align_corners):
     coordinate = _pad_coordinates(coordinate, size, padding_mode, align_corners)
     if mode == "nearest":
         return [_masked_tap(ops.round(coordinate), 1.0, size)]
-    low = ops.floor(ops.stop_gradient(coordinate))
+    low = _floor(ops.stop_gradient(coordinate))
     high = low + 1.0
     # PyTorch's weights: each corner weighs the distance from the point to
     # the opposite corner.
@@ -408,6 +418,19 @@ def _axis_taps(coordinate, size, mode, padding_mode, align_corners):
         _masked_tap(low, high - coordinate, size),
         _masked_tap(high, coordinate - low, size),
     ]
+
+
+def _floor(coordinate):
+    """The floor of float coordinates, in their own dtype.
+
+    `keras.ops.floor` computes float64 in float32 on JAX and torch (Keras
+    3.15), which moves a point less than about 1e-6 pixels below a whole
+    coordinate onto it: into the next pixel's cell, with that cell's
+    gradient. `trunc` keeps the dtype, and the floor is one less where it
+    rounds up, exactly.
+    """
+    truncated = ops.trunc(coordinate)
+    return ops.where(truncated > coordinate, truncated - 1.0, truncated)
 
 
 def _cubic_weights(fraction):
@@ -482,10 +505,19 @@ def _reflect(coordinate, low, high):
 
 
 def _mirror(coordinate, low, span):
-    """Reflect coordinates into `[low, low + span]`, for a span > 0."""
+    """Reflect coordinates into `[low, low + span]`, for a span > 0.
+
+    Reflection is periodic, with period `2 * span`: one remainder, exact in
+    floating point (an `fmod` on every backend and compiler), places the
+    point in a period, and one comparison with the same remainder picks the
+    side of the mirror line. There is no division, which a compiler may
+    turn into a multiplication by the rounded reciprocal (XLA does for
+    constants): a point on a mirror line would then count one flip fewer
+    than its remainder says, and land on the opposite edge. The values
+    and gradients are those of PyTorch's `reflect_coordinates`.
+    """
     distance = coordinate - low
     distance = ops.where(distance < 0, -distance, distance)
-    flips = ops.floor(ops.stop_gradient(distance) / span)
-    extra = ops.mod(distance, span)
-    even = ops.equal(ops.mod(flips, 2.0), 0.0)
-    return ops.where(even, extra + low, span - extra + low)
+    period = 2 * span
+    position = ops.mod(distance, period)
+    return ops.where(position < span, position, period - position) + low

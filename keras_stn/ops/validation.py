@@ -183,6 +183,30 @@ def check_shape(
         )
 
 
+def check_spatial_axes_not_empty(
+    images: Tensor, name: str, data_format: str
+) -> None:
+    """Raise if a statically known spatial size of `images` is 0.
+
+    There is nothing to sample in an image of no pixels (PyTorch's
+    `grid_sample` raises too); an empty batch is fine.
+
+    Args:
+        images: a batch of images or volumes, laid out as `data_format`
+            says.
+        name: the argument's name, for the error message.
+        data_format: `"channels_last"` or `"channels_first"`.
+    """
+    shape = tuple(images.shape)
+    spatial = shape[1:-1] if data_format == "channels_last" else shape[2:]
+    if 0 in spatial:
+        raise ValueError(
+            f"Invalid shape for argument `{name}`. Expected every spatial "
+            "axis (height, width and depth) to hold at least one pixel; "
+            f"only the batch may be empty. Received {name}.shape={shape}"
+        )
+
+
 def check_same_batch(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
     """Raise if the statically known batch sizes of `a` and `b` differ."""
     a_batch, b_batch = a.shape[0], b.shape[0]
