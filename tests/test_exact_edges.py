@@ -35,13 +35,13 @@ from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
 PADDINGS = ("zeros", "border", "reflection")
-# (implementation, compiled): torch.compile is tested apart, it compiles for
+# (implementation, compiled): eagerly, the generic sampler and the default
+# paths; compiled (XLA on TensorFlow and JAX), the default, to which
+# "keras" compiles alike. torch.compile is tested apart: it compiles for
 # tens of seconds per shape.
-PATHS = [
-    (implementation, compiled)
-    for compiled in ((False, True) if BACKEND != "torch" else (False,))
-    for implementation in ("keras", "auto")
-]
+PATHS = [("keras", False), ("auto", False)]
+if BACKEND != "torch":
+    PATHS.append(("auto", True))
 # (height, width): with align_corners=True, the spans 41 (height 42), 82 and
 # 83; with False, 41 (width 41) and 83. Then axes of one, two and three
 # pixels, where the spans are 0 or tiny.
@@ -150,11 +150,7 @@ LINE_CASES = [
 ]
 
 
-# Compiled, "auto" only: "keras" compiles to the same XLA computation.
-@pytest.mark.parametrize(
-    "implementation,compiled",
-    [path for path in PATHS if path != ("keras", True)],
-)
+@pytest.mark.parametrize("implementation,compiled", PATHS)
 @pytest.mark.parametrize("dtype", ("float32", "float64"))
 def test_points_near_mirror_lines_match_pytorch(
     implementation, compiled, dtype
