@@ -158,7 +158,7 @@ def test_points_near_mirror_lines_match_pytorch(
     """Values against float64 PyTorch; in float64 eagerly, gradients too."""
     shape = SHAPES[1]
     rng = np.random.default_rng(sum(shape))
-    images = rng.normal(size=(1, *shape, 3))
+    images = rng.normal(size=(1, *shape, 3)).astype(dtype)
     values = near_lines(dtype)
     # Every pair of coordinates, each axis near every line.
     grid = np.stack(np.meshgrid(values, values[::-1]), axis=-1)[None]
@@ -170,25 +170,10 @@ def test_points_near_mirror_lines_match_pytorch(
                 padding_mode=padding_mode,
                 align_corners=align_corners,
             )
-
-            def sample(images, grid, options=options):
-                return grid_sample(
-                    images,
-                    grid,
-                    data_format="channels_last",
-                    implementation=implementation,
-                    **options,
-                )
-
-            expected, expected_images, expected_grid = torch_grid_sample(
-                images,
-                grid.astype("float64"),
-                upstream,
-                "channels_last",
-                **options,
+            sample = sampler(implementation, **options)
+            outputs, (expected, expected_images, expected_grid) = (
+                sampled_and_expected(sample, images, grid, upstream, compiled)
             )
-            arrays = [images.astype(dtype), grid]
-            outputs = sampled(sample, arrays, compiled, differentiated=True)
             tolerance = 1e-4 if dtype == "float32" else 1e-12
             np.testing.assert_allclose(
                 outputs, expected, atol=tolerance, err_msg=str(options)
@@ -197,7 +182,7 @@ def test_points_near_mirror_lines_match_pytorch(
                 # The same arithmetic as PyTorch's, so the same side of each
                 # line, and the gradients of that side.
                 _, (grad_images, grid_gradient) = value_and_gradients(
-                    loss_of(sample, upstream), *arrays
+                    loss_of(sample, upstream), images, grid
                 )
                 np.testing.assert_allclose(
                     grad_images,
@@ -211,6 +196,40 @@ def test_points_near_mirror_lines_match_pytorch(
                     atol=1e-9,
                     err_msg=str(options),
                 )
+
+
+def sampler(implementation, **options):
+    """`grid_sample` of channels-last images, with `options` fixed."""
+
+    def sample(images, grid):
+        return grid_sample(
+            images,
+            grid,
+            data_format="channels_last",
+            implementation=implementation,
+            **options,
+        )
+
+    sample.options = options
+    return sample
+
+
+def sampled_and_expected(sample, images, grid, upstream, compiled):
+    """`sample` on its path, and PyTorch's float64 samples and gradients.
+
+    Returns:
+        `(outputs, (expected, expected_images_gradient,
+        expected_grid_gradient))`, for the loss `sum(outputs * upstream)`.
+    """
+    expected = torch_grid_sample(
+        images.astype("float64"),
+        grid.astype("float64"),
+        upstream,
+        "channels_last",
+        **sample.options,
+    )
+    outputs = sampled(sample, [images, grid], compiled, differentiated=True)
+    return outputs, expected
 
 
 def loss_of(sample, upstream):
@@ -243,32 +262,17 @@ def test_nearest_ties_round_half_to_even_as_pytorch(
     upstream = np.zeros((1, *grid.shape[1:3], 2))
     with float64_enabled():
         for padding_mode in PADDINGS:
-            options = dict(
+            sample = sampler(
+                implementation,
                 mode="nearest",
                 padding_mode=padding_mode,
                 align_corners=align_corners,
             )
-
-            def sample(images, grid, options=options):
-                return grid_sample(
-                    images,
-                    grid,
-                    data_format="channels_last",
-                    implementation=implementation,
-                    **options,
-                )
-
-            expected, _, _ = torch_grid_sample(
-                images,
-                grid.astype("float64"),
-                upstream,
-                "channels_last",
-                **options,
+            outputs, (expected, _, _) = sampled_and_expected(
+                sample, images.astype(dtype), grid, upstream, compiled
             )
-            arrays = [images.astype(dtype), grid]
-            outputs = sampled(sample, arrays, compiled, differentiated=True)
             np.testing.assert_array_equal(
-                outputs, expected.astype(dtype), err_msg=str(options)
+                outputs, expected.astype(dtype), err_msg=padding_mode
             )
 
 
