@@ -426,9 +426,11 @@ def _floor(coordinate):
     `keras.ops.floor` computes float64 in float32 on JAX and torch (Keras
     3.15), which moves a point less than about 1e-6 pixels below a whole
     coordinate onto it: into the next pixel's cell, with that cell's
-    gradient. `trunc` keeps the dtype, and the floor is one less where it
-    rounds up, exactly.
+    gradient. For float64, `trunc` (which keeps the dtype) less one where it
+    rounds up is the floor, exactly; other dtypes keep the one op.
     """
+    if keras.backend.standardize_dtype(coordinate.dtype) != "float64":
+        return ops.floor(coordinate)
     truncated = ops.trunc(coordinate)
     return ops.where(truncated > coordinate, truncated - 1.0, truncated)
 
