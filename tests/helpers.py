@@ -97,6 +97,97 @@ def value_and_gradients(fn, *args):
     return keras.ops.convert_to_numpy(value), grads
 
 
+def _backend_tensors(args, requires_grad=False):
+    """NumPy arrays as tensors of the backend under test."""
+    if BACKEND == "torch":
+        return [torch.tensor(a, requires_grad=requires_grad) for a in args]
+    return [keras.ops.convert_to_tensor(a) for a in args]
+
+
+def penalty_gradients(fn, args, penalized):
+    """The gradients of a gradient penalty, as WGAN-GP computes it.
+
+    Args:
+        fn: maps backend tensors to a scalar tensor, using `keras.ops`.
+        args: NumPy arrays, the point at which to differentiate.
+        penalized: the index of the argument whose gradient is penalized.
+
+    Returns:
+        The gradients of `sum(d fn / d args[penalized]) ** 2)` with respect
+        to every argument, as NumPy arrays (zeros where it does not
+        depend on one), computed with the backend's nested autodiff.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        tensors = _backend_tensors(args)
+        with tf.GradientTape() as outer:
+            outer.watch(tensors)
+            with tf.GradientTape() as inner:
+                inner.watch(tensors[penalized])
+                value = fn(*tensors)
+            penalty = tf.reduce_sum(
+                inner.gradient(value, tensors[penalized]) ** 2
+            )
+        grads = outer.gradient(penalty, tensors)
+    elif BACKEND == "jax":
+        import jax
+
+        def penalty(*tensors):
+            gradient = jax.grad(fn, argnums=penalized)(*tensors)
+            return jax.numpy.sum(gradient**2)
+
+        grads = jax.jit(jax.grad(penalty, argnums=tuple(range(len(args)))))(
+            *_backend_tensors(args)
+        )
+    else:
+        tensors = _backend_tensors(args, requires_grad=True)
+        (gradient,) = torch.autograd.grad(
+            fn(*tensors), tensors[penalized], create_graph=True
+        )
+        grads = torch.autograd.grad(
+            (gradient**2).sum(), tensors, allow_unused=True
+        )
+    return [
+        np.zeros_like(a) if g is None else keras.ops.convert_to_numpy(g)
+        for a, g in zip(args, grads, strict=True)
+    ]
+
+
+def hessian(fn, x):
+    """The Hessian of `fn` at `x`, by the backend's own Hessian API.
+
+    `jax.hessian` (forward over reverse) on JAX,
+    `torch.autograd.functional.hessian` on torch, and a tape's `jacobian` of
+    a tape's gradient on TensorFlow.
+
+    Args:
+        fn: maps a backend tensor to a scalar tensor, using `keras.ops`.
+        x: NumPy array.
+
+    Returns:
+        NumPy array of shape `x.shape + x.shape`.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        tensor = tf.convert_to_tensor(x)
+        with tf.GradientTape() as outer:
+            outer.watch(tensor)
+            with tf.GradientTape() as inner:
+                inner.watch(tensor)
+                value = fn(tensor)
+            gradient = inner.gradient(value, tensor)
+        result = outer.jacobian(gradient, tensor)
+    elif BACKEND == "jax":
+        import jax
+
+        result = jax.jit(jax.hessian(fn))(jax.numpy.asarray(x))
+    else:
+        result = torch.autograd.functional.hessian(fn, torch.tensor(x))
+    return keras.ops.convert_to_numpy(result)
+
+
 def assert_gradients_match_finite_differences(fn, args, rng, step, rtol):
     """Check the backend's gradients of `fn` by central differences.
 

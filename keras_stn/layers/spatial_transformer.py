@@ -19,6 +19,7 @@ from keras_stn.ops.validation import check_positive_number
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.validation import standardize_size
+from keras_stn.ops.validation import to_tensor
 from keras_stn.ops.xla_sampling import has_xla_sampler
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
@@ -316,7 +317,7 @@ class SpatialTransformer(keras.layers.Layer):
         )
         input_size = tuple(images.shape[1:-1])
         output_size = self.output_size or input_size
-        theta = ops.convert_to_tensor(theta)
+        theta = to_tensor(theta, "theta")
         theta_shape = self._theta_shape(len(input_size))
         check_shape(
             theta,

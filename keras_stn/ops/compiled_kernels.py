@@ -28,6 +28,7 @@ import warnings
 
 import keras
 
+from keras_stn.ops.coordinates import unnormalize
 from keras_stn.typing import Tensor
 
 KERNELS_DIR = pathlib.Path(__file__).parent / "kernels"
@@ -95,6 +96,36 @@ def kernel_samples(
             for point in points
         )
     )
+
+
+def pixel_points(
+    images: Tensor, points: Tensor | list[Tensor], align_corners: bool | None
+) -> list[Tensor]:
+    """The kernel's sampling points in pixels, one tensor per axis.
+
+    What the generic sampler takes: the kernel's second derivatives, and
+    its fallbacks, run there.
+
+    Args:
+        images: the channels-last batch that is sampled.
+        points: the coordinates in the order `x, y[, z]`: a tensor of shape
+            `(batch, *output_shape, rank)`, or a list of one tensor of shape
+            `(batch, *output_shape)` per axis.
+        align_corners: `None` for points in pixels; else the convention of
+            normalized points, as in `grid_sample`.
+
+    Returns:
+        One tensor of shape `(batch, *output_shape)` per axis, in pixels.
+    """
+    if not isinstance(points, (list, tuple)):
+        points = [points[..., axis] for axis in range(points.shape[-1])]
+    if align_corners is None:
+        return list(points)
+    sizes = reversed(images.shape[1:-1])
+    return [
+        unnormalize(point, size, align_corners)
+        for point, size in zip(points, sizes, strict=True)
+    ]
 
 
 @functools.cache

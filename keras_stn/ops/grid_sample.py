@@ -29,6 +29,7 @@ from keras_stn.ops.validation import check_same_batch
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import check_spatial_axes_not_empty
 from keras_stn.ops.validation import standardize_data_format
+from keras_stn.ops.validation import to_tensor
 from keras_stn.ops.xla_sampling import has_xla_sampler
 from keras_stn.ops.xla_sampling import xla_compiled
 from keras_stn.typing import Tensor
@@ -109,7 +110,7 @@ def grid_sample(
         images, mode, padding_mode, data_format, implementation
     )
     rank = len(images.shape) - 2
-    grid = ops.convert_to_tensor(grid)
+    grid = to_tensor(grid, "grid")
     check_float_dtype(grid, "grid")
     axes = ("out_depth, " if rank == 3 else "") + "out_height, out_width"
     check_shape(
@@ -175,7 +176,7 @@ def prepare_images(
     check_padding_mode(padding_mode)
     check_implementation(implementation)
     data_format = standardize_data_format(data_format)
-    images = ops.convert_to_tensor(images)
+    images = to_tensor(images, "images")
     check_float_dtype(images, "images")
     rank = len(images.shape)
     check_shape(
@@ -290,16 +291,15 @@ def _kernel_sample(images, points, padding_mode, align_corners=None):
     stack them, and its gradients to unstack them), and the others stacked
     (XLA fuses the stacking into the points' computation).
     """
+    generic = _sample_bilinear_pixels
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return tf_sample(images, points, padding_mode, align_corners)
+        return tf_sample(images, points, padding_mode, generic, align_corners)
     if isinstance(points, list):
         points = ops.stack(points, axis=-1)
     if backend == "jax":
-        return jax_sample(
-            images, points, padding_mode, _sample_bilinear_pixels, align_corners
-        )
-    return torch_sample(images, points, padding_mode, align_corners)
+        return jax_sample(images, points, padding_mode, generic, align_corners)
+    return torch_sample(images, points, padding_mode, generic, align_corners)
 
 
 def _sample_finite_pixels(images, points, mode, padding_mode, align_corners):
@@ -314,9 +314,9 @@ def _sample_finite_pixels(images, points, mode, padding_mode, align_corners):
 
 
 def _sample_bilinear_pixels(images, points, padding_mode):
-    """`_sample_finite_pixels` for `jax_sample`: bilinear sampling
-    with `"zeros"` or `"border"` padding, where `align_corners` changes
-    nothing."""
+    """`_sample_finite_pixels` for the kernels' second derivatives and
+    fallbacks: bilinear sampling with `"zeros"` or `"border"` padding, where
+    `align_corners` changes nothing."""
     return _sample_finite_pixels(
         images, points, "bilinear", padding_mode, align_corners=False
     )

@@ -22,6 +22,7 @@ from keras_stn.ops.coordinates import unnormalize_factors
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_size
+from keras_stn.ops.validation import to_tensor
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -40,7 +41,7 @@ def check_matrix(matrix: Tensor, name: str, projective: bool) -> Tensor:
         `matrix` as a tensor; its number of spatial axes is
         `matrix.shape[2] - 1`.
     """
-    matrix = ops.convert_to_tensor(matrix)
+    matrix = to_tensor(matrix, name)
     check_float_dtype(matrix, name)
     extra = int(projective)
     rank = 3 if tuple(matrix.shape[-2:]) == (3 + extra, 4) else 2

@@ -31,7 +31,7 @@ from keras_stn.ops.compiled_kernels import KERNEL_PADDING_MODES
 from keras_stn.ops.compiled_kernels import compiled_library
 from keras_stn.ops.compiled_kernels import coordinates_code
 from keras_stn.ops.compiled_kernels import kernel_samples
-from keras_stn.ops.coordinates import unnormalize
+from keras_stn.ops.compiled_kernels import pixel_points
 from keras_stn.typing import Tensor
 
 # The FFI handlers of `kernels/jax_bilinear_sampling.cc`, by the gradients
@@ -97,18 +97,6 @@ def jax_sample(
     return jnp.reshape(outputs, (-1, *output_shape, images.shape[-1]))
 
 
-def _pixel_points(images, points, align_corners):
-    """`(batch, points, rank)` coordinates as pixel coordinates, one tensor
-    per axis."""
-    sizes = reversed(images.shape[1:-1])
-    return [
-        points[..., axis]
-        if align_corners is None
-        else unnormalize(points[..., axis], size, align_corners)
-        for axis, size in enumerate(sizes)
-    ]
-
-
 @functools.cache
 def _sampler():
     """Sampling whose forward and backward passes under `jax.vjp` are the
@@ -120,8 +108,9 @@ def _sampler():
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
     def sample(images, points, padding_mode, generic, align_corners):
-        pixel_points = _pixel_points(images, points, align_corners)
-        return generic(images, pixel_points, padding_mode)
+        return generic(
+            images, pixel_points(images, points, align_corners), padding_mode
+        )
 
     def forward(images, points, padding_mode, generic, align_corners):
         wants = tuple(
@@ -176,12 +165,14 @@ def _primitives():
     import jax
     import jax.numpy as jnp
     from jax.extend.core import Primitive
+    from jax.interpreters import ad
     from jax.interpreters import batching
     from jax.interpreters import mlir
 
     def generic_sample(images, points, *, padding_mode, generic, align_corners):
-        pixel_points = _pixel_points(images, points, align_corners)
-        return generic(images, pixel_points, padding_mode)
+        return generic(
+            images, pixel_points(images, points, align_corners), padding_mode
+        )
 
     def generic_gradients(images, points, upstream, *, wants, **options):
         _, vjp = jax.vjp(
@@ -252,6 +243,22 @@ def _primitives():
 
         return rule
 
+    def differentiated(primitive, generic_function):
+        """The primitive's JVP: its own value, and the generic function's
+        tangent, so that second derivatives (`jax.hessian`, a gradient of
+        a gradient) pass through the kernel's operations."""
+
+        def rule(primals, tangents, **params):
+            tangents = tuple(map(ad.instantiate_zeros, tangents))
+            _, tangents_out = jax.jvp(
+                functools.partial(generic_function, **params),
+                primals,
+                tangents,
+            )
+            return primitive.bind(*primals, **params), tangents_out
+
+        return rule
+
     @functools.cache
     def compiled(primitive, **params):
         """The primitive with these parameters under `jax.jit`, compiled
@@ -284,6 +291,9 @@ def _primitives():
             primitive, lowering(generic_rule, target_of), platform="cpu"
         )
         batching.primitive_batchers[primitive] = batched(primitive)
+        ad.primitive_jvps[primitive] = differentiated(
+            primitive, generic_function
+        )
     return sample, gradients
 
 

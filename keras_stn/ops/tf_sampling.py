@@ -26,6 +26,7 @@ from keras_stn.ops.compiled_kernels import KERNEL_PADDING_MODES
 from keras_stn.ops.compiled_kernels import compiled_library
 from keras_stn.ops.compiled_kernels import coordinates_code
 from keras_stn.ops.compiled_kernels import kernel_samples
+from keras_stn.ops.compiled_kernels import pixel_points
 from keras_stn.typing import Tensor
 
 
@@ -48,13 +49,9 @@ def has_tf_kernel(
         images, points, mode, padding_mode
     ):
         return False
-    import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util
-
-    graph = tf.compat.v1.get_default_graph()
     return (
         _recorded(images, *points)
-        and not control_flow_util.GraphOrParentsInXlaContext(graph)
+        and not _in_xla_compilation()
         and not _has_gpus()
         and _library() is not None
     )
@@ -64,6 +61,7 @@ def tf_sample(
     images: Tensor,
     points: Tensor | list[Tensor],
     padding_mode: str,
+    generic,
     align_corners: bool | None = None,
 ) -> Tensor:
     """Sample channels-last images bilinearly at points.
@@ -81,6 +79,9 @@ def tf_sample(
             one of shape `(batch, *output_shape)` per axis, which the
             kernel reads as they are (no stacking, and gradients for each).
         padding_mode: `"zeros"` or `"border"`.
+        generic: the generic sampler, `generic(images, points,
+            padding_mode)` with points in pixels, one tensor per axis, which
+            computes second derivatives.
         align_corners: `None` for coordinates in pixels (pixel `i` has its
             centre at `i`); else normalized ones, with this convention.
 
@@ -106,27 +107,74 @@ def tf_sample(
     # Only the gradients that a tape records are computed.
     wants_images, wants_points = _recorded(images), _recorded(*arrays)
 
+    def generic_gradients(images, flat, upstream):
+        """The wanted gradients, from the generic sampler's graph."""
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([images, *flat])
+            points = flat if per_axis else flat[0]
+            outputs = generic(
+                images,
+                pixel_points(images, points, align_corners),
+                padding_mode,
+            )
+        gradients = tape.gradient(
+            outputs,
+            [images, *flat],
+            upstream,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+        return (gradients[:1] if wants_images else []) + (
+            gradients[1:] if wants_points else []
+        )
+
+    @tf.custom_gradient
+    def kernel_gradients(images, upstream, *flat):
+        """The wanted gradients, from the kernel; their own gradients (a
+        second derivative) through the generic sampler."""
+        arguments = (images, flat, upstream)
+        if wants_images and wants_points:
+            grad_images, grad_points = library.keras_stn_bilinear_grad_both(
+                *arguments, **options
+            )
+            gradients = [grad_images, *grad_points]
+        elif wants_images:
+            gradients = [
+                library.keras_stn_bilinear_grad_images(*arguments, **options)
+            ]
+        else:
+            gradients = library.keras_stn_bilinear_grad_points(
+                *arguments, **options
+            )
+
+        def second_derivatives(*cotangents):
+            inputs = [images, upstream, *flat]
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(inputs)
+                first = generic_gradients(images, flat, upstream)
+            cotangents = [
+                tf.zeros_like(gradient) if cotangent is None else cotangent
+                for gradient, cotangent in zip(first, cotangents, strict=True)
+            ]
+            return tape.gradient(
+                first,
+                inputs,
+                cotangents,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+
+        return gradients, second_derivatives
+
     @tf.custom_gradient
     def sample(images, *flat):
         outputs = library.keras_stn_bilinear_sample(images, flat, **options)
 
         def backward(upstream):
-            arguments = (images, flat, upstream)
-            no_points = [None] * len(flat)
-            if wants_images and wants_points:
-                grad_images, grad_points = library.keras_stn_bilinear_grad_both(
-                    *arguments, **options
-                )
-                return [grad_images, *grad_points]
-            if wants_images:
-                grad_images = library.keras_stn_bilinear_grad_images(
-                    *arguments, **options
-                )
-                return [grad_images, *no_points]
-            return [
-                None,
-                *library.keras_stn_bilinear_grad_points(*arguments, **options),
-            ]
+            gradients = iter(kernel_gradients(images, upstream, *flat))
+            grad_images = next(gradients) if wants_images else None
+            grad_points = (
+                list(gradients) if wants_points else [None] * len(flat)
+            )
+            return [grad_images, *grad_points]
 
         return outputs, backward
 
@@ -139,10 +187,34 @@ def tf_sample(
 
 
 def _recorded(*tensors):
-    """Whether a gradient tape records operations on any of `tensors`."""
-    from tensorflow.python.eager import record
+    """Whether a gradient tape records operations on any of `tensors`.
 
-    return record.should_record_backprop(tensors)
+    TensorFlow answers this with a private function only; should it move
+    or fail, the answer is `False`, and the sampler takes its other paths
+    (the same numbers, slower).
+    """
+    try:
+        from tensorflow.python.eager import record
+
+        return bool(record.should_record_backprop(tensors))
+    except Exception:  # Any failure of a private API means "don't know".
+        return False
+
+
+def _in_xla_compilation():
+    """Whether the current graph is compiled by XLA (`jit_compile=True`).
+
+    TensorFlow answers this with a private function only; should it move
+    or fail, the answer is `True`, and the sampler takes its other paths.
+    """
+    try:
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
+
+        graph = tf.compat.v1.get_default_graph()
+        return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+    except Exception:  # Any failure of a private API means "don't know".
+        return True
 
 
 @functools.cache

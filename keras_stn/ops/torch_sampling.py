@@ -6,8 +6,9 @@ and an argument that requires them), bilinear (trilinear) sampling with
 C++ kernel of `keras_stn/ops/kernels/bilinear_sampling.h`, called through
 `ctypes` on torch's number of intra-op threads, with the generic sampler's
 numbers (its rule for NaN and infinite points included) up to float
-rounding. The backward pass computes only the gradients autograd needs,
-once: a second derivative raises an error instead of passing through it.
+rounding. The backward pass computes only the gradients autograd needs;
+where autograd records it in turn (`create_graph=True`, for second
+derivatives), it computes them through the generic sampler instead.
 `grid_sample` hands the kernel its grid as it is.
 
 Elsewhere PyTorch's own `grid_sample` runs (`keras_stn.ops.native_sampling`):
@@ -26,6 +27,7 @@ from keras_stn.ops.compiled_kernels import KERNEL_PADDING_MODES
 from keras_stn.ops.compiled_kernels import compiled_library
 from keras_stn.ops.compiled_kernels import coordinates_code
 from keras_stn.ops.compiled_kernels import kernel_samples
+from keras_stn.ops.compiled_kernels import pixel_points
 from keras_stn.typing import Tensor
 
 # The kernel's dtype codes.
@@ -74,6 +76,7 @@ def torch_sample(
     images: Tensor,
     points: Tensor,
     padding_mode: str,
+    generic,
     align_corners: bool | None = None,
 ) -> Tensor:
     """Sample channels-last images bilinearly at points.
@@ -87,55 +90,85 @@ def torch_sample(
         points: float tensor of shape `(batch, *output_shape, rank)`, the
             points' coordinates in the order `x, y[, z]`.
         padding_mode: `"zeros"` or `"border"`.
+        generic: the generic sampler, `generic(images, points,
+            padding_mode)` with points in pixels, one tensor per axis, which
+            computes second derivatives.
         align_corners: `None` for coordinates in pixels (pixel `i` has its
             centre at `i`); else normalized ones, with this convention.
 
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`.
     """
-    options = (
-        KERNEL_PADDING_MODES[padding_mode],
-        coordinates_code(align_corners),
-    )
     output_shape = points.shape[1:-1]
     flat = points.reshape(points.shape[0], -1, points.shape[-1])
-    outputs = _sampling_function().apply(images, flat, options)
+    outputs = _sampling_function().apply(
+        images, flat, padding_mode, generic, align_corners
+    )
     return outputs.reshape(*points.shape[:1], *output_shape, images.shape[-1])
 
 
 @functools.cache
 def _sampling_function():
     """The kernel as a `torch.autograd.Function` of `(images, points,
-    options)`, points of shape `(batch, points, rank)`."""
+    padding_mode, generic, align_corners)`, points of shape `(batch,
+    points, rank)`."""
     import torch
 
     class Sample(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, images, points, options):
-            images, points = images.contiguous(), points.contiguous()
+        def forward(ctx, images, points, padding_mode, generic, align_corners):
+            options = (
+                KERNEL_PADDING_MODES[padding_mode],
+                coordinates_code(align_corners),
+            )
             outputs = images.new_empty((*points.shape[:2], images.shape[-1]))
-            _call("KerasStnBilinearSample", [images, points, outputs], options)
+            _call(
+                "KerasStnBilinearSample",
+                [images.contiguous(), points.contiguous(), outputs],
+                options,
+            )
             ctx.save_for_backward(images, points)
             ctx.options = options
+            ctx.generic = functools.partial(generic, padding_mode=padding_mode)
+            ctx.align_corners = align_corners
             return outputs
 
         @staticmethod
-        @torch.autograd.function.once_differentiable
         def backward(ctx, upstream):
             images, points = ctx.saved_tensors
-            wants_images, wants_points = ctx.needs_input_grad[:2]
-            grad_images = torch.empty_like(images) if wants_images else None
-            grad_points = torch.empty_like(points) if wants_points else None
-            if wants_images or wants_points:
+            wants = ctx.needs_input_grad[:2]
+            if torch.is_grad_enabled():
+                # `create_graph=True`: gradients that are differentiated in
+                # turn, through the generic sampler's graph. Views of the
+                # arguments, so that the gradients are partial ones where
+                # the points were computed from the images.
+                images, points = images.view_as(images), points.view_as(points)
+                outputs = ctx.generic(
+                    images, pixel_points(images, points, ctx.align_corners)
+                )
+                inputs = zip((images, points), wants, strict=True)
+                wanted = [tensor for tensor, want in inputs if want]
+                found = iter(
+                    torch.autograd.grad(
+                        outputs, wanted, upstream, create_graph=True
+                    )
+                )
+                grad_images, grad_points = (
+                    next(found) if w else None for w in wants
+                )
+                return grad_images, grad_points, None, None, None
+            grad_images = torch.empty_like(images) if wants[0] else None
+            grad_points = torch.empty_like(points) if wants[1] else None
+            if any(wants):
                 buffers = [
-                    images,
-                    points,
+                    images.contiguous(),
+                    points.contiguous(),
                     upstream.contiguous(),
                     grad_images,
                     grad_points,
                 ]
                 _call("KerasStnBilinearGradients", buffers, ctx.options)
-            return grad_images, grad_points, None
+            return grad_images, grad_points, None, None, None
 
     return Sample
 

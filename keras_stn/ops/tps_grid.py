@@ -21,6 +21,7 @@ from keras_stn.ops.coordinates import unnormalize_factors
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_size
+from keras_stn.ops.validation import to_tensor
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -205,7 +206,7 @@ def _check_control_points(control_points):
 
 
 def _check_targets(targets, num_points):
-    targets = ops.convert_to_tensor(targets)
+    targets = to_tensor(targets, "targets")
     check_float_dtype(targets, "targets")
     check_shape(
         targets,

@@ -7,6 +7,7 @@ instead of a shape error from deep inside TensorFlow, JAX or PyTorch.
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
@@ -140,6 +141,39 @@ def _is_positive_int(value):
         return int(value) == value and int(value) > 0
     except (TypeError, ValueError):
         return False
+
+
+def to_tensor(value, name: str) -> Tensor:
+    """Convert an argument to a backend tensor, reading variables.
+
+    Keras' `convert_to_tensor` passes a Keras variable or a TensorFlow
+    variable through as it is; the samplers read it here instead, so that a
+    gradient tape that watches the variable records what they compute.
+
+    Args:
+        value: a NumPy array, a nested list of numbers, a backend tensor,
+            a TensorFlow variable, or a `keras.Variable`.
+        name: the argument's name, for the error message.
+
+    Returns:
+        The value as a tensor of the backend.
+    """
+    if isinstance(value, keras.Variable):
+        value = value.value
+    try:
+        tensor = ops.convert_to_tensor(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a tensor, a "
+            f"NumPy array or a nested list of numbers. Received "
+            f"{name}={value!r} ({error})"
+        ) from error
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(tensor, tf.Variable):
+            tensor = tf.convert_to_tensor(tensor)
+    return tensor
 
 
 def check_float_dtype(x: Tensor, name: str) -> None:

@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_stn.ops.affine_grid import affine_grid
 from keras_stn.ops.affine_grid import affine_pixel_grid
+from keras_stn.ops.validation import to_tensor
 from keras_stn.transforms.transform import Transform
 
 
@@ -43,7 +44,7 @@ class Affine(Transform):
         Returns:
             `theta`, of shape `(batch, 2, 3)` (or `(batch, 3, 4)`).
         """
-        return ops.convert_to_tensor(parameters)
+        return to_tensor(parameters, "parameters")
 
     def pixel_grid(self, parameters, input_size, output_size, align_corners):
         return affine_pixel_grid(
@@ -79,7 +80,7 @@ class Attention(Affine):
         return np.eye(1, 1 + spatial_rank)[0]
 
     def to_affine(self, parameters):
-        parameters = ops.convert_to_tensor(parameters)
+        parameters = to_tensor(parameters, "parameters")
         scale, translation = parameters[:, :1], parameters[:, 1:]
         rank = translation.shape[-1]
         eye = ops.convert_to_tensor(np.eye(rank), parameters.dtype)
@@ -113,7 +114,7 @@ class Similarity(Affine):
         return np.array([1.0, 0.0, 0.0, 0.0])
 
     def to_affine(self, parameters):
-        parameters = ops.convert_to_tensor(parameters)
+        parameters = to_tensor(parameters, "parameters")
         scale, angle = parameters[:, 0], parameters[:, 1]
         cos, sin = scale * ops.cos(angle), scale * ops.sin(angle)
         rows = [

@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_stn.ops.projective_grid import projective_grid
 from keras_stn.ops.projective_grid import projective_pixel_grid
+from keras_stn.ops.validation import to_tensor
 from keras_stn.transforms.transform import Transform
 
 
@@ -43,7 +44,7 @@ class Projective(Transform):
         Returns:
             The matrices, of shape `(batch, 3, 3)` (or `(batch, 4, 4)`).
         """
-        parameters = ops.convert_to_tensor(parameters)
+        parameters = to_tensor(parameters, "parameters")
         size = int(round((parameters.shape[-1] + 1) ** 0.5))
         last = ops.ones_like(parameters[:, :1])
         entries = ops.concatenate([parameters, last], axis=-1)

@@ -1,11 +1,11 @@
 """The base class of the transform families."""
 
 import numpy as np
-from keras import ops
 
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_size
+from keras_stn.ops.validation import to_tensor
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -117,7 +117,7 @@ class Transform:
     def check_parameters(self, parameters: Tensor, spatial_rank: int):
         """Check a batch of parameters and return it as a tensor."""
         self.check_spatial_rank(spatial_rank)
-        parameters = ops.convert_to_tensor(parameters)
+        parameters = to_tensor(parameters, "parameters")
         check_float_dtype(parameters, "parameters")
         shape = self.parameter_shape(spatial_rank)
         check_shape(
