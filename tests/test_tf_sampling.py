@@ -230,3 +230,39 @@ def test_fit_takes_the_kernel(monkeypatch):
     assert len(calls) == (1 if BACKEND == "tensorflow" else 0)
     model.predict(images, verbose=0)
     assert len(calls) == (1 if BACKEND == "tensorflow" else 0)
+
+
+@pytest.mark.parametrize(
+    "missing", ("should_record_backprop", "GraphOrParentsInXlaContext")
+)
+def test_without_tensorflows_private_queries_the_other_paths_run(
+    monkeypatch, missing
+):
+    """TensorFlow answers "does a tape record this?" and "is this graph
+    compiled by XLA?" with private functions only: where one is gone, the
+    sampler gives the same numbers without the kernel."""
+    private_function = tf_sampling._private_function
+    monkeypatch.setattr(
+        tf_sampling,
+        "_private_function",
+        lambda module, name: (
+            None if name == missing else private_function(module, name)
+        ),
+    )
+    images, grid, upstream = random_sampling_problem(3, SIZE)
+    expected = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )
+    if BACKEND != "tensorflow":
+        points = [ops.convert_to_tensor(grid[..., 0])] * 2
+        assert not tf_sampling.has_tf_kernel(
+            ops.convert_to_tensor(images), points, "bilinear", "zeros"
+        )
+        return
+    output, gradients, used = gradients_of(
+        images, grid, upstream, "zeros", jit_compile=False
+    )
+    assert used == set()
+    np.testing.assert_allclose(output, expected[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradients[0], expected[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)

@@ -19,6 +19,7 @@ kernel (`keras_stn.ops.compiled_kernels`).
 """
 
 import functools
+import importlib
 
 import keras
 
@@ -189,32 +190,43 @@ def tf_sample(
 def _recorded(*tensors):
     """Whether a gradient tape records operations on any of `tensors`.
 
-    TensorFlow answers this with a private function only; should it move
-    or fail, the answer is `False`, and the sampler takes its other paths
+    TensorFlow answers this with a private function only; where it is gone
+    or fails, the answer is `False`, and the sampler takes its other paths
     (the same numbers, slower).
     """
+    should_record = _private_function(
+        "tensorflow.python.eager.record", "should_record_backprop"
+    )
     try:
-        from tensorflow.python.eager import record
-
-        return bool(record.should_record_backprop(tensors))
-    except Exception:  # Any failure of a private API means "don't know".
+        return should_record is not None and bool(should_record(tensors))
+    except Exception:  # A private API that fails means "don't know".
         return False
 
 
 def _in_xla_compilation():
     """Whether the current graph is compiled by XLA (`jit_compile=True`).
 
-    TensorFlow answers this with a private function only; should it move
-    or fail, the answer is `True`, and the sampler takes its other paths.
+    TensorFlow answers this with a private function only; where it is gone
+    or fails, the answer is `True`, and the sampler takes its other paths.
     """
-    try:
-        import tensorflow as tf
-        from tensorflow.python.ops import control_flow_util
+    import tensorflow as tf
 
+    in_xla_context = _private_function(
+        "tensorflow.python.ops.control_flow_util", "GraphOrParentsInXlaContext"
+    )
+    try:
         graph = tf.compat.v1.get_default_graph()
-        return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
-    except Exception:  # Any failure of a private API means "don't know".
+        return in_xla_context is None or bool(in_xla_context(graph))
+    except Exception:  # A private API that fails means "don't know".
         return True
+
+
+def _private_function(module, name):
+    """A private function of TensorFlow, or `None` where it is gone."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
 
 
 @functools.cache
