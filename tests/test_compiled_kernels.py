@@ -7,6 +7,7 @@ import pathlib
 import jax
 import pytest
 
+from keras_stn import kernels
 from keras_stn.ops import compiled_kernels
 
 SOURCE = "jax_bilinear_sampling.cc"
@@ -92,3 +93,24 @@ def test_default_cache_is_under_keras_home(monkeypatch, tmp_path):
     assert compiled_kernels._cache_dir() == pathlib.Path(
         os.path.expanduser("~/.keras"), "keras_stn", "kernels"
     )
+
+
+def test_a_build_says_so_before_it_starts(kernel_cache, capsys):
+    compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
+    message = capsys.readouterr().err
+    assert f"compiling its C++ sampling kernel `{SOURCE}`" in message
+    assert "python -m keras_stn.kernels build" in message
+    compiled_kernels.compiled_library.cache_clear()
+    compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
+    assert capsys.readouterr().err == "", "a built kernel is reused quietly"
+
+
+def test_the_build_command_builds_and_reports_where(kernel_cache, capsys):
+    assert kernels.installed_backends() == ["tensorflow", "jax", "torch"]
+    assert kernels.main(["build", "torch"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    (library,) = kernel_cache.glob("*.so")
+    assert library.name.startswith("c_bilinear_sampling-")
+    assert line.startswith(f"torch: {library} (")
+    with pytest.raises(ValueError, match="backends"):
+        kernels.build(["numpy"])

@@ -8,7 +8,8 @@ cannot take are listed in the README ("Export and serving"), with the
 exact error; each backend here tests the paths it can take:
 
 - TensorFlow: SavedModel, ONNX (tf2onnx), LiteRT (the TensorFlow converter,
-  builtin ops only, and `format="litert"`);
+  builtin ops only, and `format="litert"`), run by `ai-edge-litert`'s
+  interpreter;
 - JAX: SavedModel (jax2tf), ONNX (jax2onnx; with a localization net
   without max pooling, which jax2onnx exports as a pooling over the batch
   and channel axes too), LiteRT from the SavedModel of a static batch size;
@@ -48,27 +49,33 @@ def strided_localization_net():
     )
 
 
-def trained_model(localization_net=None, transform="affine"):
+def trained_model(localization_net=None, transform="affine", defaults=False):
     """A small ST regressor, trained a few steps away from the identity.
 
     Args:
         localization_net: the transformer's localization net, or `None`
             for `default_localization_net`.
         transform: the transform family.
+        defaults: if true, the layer's other options are its defaults
+            (`output_size=None`, no `theta_bound`); else it has an output
+            size of its own and a bound.
 
     Returns:
         `(model, images)`: the model and a batch of 5 test images.
     """
     keras.utils.set_random_seed(0)
     inputs = keras.Input(SHAPE)
+    options = {
+        "output_size": (16, 16),
+        # Keeps the few steps of training from sending the grid off the
+        # images (where zero padding would make the outputs constant).
+        "theta_bound": 0.5,
+    }
     warped = SpatialTransformer(
         localization_net=localization_net,
         transform=transform,
-        output_size=(16, 16),
-        # Keeps the few steps of training from sending the grid off the
-        # images (where zero padding would make the outputs constant).
-        theta_bound=0.5,
         name="transformer",
+        **({} if defaults else options),
     )(inputs)
     # A linear head: every output depends on every warped pixel.
     features = keras.layers.Flatten()(warped)
@@ -96,9 +103,9 @@ def keras_outputs(model, images):
 
 def litert_outputs(model_content, images):
     """Run a LiteRT model on `images`, resizing its input to their shape."""
-    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = tf.lite.Interpreter(model_content=model_content)
+    interpreter = Interpreter(model_content=model_content)
     (input_details,) = interpreter.get_input_details()
     interpreter.resize_tensor_input(input_details["index"], images.shape)
     interpreter.allocate_tensors()
@@ -140,18 +147,21 @@ def default_or_strided_net():
     return strided_localization_net() if BACKEND == "jax" else None
 
 
-@pytest.mark.parametrize("transform", ("affine", "tps"))
-def test_onnx(tmp_path, transform):
-    model, images = trained_model(default_or_strided_net(), transform)
+@pytest.mark.parametrize(
+    "transform,defaults", (("affine", True), ("affine", False), ("tps", False))
+)
+def test_onnx(tmp_path, transform, defaults):
+    model, images = trained_model(default_or_strided_net(), transform, defaults)
     path = tmp_path / "model.onnx"
     model.export(path, format="onnx", verbose=False)
     outputs = onnx_outputs(path, images)
     assert_close(outputs, keras_outputs(model, images), TOLERANCE, "onnx")
 
 
-def test_saved_model_or_torch_export(tmp_path):
+@pytest.mark.parametrize("defaults", (True, False))
+def test_saved_model_or_torch_export(tmp_path, defaults):
     """SavedModel on TensorFlow and JAX; `torch.export` on torch."""
-    model, images = trained_model()
+    model, images = trained_model(defaults=defaults)
     expected = keras_outputs(model, images)
     if BACKEND == "torch":
         import torch
@@ -175,7 +185,8 @@ def test_saved_model_or_torch_export(tmp_path):
     assert_close(outputs, expected, TOLERANCE, "SavedModel")
 
 
-def test_litert_or_dynamic_onnx(tmp_path):
+@pytest.mark.parametrize("defaults", (True, False))
+def test_litert_or_dynamic_onnx(tmp_path, defaults):
     """LiteRT from a SavedModel; on torch, ONNX with a dynamic batch.
 
     On JAX the SavedModel has a static batch size (LiteRT cannot convert
@@ -183,7 +194,7 @@ def test_litert_or_dynamic_onnx(tmp_path):
     needs the `litert-torch` package, the same model goes to ONNX with the
     default localization net and is run on two batch sizes.
     """
-    model, images = trained_model()
+    model, images = trained_model(defaults=defaults)
     expected = keras_outputs(model, images)
     if BACKEND == "torch":
         path = tmp_path / "model.onnx"

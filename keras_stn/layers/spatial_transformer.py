@@ -189,6 +189,8 @@ class SpatialTransformer(keras.layers.Layer):
             theta_bound, "theta_bound", allow_none=True
         )
         self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=5)
+        # The spatial shape the layer was built for (`build`).
+        self._built_spatial_shape = None
 
     def build(self, input_shape):
         spatial_rank = len(input_shape) - 2
@@ -213,6 +215,7 @@ class SpatialTransformer(keras.layers.Layer):
                 f"an input of shape {tuple(input_shape)}"
             )
         check_mode(self.mode, spatial_rank)
+        self._built_spatial_shape = self._spatial_shape(input_shape)
         if self.localization_net is None:
             self.localization_net = default_localization_net(
                 self.data_format, self.dtype_policy, spatial_rank
@@ -315,7 +318,7 @@ class SpatialTransformer(keras.layers.Layer):
             self.data_format,
             self.implementation,
         )
-        input_size = tuple(images.shape[1:-1])
+        input_size = self._input_size(images)
         output_size = self.output_size or input_size
         theta = to_tensor(theta, "theta")
         theta_shape = self._theta_shape(len(input_size))
@@ -349,6 +352,24 @@ class SpatialTransformer(keras.layers.Layer):
             self._sampler_implementation(training),
         )
         return self._merge(outputs, data_format)
+
+    def _input_size(self, images):
+        """The spatial sizes of channels-last `images`, as `images.shape`
+        gives them, or as the layer was built where TorchScript's tracer
+        gives them as tensors (the torch ONNX export of a model whose batch
+        size only is dynamic: the other sizes are those of its inputs)."""
+        input_size = tuple(images.shape[1:-1])
+        if (
+            keras.backend.backend() == "torch"
+            and not are_static(input_size)
+            and self._built_spatial_shape is not None
+            and are_static(self._built_spatial_shape)
+        ):
+            import torch
+
+            if torch.jit.is_tracing():
+                return self._built_spatial_shape
+        return input_size
 
     def _points_for_any_size(self, theta, images):
         """The sampling points, in a graph traced for inputs of any size.

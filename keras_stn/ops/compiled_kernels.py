@@ -23,6 +23,7 @@ import pathlib
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import warnings
 
@@ -43,6 +44,13 @@ FLAGS = (
     "-fPIC",
 )
 KERNEL_DTYPES = ("float32", "float64")
+# How long each kernel takes to build, measured on 2 cores (README,
+# "First use"): TensorFlow's headers make its kernel the slowest.
+BUILD_SECONDS = {
+    "tf_bilinear_sampling.cc": "15-40",
+    "jax_bilinear_sampling.cc": "10-25",
+    "c_bilinear_sampling.cc": "5-15",
+}
 # The kernel's padding modes, and their codes in its `padding` attribute.
 KERNEL_PADDING_MODES = {"zeros": 0, "border": 1}
 
@@ -169,6 +177,7 @@ def compiled_library(
     path = _cache_dir() / f"{pathlib.Path(source).stem}-{_key(command)}.so"
     if path.exists():
         return path
+    _announce(source, path.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Built beside its final name and renamed, so that a process never
@@ -184,6 +193,20 @@ def compiled_library(
     except OSError as error:
         return _unavailable(source, f"cache `{path.parent}`: {error}")
     return path
+
+
+def _announce(source, cache_dir):
+    """Say, before a build starts, what it is and how to avoid it."""
+    seconds = BUILD_SECONDS.get(source, "10-40")
+    print(
+        f"keras-stn: compiling its C++ sampling kernel `{source}` for this "
+        f"machine (once, about {seconds} s; the first training step waits "
+        f"for it). Later runs reuse it from {cache_dir}. To build every "
+        "kernel ahead of time (Docker images, clusters): "
+        "python -m keras_stn.kernels build",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _compiler_name():

@@ -23,6 +23,7 @@ can build the kernel (`keras_stn.ops.compiled_kernels`).
 import ctypes
 import functools
 import math
+import pathlib
 
 import keras
 import numpy as np
@@ -297,13 +298,25 @@ def _primitives():
     return sample, gradients
 
 
+def build_kernel() -> pathlib.Path | None:
+    """Build JAX's kernel library (or find it built).
+
+    Returns:
+        Its path, or `None` where it could not be built.
+    """
+    import jax
+
+    return compiled_library(
+        "jax_bilinear_sampling.cc", (jax.ffi.include_dir(),)
+    )
+
+
 @functools.cache
 def _registered_targets() -> bool:
     """Build the kernel and register its FFI targets; whether that worked."""
     import jax
 
-    include_dirs = (jax.ffi.include_dir(),)
-    path = compiled_library("jax_bilinear_sampling.cc", include_dirs)
+    path = build_kernel()
     if path is None:
         return False
     library = ctypes.CDLL(path)

@@ -20,6 +20,7 @@ kernel (`keras_stn.ops.compiled_kernels`).
 
 import functools
 import importlib
+import pathlib
 
 import keras
 
@@ -236,16 +237,27 @@ def _has_gpus():
     return bool(tf.config.list_logical_devices("GPU"))
 
 
-@functools.cache
-def _library():
-    """The kernel's ops, loaded (built on first use), or `None`."""
+def build_kernel() -> pathlib.Path | None:
+    """Build TensorFlow's kernel library (or find it built).
+
+    Returns:
+        Its path, or `None` where it could not be built.
+    """
     import tensorflow as tf
 
     compile_flags = tf.sysconfig.get_compile_flags()
-    path = compiled_library(
+    return compiled_library(
         "tf_bilinear_sampling.cc",
         tuple(flag[2:] for flag in compile_flags if flag.startswith("-I")),
         tuple(flag for flag in compile_flags if not flag.startswith("-I"))
         + tuple(tf.sysconfig.get_link_flags()),
     )
+
+
+@functools.cache
+def _library():
+    """The kernel's ops, loaded (built on first use), or `None`."""
+    import tensorflow as tf
+
+    path = build_kernel()
     return None if path is None else tf.load_op_library(str(path))

@@ -20,6 +20,7 @@ kernel (`keras_stn.ops.compiled_kernels`).
 
 import ctypes
 import functools
+import pathlib
 
 import keras
 
@@ -210,8 +211,17 @@ def _call(name, tensors, options):
         )
 
 
+def build_kernel() -> pathlib.Path | None:
+    """Build torch's kernel library, plain C functions (or find it built).
+
+    Returns:
+        Its path, or `None` where it could not be built.
+    """
+    return compiled_library("c_bilinear_sampling.cc")
+
+
 @functools.cache
 def _library():
     """The kernel's C library, loaded (built on first use), or `None`."""
-    path = compiled_library("c_bilinear_sampling.cc")
+    path = build_kernel()
     return None if path is None else ctypes.CDLL(str(path))
