@@ -161,6 +161,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="use the first N training images (default: all)",
     )
     parser.add_argument(
+        "--test-images",
+        type=positive_int,
+        help="test on the first N test images (default: all)",
+    )
+    parser.add_argument(
         "--data",
         type=Path,
         default=DEFAULT_DATA,
@@ -197,6 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
     (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
     x_train, y_train = take_first(
         (x_train, y_train), args.train_images, "--train-images"
+    )
+    x_test, y_test = take_first(
+        (x_test, y_test), args.test_images, "--test-images"
     )
     model = build_model()
     model.compile(

@@ -275,7 +275,9 @@ def test_scaled_and_bounded_theta(
     kernel = rng.normal(0.0, 20.0 / theta_scale, regressor.kernel.shape)
     bias = rng.normal(0.0, 0.1, regressor.bias.shape)
     regressor.set_weights([kernel, bias])
-    offset = theta_scale * (images.mean(axis=(1, 2)) @ kernel + bias)
+    features = images.mean(axis=(1, 2))
+    features /= np.sqrt(np.sum(features**2, axis=-1, keepdims=True) + 1e-3)
+    offset = theta_scale * (features @ kernel + bias)
     if theta_bound is not None:
         offset = theta_bound * np.tanh(offset / theta_bound)
     expected = identity + offset.reshape(4, num_transformers, *identity.shape)

@@ -97,6 +97,18 @@ class SpatialTransformer(keras.layers.Layer):
             than the rest of the net: the remedy for a localization net
             that runs away in the first steps (a lower learning rate for it
             alone). `1.0` (the default) regresses `theta` directly.
+        normalize_features: if `True` (the default), the localization
+            net's feature vectors are scaled to unit length before the
+            regression layer. With SGD, the first step of `theta` grows with
+            the squared length of the features, which depends on the
+            localization net's initializers and width: with Keras' default
+            (Glorot) initializers it sent the grid off the image in the
+            first steps of the PyTorch STN tutorial's model (README, "The
+            PyTorch tutorial, ported"). Unit-length features make that step
+            independent of their scale; the kernel starts at zero, so the
+            layer still starts exactly at the identity. `False` regresses
+            from the features as they are (the paper's layer, and that of
+            models saved before this option).
         theta_bound: `None` (the default) regresses `theta` without limits.
             A positive number keeps each parameter within `theta_bound` of
             the identity's: the regression layer (starting at zero) gives
@@ -146,6 +158,7 @@ class SpatialTransformer(keras.layers.Layer):
         implementation: str = "auto",
         theta_scale: float = 1.0,
         theta_bound: float | None = None,
+        normalize_features: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -188,6 +201,7 @@ class SpatialTransformer(keras.layers.Layer):
         self.theta_bound = check_positive_number(
             theta_bound, "theta_bound", allow_none=True
         )
+        self.normalize_features = bool(normalize_features)
         self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=5)
         # The spatial shape the layer was built for (`build`).
         self._built_spatial_shape = None
@@ -263,7 +277,13 @@ class SpatialTransformer(keras.layers.Layer):
             more than 1. It is float32 under a float16 or bfloat16 dtype
             policy, so that sampling coordinates keep sub-pixel precision.
         """
-        theta = self.theta_regressor(self.localization_net(inputs))
+        features = self.localization_net(inputs)
+        if self.normalize_features:
+            features = ops.cast(features, self.theta_regressor.compute_dtype)
+            squared_length = ops.sum(ops.square(features), -1, keepdims=True)
+            # All-zero features (dead ReLUs) stay zero: theta is the bias.
+            features = features * ops.rsqrt(squared_length + 1e-3)
+        theta = self.theta_regressor(features)
         if self._regresses_offset:
             offset = theta * self.theta_scale
             if self.theta_bound is not None:
@@ -465,6 +485,7 @@ class SpatialTransformer(keras.layers.Layer):
                 "implementation": self.implementation,
                 "theta_scale": self.theta_scale,
                 "theta_bound": self.theta_bound,
+                "normalize_features": self.normalize_features,
             }
         )
         return config
@@ -478,4 +499,6 @@ class SpatialTransformer(keras.layers.Layer):
             )
         if "transform" in config:
             config["transform"] = transforms.get(config["transform"])
+        # Models saved before the option regressed from raw features.
+        config.setdefault("normalize_features", False)
         return cls(**config)
