@@ -1,8 +1,15 @@
 """keras-stn: Spatial Transformer Networks for Keras 3."""
 
+from keras_stn import callbacks
 from keras_stn import ops
 from keras_stn import transforms
 from keras_stn.layers import SpatialTransformer
 from keras_stn.version import __version__
 
-__all__ = ["SpatialTransformer", "ops", "transforms", "__version__"]
+__all__ = [
+    "SpatialTransformer",
+    "callbacks",
+    "ops",
+    "transforms",
+    "__version__",
+]

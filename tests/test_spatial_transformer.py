@@ -533,7 +533,7 @@ def test_a_volume_model_trains():
         ({"mode": "bicubic"}, (None, 6, 6, 6, 1), "`mode`"),
         ({"output_size": (5, 5)}, (None, 6, 6, 6, 1), "`output_size`"),
         ({"output_size": (5, 5, 5)}, (None, 6, 6, 1), "`output_size`"),
-        ({}, (None, None, None, 1), "spatial sizes"),
+        ({}, (None, None, None, 6, 1), "spatial sizes of volumes"),
     ],
 )
 def test_build_rejects_inputs_the_layer_cannot_handle(

@@ -12,8 +12,16 @@ _CONVOLUTIONS = {
 }
 
 
+# Images of an unknown size, or larger than this along an axis, are resized
+# to this size first, which bounds the net's cost and its number of weights.
+LARGEST_IMAGE_SIZE = 64
+
+
 def default_localization_net(
-    data_format: str | None = None, dtype=None, spatial_rank: int = 2
+    data_format: str | None = None,
+    dtype=None,
+    spatial_rank: int = 2,
+    input_size: tuple[int | None, ...] | None = None,
 ) -> keras.Sequential:
     """Build the default localization network: a small convolutional net.
 
@@ -22,9 +30,11 @@ def default_localization_net(
     followed by 2x2 max pooling, then a fully connected layer of 50 units.
     For volumes, the same with 3x3x3 convolutions and 2x2x2 pooling. It maps
     a batch of images to a batch of feature vectors, from which
-    `SpatialTransformer` regresses the transform. Sized for small inputs
-    (up to about 64x64); give `SpatialTransformer` a net of your own for
-    larger ones. Channels-first input is transposed to channels last first,
+    `SpatialTransformer` regresses the transform. Images of an unknown size
+    (`keras.Input((None, None, channels))`) or larger than 64 pixels along
+    an axis are first resized to 64x64 (bilinearly, with antialiasing), so
+    that the net works at any size at a bounded cost; volumes need known
+    sizes. Channels-first input is transposed to channels last first,
     since TensorFlow has no channels-first convolution on the CPU.
 
     Args:
@@ -32,6 +42,8 @@ def default_localization_net(
             `keras.config.image_data_format()`.
         dtype: the dtype policy of its layers.
         spatial_rank: 2 for images, 3 for volumes.
+        input_size: the input's spatial sizes (`None` for one unknown), or
+            `None` if not known.
 
     Returns:
         An unbuilt `keras.Sequential` mapping `(batch, ...image...)` to
@@ -54,6 +66,18 @@ def default_localization_net(
     if standardize_data_format(data_format) == "channels_first":
         order = tuple(range(2, spatial_rank + 2)) + (1,)
         layers.append(keras.layers.Permute(order, dtype=dtype))
+    if spatial_rank == 2 and any(
+        size is None or size > LARGEST_IMAGE_SIZE for size in input_size or ()
+    ):
+        layers.append(
+            keras.layers.Resizing(
+                LARGEST_IMAGE_SIZE,
+                LARGEST_IMAGE_SIZE,
+                antialias=True,
+                data_format="channels_last",
+                dtype=dtype,
+            )
+        )
     for _ in range(2):
         layers.append(
             convolution(

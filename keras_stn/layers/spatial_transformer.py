@@ -209,12 +209,14 @@ class SpatialTransformer(keras.layers.Layer):
     def build(self, input_shape):
         spatial_rank = len(input_shape) - 2
         self.transform.check_spatial_rank(spatial_rank)
-        if None in self._spatial_shape(input_shape) and (
-            self.localization_net is None
+        if (
+            spatial_rank == 3
+            and None in self._spatial_shape(input_shape)
+            and self.localization_net is None
         ):
             raise ValueError(
                 "The default localization net needs the spatial sizes of "
-                "the input, since it flattens its feature maps. For inputs "
+                "volumes, since it flattens its feature maps. For volumes "
                 "of any size, pass a `localization_net` that maps them to "
                 "feature vectors, for example one that ends in global "
                 f"pooling. Received an input of shape {tuple(input_shape)}"
@@ -232,11 +234,12 @@ class SpatialTransformer(keras.layers.Layer):
         self._built_spatial_shape = self._spatial_shape(input_shape)
         if self.localization_net is None:
             self.localization_net = default_localization_net(
-                self.data_format, self.dtype_policy, spatial_rank
+                self.data_format,
+                self.dtype_policy,
+                spatial_rank,
+                self._spatial_shape(input_shape),
             )
-        if not self.localization_net.built:
-            self.localization_net.build(input_shape)
-        features_shape = self.localization_net.compute_output_shape(input_shape)
+        features_shape = self._localization_features_shape(input_shape)
         if len(features_shape) != 2 or features_shape[-1] is None:
             raise ValueError(
                 "The `localization_net` must map the input to a batch of "
@@ -264,6 +267,27 @@ class SpatialTransformer(keras.layers.Layer):
         )
         self.theta_regressor.build(features_shape)
 
+    def _localization_features_shape(self, input_shape):
+        """Build the localization net; the shape of its features."""
+        try:
+            if not self.localization_net.built:
+                self.localization_net.build(input_shape)
+            return self.localization_net.compute_output_shape(input_shape)
+        except Exception as error:
+            layout = (
+                "channels first, (batch, channels, *spatial)"
+                if self.data_format == "channels_first"
+                else "channels last, (batch, *spatial, channels)"
+            )
+            raise ValueError(
+                "The `localization_net` could not take the layer's input, of "
+                f"shape {tuple(input_shape)}: it receives the input as it "
+                f"is, {layout} (data_format={self.data_format!r}). Give it "
+                "layers of that data format, or start it with "
+                "`keras.layers.Permute` to move the channels. The error was: "
+                f"{error}"
+            ) from error
+
     def compute_theta(self, inputs: Tensor) -> Tensor:
         """Return the transform parameters that the layer applies to `inputs`.
 
@@ -277,6 +301,9 @@ class SpatialTransformer(keras.layers.Layer):
             more than 1. It is float32 under a float16 or bfloat16 dtype
             policy, so that sampling coordinates keep sub-pixel precision.
         """
+        if not self.built:
+            # Called before the layer: build it for these inputs.
+            self.build(tuple(ops.shape(inputs)))
         features = self.localization_net(inputs)
         if self.normalize_features:
             features = ops.cast(features, self.theta_regressor.compute_dtype)

@@ -180,9 +180,16 @@ def check_float_dtype(x: Tensor, name: str) -> None:
     """Raise if the tensor `x` does not have a floating-point dtype."""
     dtype = keras.backend.standardize_dtype(x.dtype)
     if not keras.backend.is_float_dtype(dtype):
+        hint = ""
+        if dtype == "uint8":
+            hint = (
+                f". Images stored as bytes need a cast and a scale first, "
+                f"for example `{name} = {name}.astype('float32') / 255` "
+                f"(or `keras.ops.cast({name}, 'float32') / 255`)"
+            )
         raise ValueError(
             f"Invalid dtype for argument `{name}`. Expected a floating-point "
-            f"tensor. Received {name} with dtype={dtype}"
+            f"tensor. Received {name} with dtype={dtype}{hint}"
         )
 
 
