@@ -554,3 +554,14 @@ def test_warp_rejects_theta_of_the_wrong_shape(num_transformers, theta_shape):
     layer(images)
     with pytest.raises(ValueError, match="`theta`"):
         layer.warp(images, np.zeros(theta_shape, "float32"))
+
+
+def test_a_config_saved_before_normalize_features_keeps_raw_features():
+    """Models saved before the option regressed theta from the features as
+    they were; their config, without the key, still does."""
+    layer = SpatialTransformer()
+    assert layer.normalize_features
+    config = layer.get_config()
+    assert config["normalize_features"] is True
+    del config["normalize_features"]
+    assert not SpatialTransformer.from_config(config).normalize_features

@@ -11,6 +11,8 @@ Products and sums are written out elementwise rather than as a matrix
 product, which GPUs may run in reduced precision (TF32).
 """
 
+from fractions import Fraction
+
 import numpy as np
 from keras import ops
 
@@ -177,19 +179,8 @@ def _pixel_space_matrix(
         [normalize_factors(s, align_corners) for s in reversed(output_size)]
     )
     # constants[r, c, k, m] = a[r, k] * b[m, c], exact, then rounded once.
-    size = rank + 1
-    constants = np.array(
-        [
-            [
-                [
-                    [float(a[r][k] * b[m][c]) for m in range(size)]
-                    for k in range(size)
-                ]
-                for c in range(size)
-            ]
-            for r in range(rows)
-        ]
-    )
+    constants = a[:rows, None, :, None] * b.T[None, :, None, :]
+    constants = constants.astype(np.float64)
     products = matrix[:, None, None, :, :] * ops.convert_to_tensor(
         constants[:, :, :rows], matrix.dtype
     )
@@ -206,14 +197,14 @@ def _homogeneous_scaling(factors):
     """The homogeneous matrix of `coordinate = scale * value + offset`.
 
     Returns:
-        Nested lists of exact `fractions.Fraction`s (or 0 and 1).
+        A NumPy array of exact `fractions.Fraction`s (dtype object).
     """
     rank = len(factors)
-    matrix = [[0] * (rank + 1) for _ in range(rank + 1)]
+    matrix = np.full((rank + 1, rank + 1), Fraction(0), dtype=object)
     for axis, (scale, offset) in enumerate(factors):
-        matrix[axis][axis] = scale
-        matrix[axis][rank] = offset
-    matrix[rank][rank] = 1
+        matrix[axis, axis] = scale
+        matrix[axis, rank] = offset
+    matrix[rank, rank] = Fraction(1)
     return matrix
 
 

@@ -98,6 +98,14 @@ def jax_sample(
     return jnp.reshape(outputs, (-1, *output_shape, images.shape[-1]))
 
 
+def _generic_sample(images, points, padding_mode, generic, align_corners):
+    """The generic sampler on the kernel's arguments: `generic` at
+    `pixel_points(images, points, align_corners)`."""
+    return generic(
+        images, pixel_points(images, points, align_corners), padding_mode
+    )
+
+
 @functools.cache
 def _sampler():
     """Sampling whose forward and backward passes under `jax.vjp` are the
@@ -107,11 +115,7 @@ def _sampler():
 
     sample_primitive, gradients_primitive = _primitives()
 
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-    def sample(images, points, padding_mode, generic, align_corners):
-        return generic(
-            images, pixel_points(images, points, align_corners), padding_mode
-        )
+    sample = jax.custom_vjp(_generic_sample, nondiff_argnums=(2, 3, 4))
 
     def forward(images, points, padding_mode, generic, align_corners):
         wants = tuple(
@@ -170,14 +174,9 @@ def _primitives():
     from jax.interpreters import batching
     from jax.interpreters import mlir
 
-    def generic_sample(images, points, *, padding_mode, generic, align_corners):
-        return generic(
-            images, pixel_points(images, points, align_corners), padding_mode
-        )
-
     def generic_gradients(images, points, upstream, *, wants, **options):
         _, vjp = jax.vjp(
-            functools.partial(generic_sample, **options), images, points
+            functools.partial(_generic_sample, **options), images, points
         )
         grad_images, grad_points = vjp(upstream)
         found = {"images": grad_images, "points": grad_points}
@@ -270,7 +269,7 @@ def _primitives():
     gradients = Primitive("keras_stn_bilinear_gradients")
     gradients.multiple_results = True
     for primitive, shapes, generic_function, target_of in (
-        (sample, sample_shape, generic_sample, lambda: SAMPLE_TARGET),
+        (sample, sample_shape, _generic_sample, lambda: SAMPLE_TARGET),
         (
             gradients,
             gradient_shapes,

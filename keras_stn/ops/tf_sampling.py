@@ -222,6 +222,7 @@ def _in_xla_compilation():
         return True
 
 
+@functools.cache
 def _private_function(module, name):
     """A private function of TensorFlow, or `None` where it is gone."""
     try:
