@@ -132,8 +132,8 @@ def identity_theta_gradient(images, upstream, padding_mode, align_corners):
     if padding_mode != "zeros":
         grad_x[:, :, [0, -1]] = 0.0
         grad_y[:, [0, -1], :] = 0.0
-    xs = normalized_coordinates(width, align_corners)[None, None, :]
-    ys = normalized_coordinates(height, align_corners)[None, :, None]
+    xs = np.array(normalized_coordinates(width, align_corners))[None, None]
+    ys = np.array(normalized_coordinates(height, align_corners))[None, :, None]
     scale_x = (width - 1) / 2 if align_corners else width / 2
     scale_y = (height - 1) / 2 if align_corners else height / 2
     rows = []

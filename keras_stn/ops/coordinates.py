@@ -7,17 +7,21 @@ centre at `(2 * i + 1) / size - 1`. With `align_corners=True` the edges are
 the centres of the corner pixels, so pixel `i` sits at
 `2 * i / (size - 1) - 1`. These are the conventions of
 `torch.nn.functional.affine_grid` and `torch.nn.functional.grid_sample`.
+
+Constants are computed in plain Python, not NumPy: the grid generators
+call these functions while a backend traces them, and `torch.compile`
+turns NumPy calls into graph operations (and breaks its graph where it
+meets a NumPy array), whereas Python numbers and tuples stay constants.
 """
 
 from fractions import Fraction
 
-import numpy as np
 from keras import ops
 
 from keras_stn.typing import Tensor
 
 
-def normalized_coordinates(size: int, align_corners: bool) -> np.ndarray:
+def normalized_coordinates(size: int, align_corners: bool) -> tuple[float, ...]:
     """Return the normalized coordinates of the centres of `size` pixels.
 
     Args:
@@ -25,15 +29,14 @@ def normalized_coordinates(size: int, align_corners: bool) -> np.ndarray:
         align_corners: the convention described in the module docstring.
 
     Returns:
-        A float64 NumPy array of shape `(size,)`. A single pixel is at 0.
+        A tuple of `size` Python floats. A single pixel is at 0.
+
+    Example:
+
+    >>> normalized_coordinates(4, align_corners=False)
+    (-0.75, -0.25, 0.25, 0.75)
     """
-    if size == 1:
-        return np.zeros((1,))
-    # Integer numerators are exact, so each value is rounded once.
-    index = np.arange(size, dtype=np.float64)
-    if align_corners:
-        return (2.0 * index - (size - 1)) / (size - 1)
-    return (2.0 * index + 1.0 - size) / size
+    return _exact_values(size, *normalize_factors(size, align_corners))
 
 
 def are_static(sizes) -> bool:
@@ -132,7 +135,7 @@ def normalize_factors(
 
 def identity_pixel_coordinates(
     input_size: int, output_size: int, align_corners: bool
-) -> np.ndarray:
+) -> tuple[float, ...]:
     """Return where the output pixels sample the input under the identity.
 
     Output pixel `i` sits at normalized coordinate `n_i`, which is input
@@ -145,13 +148,24 @@ def identity_pixel_coordinates(
         align_corners: the convention described in the module docstring.
 
     Returns:
-        A float64 NumPy array of shape `(output_size,)`.
+        A tuple of `output_size` Python floats.
     """
     in_scale, in_offset = unnormalize_factors(input_size, align_corners)
     out_scale, out_offset = normalize_factors(output_size, align_corners)
-    return np.array(
-        [
-            float(in_scale * (out_scale * i + out_offset) + in_offset)
-            for i in range(output_size)
-        ]
+    return _exact_values(
+        output_size, in_scale * out_scale, in_scale * out_offset + in_offset
     )
+
+
+def _exact_values(
+    count: int, scale: Fraction, offset: Fraction
+) -> tuple[float, ...]:
+    """`scale * i + offset` for `i` in `range(count)`, each rounded once.
+
+    The values share one integer denominator, so each is a ratio of two
+    Python ints, which true division rounds correctly.
+    """
+    denominator = scale.denominator * offset.denominator
+    step = scale.numerator * offset.denominator
+    start = offset.numerator * scale.denominator
+    return tuple((step * i + start) / denominator for i in range(count))

@@ -13,7 +13,6 @@ product, which GPUs may run in reduced precision (TF32).
 
 from fractions import Fraction
 
-import numpy as np
 from keras import ops
 
 from keras_stn.ops.coordinates import normalize_factors
@@ -137,7 +136,7 @@ def _index_mesh(output_size: Size, dtype: str) -> list[Tensor]:
     # Constants rather than `ops.arange`, which JAX's ONNX exporter
     # (jax2onnx) cannot trace without a `stop`.
     return [
-        ops.convert_to_tensor(np.arange(size), dtype)
+        ops.convert_to_tensor(list(range(size)), dtype)
         for size in reversed(output_size)
     ]
 
@@ -178,33 +177,45 @@ def _pixel_space_matrix(
     b = _homogeneous_scaling(
         [normalize_factors(s, align_corners) for s in reversed(output_size)]
     )
-    # constants[r, c, k, m] = a[r, k] * b[m, c], exact, then rounded once.
-    constants = a[:rows, None, :, None] * b.T[None, :, None, :]
-    constants = constants.astype(np.float64)
+    # constants[r][c][k][m] = a[r][k] * b[m][c], exact, then rounded once.
+    axes = range(rank + 1)
+    constants = [
+        [
+            [[_product(a[r][k], b[m][c]) for m in axes] for k in axes]
+            for c in axes
+        ]
+        for r in range(rows)
+    ]
     products = matrix[:, None, None, :, :] * ops.convert_to_tensor(
-        constants[:, :, :rows], matrix.dtype
+        [[table[:rows] for table in row] for row in constants], matrix.dtype
     )
     result = ops.sum(products, axis=(3, 4))
     if rows == rank:
         # The affine map's implicit last row, (0, ..., 0, 1).
         result = result + ops.convert_to_tensor(
-            constants[:, :, rank, rank], matrix.dtype
+            [[table[rank][rank] for table in row] for row in constants],
+            matrix.dtype,
         )
     return result
 
 
-def _homogeneous_scaling(factors):
+def _product(a: Fraction, b: Fraction) -> float:
+    """`a * b` rounded once, skipping the arithmetic of zero factors."""
+    return float(a * b) if a and b else 0.0
+
+
+def _homogeneous_scaling(factors) -> list[list[Fraction]]:
     """The homogeneous matrix of `coordinate = scale * value + offset`.
 
     Returns:
-        A NumPy array of exact `fractions.Fraction`s (dtype object).
+        Nested lists of exact `fractions.Fraction`s.
     """
     rank = len(factors)
-    matrix = np.full((rank + 1, rank + 1), Fraction(0), dtype=object)
+    matrix = [[Fraction(0)] * (rank + 1) for _ in range(rank + 1)]
     for axis, (scale, offset) in enumerate(factors):
-        matrix[axis, axis] = scale
-        matrix[axis, rank] = offset
-    matrix[rank, rank] = Fraction(1)
+        matrix[axis][axis] = scale
+        matrix[axis][rank] = offset
+    matrix[rank][rank] = Fraction(1)
     return matrix
 
 

@@ -5,13 +5,21 @@ control points land on `K` targets: `f(p) = A @ (x, y, 1) + sum_k w_k *
 U(|p - c_k|)` with the kernel `U(r) = r^2 log r`, where the affine part `A`
 and the weights `w` solve a linear system built from the control points
 alone. With the control points fixed, `f` is linear in the targets: every
-output pixel's sampling point is a fixed combination of them, precomputed
-once per control-point set and output size, so the grid is differentiable
-with respect to the targets through plain products and sums.
+output pixel's sampling point is a fixed combination of them, so the grid
+is differentiable with respect to the targets through plain products and
+sums.
+
+The system depends on the control points alone: `spline_system` checks
+and solves it once, in NumPy, and holds the result as Python numbers. Each
+call combines it with the kernel of the output pixels in float64 NumPy (a
+float32 evaluation of the ill-conditioned system loses up to two digits),
+which `torch.compile` traces into float64 graph operations.
 """
 
 import functools
+from typing import NamedTuple
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -24,6 +32,47 @@ from keras_stn.ops.validation import standardize_size
 from keras_stn.ops.validation import to_tensor
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
+
+
+class SplineSystem(NamedTuple):
+    """The control points of a thin-plate spline and its solved system.
+
+    Made by `spline_system`; pass it as `control_points` to `tps_grid` and
+    `tps_pixel_grid` to skip checking and solving on every call.
+
+    Attributes:
+        points: the control points, a tuple of `(x, y)` Python floats.
+        inverse: the columns of the system's inverse that multiply the
+            targets, a tuple of `num_points + 3` rows of `num_points`
+            Python floats (the weights of the kernel terms, then of the
+            affine part's `1, x, y`).
+    """
+
+    points: tuple
+    inverse: tuple
+
+
+def spline_system(control_points) -> SplineSystem:
+    """Check a set of control points and solve its thin-plate spline.
+
+    Args:
+        control_points: array-like of shape `(num_points, 2)`, at least 3
+            distinct points not all on one line, as normalized `(x, y)`; or
+            a `SplineSystem`, returned as it is.
+
+    Returns:
+        A `SplineSystem`.
+
+    Example:
+
+    >>> system = spline_system([[-1, -1], [1, -1], [-1, 1], [1, 1]])
+    >>> len(system.points), len(system.inverse)
+    (4, 7)
+    """
+    if isinstance(control_points, SplineSystem):
+        return control_points
+    points = _check_control_points(control_points)
+    return _solve(tuple(map(tuple, points.tolist())))
 
 
 def tps_grid(
@@ -45,7 +94,8 @@ def tps_grid(
         output_size: `(height, width)` of the grid.
         control_points: array-like of shape `(num_points, 2)`, at least 3
             points not all on one line, as normalized `(x, y)` of the
-            output. Fixed: a NumPy array or a list, not a tensor.
+            output. Fixed: a NumPy array or a list, not a tensor; or a
+            `SplineSystem` from `spline_system`.
         align_corners: if `True`, -1 and 1 are the centres of the corner
             pixels; if `False`, their outer edges.
 
@@ -62,14 +112,12 @@ def tps_grid(
     >>> [round(float(v), 4) for v in ops.convert_to_numpy(grid)[0, 0, 0]]
     [0.5, 0.0]
     """
-    control_points = _check_control_points(control_points)
-    targets = _check_targets(targets, len(control_points))
-    height, width = standardize_size(output_size, "output_size")
-    displacement = _displacement(
-        targets, control_points, (height, width), align_corners
-    )
-    mesh = _normalized_mesh((height, width), align_corners)
-    return ops.convert_to_tensor(mesh, targets.dtype) + displacement
+    system = spline_system(control_points)
+    targets = _check_targets(targets, len(system.points))
+    output_size = standardize_size(output_size, "output_size")
+    mesh = _normalized_mesh(output_size, align_corners)
+    displacement = _displacement(targets, system, mesh)
+    return _as_tensor_like(mesh, targets) + displacement
 
 
 def tps_pixel_grid(
@@ -87,7 +135,8 @@ def tps_pixel_grid(
 
     Args:
         targets: float tensor of shape `(batch, num_points, 2)`.
-        control_points: array-like of shape `(num_points, 2)`.
+        control_points: array-like of shape `(num_points, 2)`, or a
+            `SplineSystem`.
         input_size: `(height, width)` of the images to be sampled.
         output_size: `(height, width)` of the grid.
         align_corners: the convention of `tps_grid`.
@@ -96,34 +145,33 @@ def tps_pixel_grid(
         The pixel coordinates `[x, y]` of the sampling points, each of shape
         `(batch, height, width)`.
     """
-    control_points = _check_control_points(control_points)
-    targets = _check_targets(targets, len(control_points))
+    system = spline_system(control_points)
+    targets = _check_targets(targets, len(system.points))
     input_size = standardize_size(input_size, "input_size")
     output_size = standardize_size(output_size, "output_size")
-    displacement = _displacement(
-        targets, control_points, output_size, align_corners
-    )
+    mesh = _normalized_mesh(output_size, align_corners)
+    displacement = _displacement(targets, system, mesh)
     coordinates = []
     for axis, shape in ((0, (1, 1, -1)), (1, (1, -1, 1))):
         in_size, out_size = input_size[1 - axis], output_size[1 - axis]
         identity = identity_pixel_coordinates(in_size, out_size, align_corners)
         scale = float(unnormalize_factors(in_size, align_corners)[0])
         coordinates.append(
-            ops.convert_to_tensor(identity.reshape(shape), targets.dtype)
+            ops.reshape(ops.convert_to_tensor(identity, targets.dtype), shape)
             + displacement[..., axis] * scale
         )
     return coordinates
 
 
-def _displacement(targets, control_points, output_size, align_corners):
-    """`f(p) - p` at the output pixels, `(batch, height, width, 2)`."""
-    basis = _spline_basis(
-        tuple(map(tuple, control_points.tolist())),
-        tuple(output_size),
-        bool(align_corners),
-    )
-    offsets = targets - ops.convert_to_tensor(control_points, targets.dtype)
-    basis = ops.convert_to_tensor(basis, targets.dtype)
+def _displacement(targets, system, mesh):
+    """`f(p) - p` at the points of `mesh`, `(batch, height, width, 2)`."""
+    points = np.array(system.points)
+    squared = np.sum((mesh[:, :, None, :] - points) ** 2, axis=-1)
+    ones = np.ones_like(mesh[..., :1])
+    features = np.concatenate([_kernel(squared, np), ones, mesh], axis=-1)
+    # The weight of each target in each pixel's point.
+    basis = _as_tensor_like(features @ np.array(system.inverse), targets)
+    offsets = targets - _as_tensor_like(points, targets)
     # A sum of products rather than a matrix product, which GPUs may run in
     # reduced precision (TF32).
     return ops.sum(
@@ -131,39 +179,34 @@ def _displacement(targets, control_points, output_size, align_corners):
     )
 
 
-@functools.lru_cache(maxsize=32)
-def _spline_basis(control_points, output_size, align_corners):
-    """The weight of each target in each output pixel's sampling point.
+def _as_tensor_like(array, like):
+    """A NumPy array as a tensor of the dtype (and device) of `like`.
 
-    Args:
-        control_points: the control points, a tuple of `(x, y)` pairs.
-        output_size: `(height, width)`.
-        align_corners: the normalization convention.
-
-    Returns:
-        A float64 NumPy array of shape `(height, width, num_points)`.
+    On torch this is `torch.as_tensor`, which `torch.compile` traces, where
+    Keras' `convert_to_tensor` of a traced NumPy array breaks the graph.
     """
-    points = np.array(control_points)
-    count = len(points)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.as_tensor(array, dtype=like.dtype, device=like.device)
+    return ops.convert_to_tensor(array, like.dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _solve(points):
+    """The `SplineSystem` of control points given as a tuple of pairs."""
+    array = np.array(points)
+    count = len(array)
     system = np.zeros((count + 3, count + 3))
-    system[:count, :count] = _kernel(points[:, None, :] - points[None, :, :])
+    squared = np.sum((array[:, None, :] - array[None, :, :]) ** 2, axis=-1)
+    system[:count, :count] = _kernel(squared, np)
     system[:count, count] = 1.0
-    system[:count, count + 1 :] = points
+    system[:count, count + 1 :] = array
     system[count:, :count] = system[:count, count:].T
     # Columns of the inverse that multiply the targets (the right-hand side
     # is the targets, then zeros for the affine part's side conditions).
     inverse = np.linalg.inv(system)[:, :count]
-    height, width = output_size
-    pixels = _normalized_mesh(output_size, align_corners)
-    features = np.concatenate(
-        [
-            _kernel(pixels[:, :, None, :] - points),
-            np.ones((height, width, 1)),
-            pixels,
-        ],
-        axis=-1,
-    )
-    return features @ inverse
+    return SplineSystem(points, tuple(map(tuple, inverse.tolist())))
 
 
 def _normalized_mesh(output_size, align_corners):
@@ -176,11 +219,15 @@ def _normalized_mesh(output_size, align_corners):
     return np.stack([xs, ys], axis=-1)
 
 
-def _kernel(differences):
-    """`U(r) = r^2 log r` of the vectors `differences`, with `U(0) = 0`."""
-    squared = np.sum(differences**2, axis=-1)
-    safe = np.where(squared > 0, squared, 1.0)
-    return 0.5 * squared * np.log(safe)
+def _kernel(squared, xp):
+    """`U(r) = r^2 log r` from `r^2`, with `U(0) = 0`.
+
+    Args:
+        squared: the squared distances, a NumPy array or a tensor.
+        xp: the namespace that computes: `numpy` or `keras.ops`.
+    """
+    safe = xp.where(squared > 0, squared, 1.0)
+    return 0.5 * squared * xp.log(safe)
 
 
 def _check_control_points(control_points):

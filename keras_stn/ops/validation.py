@@ -5,6 +5,8 @@ op runs, so that bad input fails with a `ValueError` naming the argument
 instead of a shape error from deep inside TensorFlow, JAX or PyTorch.
 """
 
+import operator
+
 import keras
 import numpy as np
 from keras import ops
@@ -102,7 +104,12 @@ def standardize_size(
             f"Invalid value for argument `{name}`. Expected a tuple of "
             f"strictly positive integers {expected}. Received {name}={size!r}"
         )
-    return tuple(int(v) for v in values)
+    # `operator.index` fixes a size that `torch.compile` traces as symbolic
+    # (it looks like an int) to its value, as exact grid constants need;
+    # `int` would keep it symbolic.
+    return tuple(
+        operator.index(v) if isinstance(v, int) else int(v) for v in values
+    )
 
 
 def check_positive_number(

@@ -83,7 +83,10 @@ class Attention(Affine):
         parameters = to_tensor(parameters, "parameters")
         scale, translation = parameters[:, :1], parameters[:, 1:]
         rank = translation.shape[-1]
-        eye = ops.convert_to_tensor(np.eye(rank), parameters.dtype)
+        eye = ops.convert_to_tensor(
+            [[float(i == j) for j in range(rank)] for i in range(rank)],
+            parameters.dtype,
+        )
         linear = scale[:, :, None] * eye
         return ops.concatenate([linear, translation[:, :, None]], axis=-1)
 

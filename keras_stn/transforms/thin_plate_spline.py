@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_stn.ops.tps_grid import spline_system
 from keras_stn.ops.tps_grid import tps_grid
 from keras_stn.ops.tps_grid import tps_pixel_grid
 from keras_stn.ops.validation import standardize_size
@@ -42,6 +43,8 @@ class ThinPlateSpline(Transform):
                 f"(2, 2). Received grid_size={grid_size!r}"
             )
         self.grid_size = size
+        # Solved once here, outside any traced call.
+        self._system = spline_system(self.control_points)
 
     @property
     def control_points(self) -> np.ndarray:
@@ -61,16 +64,14 @@ class ThinPlateSpline(Transform):
     def pixel_grid(self, parameters, input_size, output_size, align_corners):
         return tps_pixel_grid(
             parameters,
-            self.control_points,
+            self._system,
             input_size,
             output_size,
             align_corners,
         )
 
     def normalized_grid(self, parameters, output_size, align_corners):
-        return tps_grid(
-            parameters, output_size, self.control_points, align_corners
-        )
+        return tps_grid(parameters, output_size, self._system, align_corners)
 
     def get_config(self):
         return {"grid_size": self.grid_size}
