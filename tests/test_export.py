@@ -10,9 +10,8 @@ exact error; each backend here tests the paths it can take:
 - TensorFlow: SavedModel, ONNX (tf2onnx), LiteRT (the TensorFlow converter,
   builtin ops only, and `format="litert"`), run by `ai-edge-litert`'s
   interpreter;
-- JAX: SavedModel (jax2tf), ONNX (jax2onnx; with a localization net
-  without max pooling, which jax2onnx exports as a pooling over the batch
-  and channel axes too), LiteRT from the SavedModel of a static batch size;
+- JAX: SavedModel (jax2tf), ONNX (jax2onnx), LiteRT from the SavedModel
+  of a static batch size;
 - torch: ONNX (`torch.onnx.export`) and `torch.export` (`.pt2`), with a
   dynamic batch size.
 
@@ -37,24 +36,12 @@ TOLERANCE = 2e-5
 LITERT_TOLERANCE = 5e-5
 
 
-def strided_localization_net():
-    """A localization net of strided convolutions, without max pooling."""
-    return keras.Sequential(
-        [
-            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(16, activation="relu"),
-        ]
-    )
-
-
-def trained_model(localization_net=None, transform="affine", defaults=False):
+def trained_model(transform="affine", defaults=False):
     """A small ST regressor, trained a few steps away from the identity.
 
+    Its transformer has the default localization net (with max pooling).
+
     Args:
-        localization_net: the transformer's localization net, or `None`
-            for `default_localization_net`.
         transform: the transform family.
         defaults: if true, the layer's other options are its defaults
             (`output_size=None`, no `theta_bound`); else it has an output
@@ -72,7 +59,6 @@ def trained_model(localization_net=None, transform="affine", defaults=False):
         "theta_bound": 0.5,
     }
     warped = SpatialTransformer(
-        localization_net=localization_net,
         transform=transform,
         name="transformer",
         **({} if defaults else options),
@@ -142,16 +128,11 @@ def assert_close(outputs, expected, tolerance, label):
     )
 
 
-def default_or_strided_net():
-    """The default localization net, except on JAX (see module docstring)."""
-    return strided_localization_net() if BACKEND == "jax" else None
-
-
 @pytest.mark.parametrize(
     "transform,defaults", (("affine", True), ("affine", False), ("tps", False))
 )
 def test_onnx(tmp_path, transform, defaults):
-    model, images = trained_model(default_or_strided_net(), transform, defaults)
+    model, images = trained_model(transform, defaults)
     path = tmp_path / "model.onnx"
     model.export(path, format="onnx", verbose=False)
     outputs = onnx_outputs(path, images)

@@ -1,6 +1,11 @@
 """Keras layers of keras-stn."""
 
+from keras_stn.layers.localization_net import AxiswiseMaxPooling
 from keras_stn.layers.localization_net import default_localization_net
 from keras_stn.layers.spatial_transformer import SpatialTransformer
 
-__all__ = ["SpatialTransformer", "default_localization_net"]
+__all__ = [
+    "AxiswiseMaxPooling",
+    "SpatialTransformer",
+    "default_localization_net",
+]
