@@ -16,6 +16,9 @@ Goals:
     step: a training step of an ST-CNN against the same CNN without the
         transformer and against the ST-CNN written in pure PyTorch, on a
         small CNN and on the paper's SVHN CNN.
+    second_order: a gradient-penalty step through `warp_affine` (a second
+        derivative) against a first-order step, and against the same
+        penalty step on the generic `keras.ops` sampler.
 """
 
 import argparse
@@ -36,6 +39,7 @@ GOALS = {
     "scaling": ["sampler_speed.py", "--sizes", *SCALING_SIZES],
     "memory": None,  # One process per size and sampler: see `memory_rows`.
     "step": ["training_step.py"],
+    "second_order": ["second_derivatives.py"],
 }
 
 
@@ -183,6 +187,40 @@ def step_table(rows):
     return "\n".join(lines)
 
 
+def second_order_table(rows):
+    """Format the second-derivative rows as a Markdown table.
+
+    One line per size and backend, the sizes in the order they first
+    appear.
+
+    Args:
+        rows: dicts of `second_derivatives.measure`.
+
+    Returns:
+        The table, as text.
+    """
+    lines = [
+        "| size | backend | first-order step | penalty step | "
+        "generic penalty step | penalty / first-order | "
+        "penalty / generic penalty |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    sizes = list(dict.fromkeys(row["size"] for row in rows))
+    for row in sorted(rows, key=lambda row: sizes.index(row["size"])):
+        times = [
+            f"{1000 * row[name]:.2f} ms"
+            for name in ("first_order", "penalty", "penalty_generic")
+        ]
+        ratios = [
+            f"{row[name]:.2f}x"
+            for name in ("penalty_over_first_order", "penalty_over_generic")
+        ]
+        size = f"{row['size']}, {'x'.join(map(str, row['shape']))}"
+        cells = " | ".join([size, row["backend"], *times, *ratios])
+        lines.append(f"| {cells} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -210,6 +248,12 @@ def main():
         if goal == "step":
             print("\n## step: median training-step times and ratios\n")
             print(step_table(rows))
+        elif goal == "second_order":
+            print(
+                "\n## second_order: median step times, gradient penalty "
+                "(second order) over first order and over the generic path\n"
+            )
+            print(second_order_table(rows))
         else:
             print(f"\n## {goal}: keras-stn time / PyTorch time (median)\n")
             print(ratio_table(rows, args.backends))
