@@ -83,12 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "backends",
         nargs="*",
+        default=[],
         metavar="backend",
         help="tensorflow, jax or torch (default: every installed one)",
     )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.backends) - set(BACKEND_MODULES))
+    if unknown:
+        parser.error(
+            f"unknown backend {unknown[0]!r}: tensorflow, jax or torch"
+        )
     failed = False
     for name in args.backends or installed_backends():
+        if name not in installed_backends():
+            print(f"{name}: not installed (pip install {name})")
+            failed = True
+            continue
         start = time.perf_counter()
         path = build([name])[name]
         seconds = time.perf_counter() - start

@@ -25,26 +25,6 @@ def float64_enabled():
         yield
 
 
-@contextlib.contextmanager
-def static_shapes_for_torch_compile():
-    """Let `torch.compile` (Keras' `jit_compile=True` on torch) keep shapes.
-
-    With its default automatic dynamic shapes, dynamo recompiles Keras'
-    layer calls (split by graph breaks) with symbolic sizes once they see a
-    second shape, and Inductor then fails on a convolution of the
-    transformer's output (`TypeError: cannot determine truth value of
-    Relational: 1 < s69`); with static shapes it compiles once per shape
-    (README, "Backends"). Other backends are left as they are.
-    """
-    if BACKEND != "torch":
-        yield
-        return
-    import torch._dynamo
-
-    with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
-        yield
-
-
 def compile_function(fn):
     """Compile `fn` with the backend's compiler: XLA, `jax.jit` or Inductor."""
     if BACKEND == "tensorflow":

@@ -114,3 +114,14 @@ def test_the_build_command_builds_and_reports_where(kernel_cache, capsys):
     assert line.startswith(f"torch: {library} (")
     with pytest.raises(ValueError, match="backends"):
         kernels.build(["numpy"])
+
+
+def test_the_build_command_names_a_backend_it_cannot_build(
+    kernel_cache, capsys, monkeypatch
+):
+    monkeypatch.setattr(kernels, "installed_backends", lambda: ["torch"])
+    assert kernels.main(["build", "jax"]) == 1
+    assert capsys.readouterr().out == "jax: not installed (pip install jax)\n"
+    with pytest.raises(SystemExit):
+        kernels.main(["build", "numpy"])
+    assert "unknown backend 'numpy'" in capsys.readouterr().err

@@ -13,8 +13,6 @@ from keras import ops
 from keras_stn import SpatialTransformer
 from keras_stn import transforms
 
-from helpers import static_shapes_for_torch_compile
-
 FAMILIES = ["affine", "attention", "similarity", "projective", "tps"]
 
 
@@ -116,9 +114,7 @@ def test_fit_trains_the_localization_net(jit_compile):
     x, y = classification_data()
     layer = model.layers[0]
     before = [ops.convert_to_numpy(w) for w in layer.localization_net.weights]
-    # On torch, jit_compile=True is torch.compile, with static shapes.
-    with static_shapes_for_torch_compile():
-        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     after = [ops.convert_to_numpy(w) for w in layer.localization_net.weights]
     # The regressor's kernel starts at zero, so the localization net gets a

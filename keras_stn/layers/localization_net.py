@@ -72,12 +72,14 @@ class AxiswiseMaxPooling(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(shape=(None, *input_shape[1:]))
 
     def call(self, inputs):
+        if self.padding == "same":
+            inputs = self._pad_to_same_size(inputs)
         if keras.backend.backend() != "jax":
             return keras.ops.max_pool(
                 inputs,
                 self.pool_size,
                 strides=self.pool_size,
-                padding=self.padding,
+                padding="valid",
                 data_format="channels_last",
             )
         sizes = list(inputs.shape[1:])
@@ -89,11 +91,29 @@ class AxiswiseMaxPooling(keras.layers.Layer):
                 outputs,
                 self.pool_size,
                 strides=self.pool_size,
-                padding=self.padding,
+                padding="valid",
                 data_format="channels_last",
             )
-            sizes[axis] = self._pooled_size(sizes[axis])
+            sizes[axis] = (sizes[axis] - self.pool_size) // self.pool_size + 1
         return keras.ops.reshape(outputs, (-1, *sizes))
+
+    def _pad_to_same_size(self, inputs):
+        """Pad with -inf as `"same"` pads: half before, the rest after.
+
+        Explicit, rather than Keras' `"same"`, which torch's backend
+        implements with a replicate padding whose backward Inductor
+        (`torch.compile`, `jit_compile=True`) fails to compile on
+        channels-last tensors.
+        """
+        padding = [(0, 0)]
+        for size in inputs.shape[1:-1]:
+            total = self._pooled_size(size) * self.pool_size - size
+            padding.append((total // 2, total - total // 2))
+        if not any(sum(pair) for pair in padding):
+            return inputs
+        return keras.ops.pad(
+            inputs, padding + [(0, 0)], constant_values=float("-inf")
+        )
 
     def _pooled_size(self, size):
         if size is None:
