@@ -103,17 +103,24 @@ class AxiswiseMaxPooling(keras.layers.Layer):
         Explicit, rather than Keras' `"same"`, which torch's backend
         implements with a replicate padding whose backward Inductor
         (`torch.compile`, `jit_compile=True`) fails to compile on
-        channels-last tensors.
+        channels-last tensors; and by concatenation, rather than
+        `keras.ops.pad`, which creates a Keras operation on every call,
+        whose global name registry `torch.compile(fullgraph=True)` cannot
+        trace past.
         """
-        padding = [(0, 0)]
-        for size in inputs.shape[1:-1]:
+        for axis, size in enumerate(inputs.shape[1:-1], start=1):
             total = self._pooled_size(size) * self.pool_size - size
-            padding.append((total // 2, total - total // 2))
-        if not any(sum(pair) for pair in padding):
-            return inputs
-        return keras.ops.pad(
-            inputs, padding + [(0, 0)], constant_values=float("-inf")
-        )
+            if total == 0:
+                continue
+            edge = inputs[(slice(None),) * axis + (slice(0, 1),)]
+            filler = keras.ops.full_like(edge, float("-inf"))
+            before, after = total // 2, total - total // 2
+            parts = (
+                [keras.ops.repeat(filler, before, axis=axis)] if before else []
+            )
+            parts += [inputs, keras.ops.repeat(filler, after, axis=axis)]
+            inputs = keras.ops.concatenate(parts, axis=axis)
+        return inputs
 
     def _pooled_size(self, size):
         if size is None:
