@@ -59,6 +59,19 @@ def test_matches_torch(size, align_corners):
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "size,align_corners",
+    list(itertools.product([(1, 5), (4, 7), (1, 4, 3)], (False, True))),
+)
+def test_sizes_given_as_tensors_match_torch(size, align_corners):
+    """Sizes known only when a graph runs arrive as scalar tensors."""
+    theta = random_theta(np.random.default_rng(3), rank=len(size))
+    tensor_size = tuple(ops.convert_to_tensor(n, "int32") for n in size)
+    grid = affine_grid(theta, tensor_size, align_corners=align_corners)
+    expected = torch_affine_grid(theta, size, align_corners)
+    np.testing.assert_allclose(ops.convert_to_numpy(grid), expected, atol=1e-5)
+
+
 def test_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     theta = random_theta(rng, dtype="float64")
@@ -139,6 +152,8 @@ def test_pixel_grid_of_identity_is_exactly_the_pixel_centres(
         ((1, 2, 3), (2.5, 4), "`output_size`"),
         ((1, 2, 3), None, "`output_size`"),
         ((1, 2, 3), (True, 4), "`output_size`"),
+        ((1, 2, 3), (np.array([2, 3]), 4), "`output_size`"),
+        ((1, 2, 3), (ops.ones((2,), "int32"), 4), "`output_size`"),
         ((1, 3, 4), (4, 4), "`output_size`"),
         ((1, 2, 3), (2, 4, 4), "`output_size`"),
         ((1, 3, 3, 4), (2, 4, 4), "`theta`"),

@@ -2,7 +2,8 @@
 
 A model built on `keras.Input((None, None, channels))` trains and predicts on
 images of several sizes, with the default `jit_compile="auto"` and with
-`jit_compile=True` (on torch, `torch.compile` with static shapes). On
+`jit_compile=True` (on torch, `torch.compile`), with a fixed output size
+or keeping each input's (`output_size=None`). On
 TensorFlow, `fit` and `predict` retrace their graph for unknown sizes
 after a second size (Keras traces with `reduce_retracing`), so the layer
 then runs with sizes that are only known when the graph runs; JAX's
@@ -35,22 +36,30 @@ def any_size_localization_net():
     )
 
 
-def any_size_transformer():
+def any_size_transformer(output_size=OUTPUT_SIZE):
     """The transformer of the tests, named `"transformer"`."""
     return SpatialTransformer(
         any_size_localization_net(),
-        output_size=OUTPUT_SIZE,
+        output_size=output_size,
         theta_bound=0.5,
         name="transformer",
     )
 
 
-def any_size_model():
-    """A regressor on images of any size, and its transformer's outputs."""
+def any_size_model(output_size=OUTPUT_SIZE):
+    """A regressor on images of any size, and its transformer's outputs.
+
+    With `output_size=None` the outputs keep each input's size, and the
+    head pools them globally.
+    """
     keras.utils.set_random_seed(0)
     inputs = keras.Input((None, None, 2))
-    warped = any_size_transformer()(inputs)
-    outputs = keras.layers.Dense(3)(keras.layers.Flatten()(warped))
+    warped = any_size_transformer(output_size)(inputs)
+    if output_size is None:
+        features = keras.layers.GlobalAveragePooling2D()(warped)
+    else:
+        features = keras.layers.Flatten()(warped)
+    outputs = keras.layers.Dense(3)(features)
     return keras.Model(inputs, outputs), keras.Model(inputs, warped)
 
 
@@ -59,12 +68,13 @@ def images_of_size(size, count=6, seed=0):
     return rng.normal(size=(count, *size, 2)).astype("float32")
 
 
-def torch_warp(images, theta):
-    """PyTorch's affine warp of channels-last `images` to `OUTPUT_SIZE`, in
-    float64."""
+def torch_warp(images, theta, output_size=OUTPUT_SIZE):
+    """PyTorch's affine warp of channels-last `images` to `output_size`
+    (`None`: their own), in float64."""
     theta = torch.from_numpy(np.asarray(theta, "float64"))
+    output_size = output_size or images.shape[1:3]
     grid = torch.nn.functional.affine_grid(
-        theta, (len(images), 2, *OUTPUT_SIZE), align_corners=False
+        theta, (len(images), 2, *output_size), align_corners=False
     )
     images = torch.from_numpy(np.asarray(images, "float64"))
     outputs = torch.nn.functional.grid_sample(
@@ -80,9 +90,8 @@ def assert_transformer_matches_torch(warper, images, outputs):
     warp differs from its float64 one by up to 5e-6 here)."""
     transformer = warper.get_layer("transformer")
     theta = ops.convert_to_numpy(transformer.compute_theta(images))
-    np.testing.assert_allclose(
-        outputs, torch_warp(images, theta), rtol=1e-5, atol=2e-5
-    )
+    expected = torch_warp(images, theta, transformer.output_size)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=2e-5)
 
 
 def fit_on_every_size(model, jit_compile):
@@ -98,10 +107,13 @@ def fit_on_every_size(model, jit_compile):
     return x
 
 
-@pytest.mark.parametrize("jit_compile", ["auto", True])
-def test_functional_model_of_any_size(jit_compile):
-    model, warper = any_size_model()
-    assert warper.output_shape == (None, *OUTPUT_SIZE, 2)
+@pytest.mark.parametrize(
+    "jit_compile,output_size",
+    [("auto", OUTPUT_SIZE), (True, OUTPUT_SIZE), ("auto", None)],
+)
+def test_functional_model_of_any_size(jit_compile, output_size):
+    model, warper = any_size_model(output_size)
+    assert warper.output_shape == (None, *(output_size or (None, None)), 2)
     x = fit_on_every_size(model, jit_compile)
     theta = warper.get_layer("transformer").compute_theta(x)
     # Trained away from the identity, which would make the check weak.
@@ -109,6 +121,7 @@ def test_functional_model_of_any_size(jit_compile):
     for seed, size in enumerate(SIZES):
         x = images_of_size(size, count=5, seed=10 + seed)
         outputs = warper.predict(x, batch_size=2, verbose=0)
+        assert outputs.shape == (5, *(output_size or size), 2)
         assert_transformer_matches_torch(warper, x, outputs)
 
 
@@ -139,10 +152,13 @@ def test_subclassed_model_of_any_size(jit_compile):
         assert_transformer_matches_torch(model, x, warped)
 
 
-def test_export_of_any_size_needs_output_size(tmp_path):
-    """`output_size=None` keeps sizes that an export of any size lacks."""
+def test_export_of_any_size_needs_output_size_for_splines(tmp_path):
+    """A thin-plate spline's grid needs the output's sizes when traced."""
     inputs = keras.Input((None, None, 2))
-    warped = SpatialTransformer(any_size_localization_net())(inputs)
+    transformer = SpatialTransformer(
+        any_size_localization_net(), transform="tps"
+    )
+    warped = transformer(inputs)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(warped))
     # Eager calls know their sizes.
     assert tuple(model(images_of_size((9, 7))).shape) == (6, 2)
@@ -152,13 +168,14 @@ def test_export_of_any_size_needs_output_size(tmp_path):
         height = torch.export.Dim("height", min=2, max=512)
         kwargs = dict(format="torch", dynamic_shapes={1: height})
     # The layer's own error, whatever the exporter wraps it in.
-    with pytest.raises(Exception, match="`output_size` to use the layer"):
+    with pytest.raises(Exception, match="Pass `output_size` to use it"):
         model.export(path, verbose=False, **kwargs)
 
 
-def test_export_of_any_size(tmp_path):
+@pytest.mark.parametrize("output_size", [OUTPUT_SIZE, None])
+def test_export_of_any_size(tmp_path, output_size):
     """SavedModel (TensorFlow, JAX) or `torch.export`, any batch and size."""
-    model, _ = any_size_model()
+    model, _ = any_size_model(output_size)
     model.compile(keras.optimizers.SGD(0.1), "mse")
     x = images_of_size(SIZES[0], count=10)
     model.fit(x, np.ones((10, 3), "float32"), epochs=2, verbose=0)

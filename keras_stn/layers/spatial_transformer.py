@@ -378,12 +378,14 @@ class SpatialTransformer(keras.layers.Layer):
         )
         parameter_shape = self.transform.parameter_shape(len(input_size))
         theta = ops.reshape(theta, (-1, *parameter_shape))
-        if not are_static(input_size):
-            points = self._points_for_any_size(theta, images)
-        else:
+        if are_static(input_size):
             points = self.transform.pixel_grid(
                 theta, input_size, output_size, self.align_corners
             )
+        else:
+            sizes = spatial_sizes(images)
+            output_size = self.output_size or tuple(reversed(sizes))
+            points = self._points_for_any_size(theta, sizes, output_size)
         # The transformers' points of one example sample the same image:
         # shape (batch, num_transformers, *output_size).
         points = [
@@ -418,30 +420,38 @@ class SpatialTransformer(keras.layers.Layer):
                 return self._built_spatial_shape
         return input_size
 
-    def _points_for_any_size(self, theta, images):
+    def _points_for_any_size(self, theta, input_size, output_size):
         """The sampling points, in a graph traced for inputs of any size.
 
         TensorFlow traces such graphs (`model.export` of an input with
         unknown sizes, or `fit` on a second image size, which relaxes the
-        traced shapes), and so does JAX's `model.export` (with symbolic
-        sizes); the input sizes are then tensors. The points come
-        from the family's normalized grid, as `grid_sample` takes them: the
-        identity is then exact up to float rounding only.
+        traced shapes), and so do JAX's `model.export` (with symbolic sizes)
+        and `torch.export` (with dynamic sizes); the sizes are then only
+        known when the graph runs. The points come from the family's
+        normalized grid, as `grid_sample` takes them: the identity is then
+        exact up to float rounding only.
+
+        Args:
+            theta: the parameters, `(batch, *parameter_shape)`.
+            input_size: the input's sizes, in the order `x, y[, z]`
+                (`spatial_sizes`).
+            output_size: `self.output_size`, or the input's sizes.
         """
-        if self.output_size is None:
+        if not (are_static(output_size) or self.transform.unknown_sizes):
             raise ValueError(
-                "SpatialTransformer(output_size=None) gives outputs of the "
-                "input's spatial sizes, which this traced graph does not "
-                "know. Pass `output_size` to use the layer on inputs of "
-                "unknown sizes. Received an input of shape "
-                f"{tuple(images.shape)}"
+                f"SpatialTransformer(transform={self.transform!r}, "
+                "output_size=None) gives outputs of the input's spatial "
+                "sizes, which this traced graph does not know, and this "
+                "family's grid needs them. Pass `output_size` to use it on "
+                "inputs of unknown sizes. Received an input of sizes "
+                f"{tuple(reversed(input_size))}"
             )
         grid = self.transform.normalized_grid(
-            theta, self.output_size, self.align_corners
+            theta, output_size, self.align_corners
         )
         return [
             unnormalize(grid[..., axis], size, self.align_corners)
-            for axis, size in enumerate(spatial_sizes(images))
+            for axis, size in enumerate(input_size)
         ]
 
     def _sampler_implementation(self, training):

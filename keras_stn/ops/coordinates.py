@@ -39,6 +39,32 @@ def normalized_coordinates(size: int, align_corners: bool) -> tuple[float, ...]:
     return _exact_values(size, *normalize_factors(size, align_corners))
 
 
+def normalized_coordinates_tensor(size, align_corners: bool, dtype: str):
+    """`normalized_coordinates` as a tensor, also for a size not known yet.
+
+    Args:
+        size: the number of pixels along the axis: a Python int, or a size
+            only known when a graph runs (see `size_as`).
+        align_corners: the convention described in the module docstring.
+        dtype: the dtype of the result.
+
+    Returns:
+        A 1-D tensor of `size` coordinates. For an int size, the exact
+        constants of `normalized_coordinates`; else each computed in `dtype`
+        and rounded once.
+    """
+    if isinstance(size, int):
+        return ops.convert_to_tensor(
+            normalized_coordinates(size, align_corners), dtype
+        )
+    index = ops.cast(ops.arange(size, dtype="int32"), dtype)
+    size = size_as(size, dtype)
+    if align_corners:
+        # A single pixel sits at 0: (0 - 0) / 1.
+        return (2.0 * index - (size - 1.0)) / ops.maximum(size - 1.0, 1.0)
+    return (2.0 * index + 1.0 - size) / size
+
+
 def are_static(sizes) -> bool:
     """Whether every size is a Python int, known when tracing.
 

@@ -16,7 +16,7 @@ from fractions import Fraction
 from keras import ops
 
 from keras_stn.ops.coordinates import normalize_factors
-from keras_stn.ops.coordinates import normalized_coordinates
+from keras_stn.ops.coordinates import normalized_coordinates_tensor
 from keras_stn.ops.coordinates import unnormalize_factors
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_shape
@@ -62,7 +62,9 @@ def normalized_grid(
 
     Args:
         matrix: tensor of shape `(batch, rows, n + 1)`, `n` spatial axes.
-        output_size: the `n` sizes of the output, checked here.
+        output_size: the `n` sizes of the output, checked here; in a graph
+            traced for inputs of any size, they may be sizes only known
+            when the graph runs (see `keras_stn.ops.coordinates.size_as`).
         align_corners: the convention of `keras_stn.ops.coordinates`.
 
     Returns:
@@ -70,8 +72,13 @@ def normalized_grid(
         `(batch, *output_size)`.
     """
     rank = matrix.shape[2] - 1
-    output_size = standardize_size(output_size, "output_size", rank=rank)
-    mesh = _normalized_mesh(output_size, align_corners, matrix.dtype)
+    output_size = standardize_size(
+        output_size, "output_size", rank=rank, allow_traced=True
+    )
+    mesh = [
+        normalized_coordinates_tensor(size, align_corners, matrix.dtype)
+        for size in reversed(output_size)
+    ]
     return _map_mesh(matrix, mesh)
 
 
@@ -100,27 +107,6 @@ def pixel_grid(
     output_size = standardize_size(output_size, "output_size", rank=rank)
     matrix = _pixel_space_matrix(matrix, input_size, output_size, align_corners)
     return _map_mesh(matrix, _index_mesh(output_size, matrix.dtype))
-
-
-def _normalized_mesh(
-    output_size: Size, align_corners: bool, dtype: str
-) -> list[Tensor]:
-    """Return the normalized coordinates of the output pixels, per axis.
-
-    Args:
-        output_size: `(height, width)` or `(depth, height, width)`.
-        align_corners: the convention of `keras_stn.ops.coordinates`.
-        dtype: the dtype of the result.
-
-    Returns:
-        One 1-D tensor per axis, in the order `x, y[, z]`.
-    """
-    return [
-        ops.convert_to_tensor(
-            normalized_coordinates(size, align_corners), dtype
-        )
-        for size in reversed(output_size)
-    ]
 
 
 def _index_mesh(output_size: Size, dtype: str) -> list[Tensor]:

@@ -73,7 +73,8 @@ def standardize_size(
     name: str,
     allow_none: bool = False,
     rank: int | None = 2,
-) -> tuple[int, ...] | None:
+    allow_traced: bool = False,
+) -> tuple | None:
     """Return `size` as a tuple of positive Python ints.
 
     Args:
@@ -83,9 +84,12 @@ def standardize_size(
         allow_none: whether `None` is accepted (and returned as is).
         rank: the expected number of spatial axes, 2 or 3; `None` accepts
             either.
+        allow_traced: whether sizes only known when a traced graph runs
+            (scalar tensors, JAX's and `torch.export`'s symbolic sizes)
+            are accepted among the ints, and returned as they are.
 
     Returns:
-        The sizes as Python ints, or `None`.
+        The sizes as Python ints (or as they are where traced), or `None`.
     """
     if size is None and allow_none:
         return None
@@ -97,18 +101,18 @@ def standardize_size(
     if (
         values is None
         or len(values) not in ranks
-        or not all(_is_positive_int(v) for v in values)
+        or not all(
+            (allow_traced and _is_traced_size(v)) or _is_positive_int(v)
+            for v in values
+        )
     ):
         expected = " or ".join(_SIZE_LAYOUTS[r] for r in ranks)
         raise ValueError(
             f"Invalid value for argument `{name}`. Expected a tuple of "
             f"strictly positive integers {expected}. Received {name}={size!r}"
         )
-    # `operator.index` fixes a size that `torch.compile` traces as symbolic
-    # (it looks like an int) to its value, as exact grid constants need;
-    # `int` would keep it symbolic.
     return tuple(
-        operator.index(v) if isinstance(v, int) else int(v) for v in values
+        v if allow_traced and _is_traced_size(v) else _as_int(v) for v in values
     )
 
 
@@ -139,6 +143,36 @@ def check_positive_number(
             f"finite number > 0. Received {name}={value!r}"
         )
     return float(value)
+
+
+def _as_int(value):
+    # `operator.index` fixes a size that `torch.compile` traces as symbolic
+    # (it looks like an int) to its value, as exact grid constants need;
+    # `int` would keep it symbolic.
+    return operator.index(value) if isinstance(value, int) else int(value)
+
+
+def _is_traced_size(value):
+    """Whether `value` may be a size only known when a traced graph runs.
+
+    Scalar tensors, and symbolic sizes (whose types differ per backend),
+    pass; numbers, which are checked as sizes, and the other values a
+    caller mistakes for a size do not.
+    """
+    if ops.is_tensor(value):
+        return len(value.shape) == 0
+    excluded = (
+        bool,
+        int,
+        float,
+        str,
+        bytes,
+        tuple,
+        list,
+        np.generic,
+        np.ndarray,
+    )
+    return value is not None and not isinstance(value, excluded)
 
 
 def _is_positive_int(value):

@@ -34,6 +34,9 @@ class ThinPlateSpline(Transform):
     [[-1.0, -1.0], [0.0, -1.0], [1.0, -1.0]]
     """
 
+    # The spline's basis is computed in NumPy for each output size.
+    unknown_sizes = False
+
     def __init__(self, grid_size=(4, 4)):
         size = standardize_size(grid_size, "grid_size")
         if min(size) < 2:

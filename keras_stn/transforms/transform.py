@@ -20,7 +20,9 @@ class Transform:
 
     Subclasses implement `parameter_shape`, `identity`, `pixel_grid` and
     `normalized_grid`, set
-    `spatial_ranks` to the numbers of spatial axes they support, and
+    `spatial_ranks` to the numbers of spatial axes they support, set
+    `unknown_sizes = False` if `normalized_grid` needs Python int sizes
+    (rather than sizes only known when a traced graph runs), and
     implement `get_config` when their constructor takes arguments.
 
     Example:
@@ -31,6 +33,7 @@ class Transform:
     """
 
     spatial_ranks = (2,)
+    unknown_sizes = True
 
     def parameter_shape(self, spatial_rank: int) -> tuple[int, ...]:
         """Return the shape of one example's parameters.
