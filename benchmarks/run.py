@@ -19,6 +19,10 @@ Goals:
     second_order: a gradient-penalty step through `warp_affine` (a second
         derivative) against a first-order step, and against the same
         penalty step on the generic `keras.ops` sampler.
+    inference: sampling through `predict_on_batch`, `predict` and a
+        compiled model call, against `grid_sample` under `no_grad`, with
+        Keras' own cost (a model that does next to nothing) apart; and
+        `predict` of an ST-CNN against the same CNN without the sampler.
 """
 
 import argparse
@@ -31,6 +35,7 @@ from pathlib import Path
 from sampler_memory import MEMORY_SIZES
 from sampler_speed import SCALING_SIZES
 from sampler_speed import SIZES
+from timing import add_repeats_option
 
 HERE = Path(__file__).resolve().parent
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -40,6 +45,7 @@ GOALS = {
     "memory": None,  # One process per size and sampler: see `memory_rows`.
     "step": ["training_step.py"],
     "second_order": ["second_derivatives.py"],
+    "inference": ["inference.py"],
 }
 
 
@@ -151,6 +157,57 @@ def _ratio_cell(row):
     return cell
 
 
+def table(rows, columns, order_by):
+    """Format rows as a Markdown table, one line per row.
+
+    Args:
+        rows: dicts, as the benchmark scripts print them.
+        columns: `(header, cell)` pairs, `cell` a function from a row to
+            the text of its cell in that column.
+        order_by: the key whose values order the rows, in the order they
+            first appear (the rows of one value keep their order).
+
+    Returns:
+        The table, as text.
+    """
+    values = list(dict.fromkeys(row[order_by] for row in rows))
+    lines = [
+        "| " + " | ".join(header for header, _ in columns) + " |",
+        "|---" * len(columns) + "|",
+    ]
+    for row in sorted(rows, key=lambda row: values.index(row[order_by])):
+        lines.append("| " + " | ".join(cell(row) for _, cell in columns) + " |")
+    return "\n".join(lines)
+
+
+def milliseconds(key, digits=2):
+    """A `table` cell: `row[key]`, in seconds, as milliseconds."""
+    return lambda row: f"{1000 * row[key]:.{digits}f} ms"
+
+
+def ratio(key):
+    """A `table` cell: `row[key]` as a ratio, `1.25x`."""
+    return lambda row: f"{row[key]:.2f}x"
+
+
+def goal(key):
+    """A `table` cell: `row["goal"]`, and whether `row[key]` meets it."""
+    return lambda row: (
+        f"<= {row['goal']:.2f} "
+        + ("met" if row[key] <= row["goal"] else "missed")
+    )
+
+
+def field(key):
+    """A `table` cell: `row[key]` as it is."""
+    return lambda row: str(row[key])
+
+
+def size_and_shape(row):
+    """A `table` cell: the size's name and its shape, `mnist, 64x28x28x1`."""
+    return f"{row['size']}, {'x'.join(map(str, row['shape']))}"
+
+
 def step_table(rows):
     """Format the training-step rows as a Markdown table.
 
@@ -162,29 +219,20 @@ def step_table(rows):
     Returns:
         The table, as text.
     """
-    lines = [
-        "| CNN, batch | backend | CNN | ST-CNN | pure PyTorch ST-CNN | "
-        "ST-CNN / CNN | ST-CNN / PyTorch | CNN behind a 1x1 conv / CNN |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    names = list(dict.fromkeys(row["cnn_name"] for row in rows))
-    for row in sorted(rows, key=lambda row: names.index(row["cnn_name"])):
-        times = [
-            f"{1000 * row[name]:.1f} ms"
-            for name in ("cnn", "st_cnn", "torch_st_cnn")
-        ]
-        ratios = [
-            f"{row[name]:.2f}x"
-            for name in (
-                "st_cnn_over_cnn",
-                "st_cnn_over_torch",
-                "pointwise_cnn_over_cnn",
-            )
-        ]
-        network = f"{row['cnn_name']}, {row['batch']}"
-        cells = " | ".join([network, row["backend"], *times, *ratios])
-        lines.append(f"| {cells} |")
-    return "\n".join(lines)
+    return table(
+        rows,
+        [
+            ("CNN, batch", lambda row: f"{row['cnn_name']}, {row['batch']}"),
+            ("backend", field("backend")),
+            ("CNN", milliseconds("cnn", 1)),
+            ("ST-CNN", milliseconds("st_cnn", 1)),
+            ("pure PyTorch ST-CNN", milliseconds("torch_st_cnn", 1)),
+            ("ST-CNN / CNN", ratio("st_cnn_over_cnn")),
+            ("ST-CNN / PyTorch", ratio("st_cnn_over_torch")),
+            ("CNN behind a 1x1 conv / CNN", ratio("pointwise_cnn_over_cnn")),
+        ],
+        order_by="cnn_name",
+    )
 
 
 def second_order_table(rows):
@@ -199,26 +247,78 @@ def second_order_table(rows):
     Returns:
         The table, as text.
     """
-    lines = [
-        "| size | backend | first-order step | penalty step | "
-        "generic penalty step | penalty / first-order | "
-        "penalty / generic penalty |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    sizes = list(dict.fromkeys(row["size"] for row in rows))
-    for row in sorted(rows, key=lambda row: sizes.index(row["size"])):
-        times = [
-            f"{1000 * row[name]:.2f} ms"
-            for name in ("first_order", "penalty", "penalty_generic")
-        ]
-        ratios = [
-            f"{row[name]:.2f}x"
-            for name in ("penalty_over_first_order", "penalty_over_generic")
-        ]
-        size = f"{row['size']}, {'x'.join(map(str, row['shape']))}"
-        cells = " | ".join([size, row["backend"], *times, *ratios])
-        lines.append(f"| {cells} |")
-    return "\n".join(lines)
+    return table(
+        rows,
+        [
+            ("size", size_and_shape),
+            ("backend", field("backend")),
+            ("first-order step", milliseconds("first_order")),
+            ("penalty step", milliseconds("penalty")),
+            ("generic penalty step", milliseconds("penalty_generic")),
+            ("penalty / first-order", ratio("penalty_over_first_order")),
+            ("penalty / generic penalty", ratio("penalty_over_generic")),
+        ],
+        order_by="size",
+    )
+
+
+def inference_table(rows):
+    """Format the inference rows as two Markdown tables.
+
+    The sampling rows, one line per size, backend and call (the sizes in
+    the order they first appear), then the ST-CNN rows, one line per
+    backend.
+
+    Args:
+        rows: dicts of `inference.measure`.
+
+    Returns:
+        The tables, as text.
+    """
+    sampling = table(
+        [row for row in rows if row["kind"] == "sampling"],
+        [
+            ("size", size_and_shape),
+            ("backend", field("backend")),
+            ("call", field("call")),
+            ("PyTorch", milliseconds("torch", 3)),
+            ("model", milliseconds("model", 3)),
+            ("trivial model", milliseconds("trivial", 3)),
+            ("model / PyTorch", ratio("raw_ratio")),
+            ("ours: (model - trivial) / PyTorch", ratio("ours")),
+            ("goal (ours)", goal("ours")),
+        ],
+        order_by="size",
+    )
+    st_cnn = table(
+        [row for row in rows if row["kind"] == "st_cnn"],
+        [
+            ("size", size_and_shape),
+            ("backend", field("backend")),
+            ("ST-CNN predict", milliseconds("st_cnn", 1)),
+            ("identity-sampler CNN predict", milliseconds("identity_cnn", 1)),
+            ("ST-CNN / identity", ratio("ratio")),
+            ("goal", goal("ratio")),
+        ],
+        order_by="size",
+    )
+    return f"{sampling}\n\n{st_cnn}"
+
+
+# goal: (title, function formatting its rows); the others use `ratio_table`.
+TABLES = {
+    "step": ("median training-step times and ratios", step_table),
+    "second_order": (
+        "median step times, gradient penalty (second order) over first "
+        "order and over the generic path",
+        second_order_table,
+    ),
+    "inference": (
+        "median inference times; ours = keras-stn's share, over PyTorch's "
+        "`grid_sample` under `no_grad`",
+        inference_table,
+    ),
+}
 
 
 def main():
@@ -229,33 +329,23 @@ def main():
     parser.add_argument(
         "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS)
     )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=20,
-        help="timed rounds, after warm-up (default: %(default)s)",
-    )
+    add_repeats_option(parser)
     args = parser.parse_args()
-    for goal in args.goals:
-        if goal == "memory":
+    for name in args.goals:
+        if name == "memory":
             rows = memory_rows(args.backends, min(args.repeats, 3))
             print("\n## memory: keras-stn peak / PyTorch peak\n")
             print(ratio_table(rows, args.backends))
             continue
         rows = []
         for backend in args.backends:
-            rows += run_on_backend(backend, GOALS[goal], args.repeats)
-        if goal == "step":
-            print("\n## step: median training-step times and ratios\n")
-            print(step_table(rows))
-        elif goal == "second_order":
-            print(
-                "\n## second_order: median step times, gradient penalty "
-                "(second order) over first order and over the generic path\n"
-            )
-            print(second_order_table(rows))
+            rows += run_on_backend(backend, GOALS[name], args.repeats)
+        if name in TABLES:
+            title, format_rows = TABLES[name]
+            print(f"\n## {name}: {title}\n")
+            print(format_rows(rows))
         else:
-            print(f"\n## {goal}: keras-stn time / PyTorch time (median)\n")
+            print(f"\n## {name}: keras-stn time / PyTorch time (median)\n")
             print(ratio_table(rows, args.backends))
 
 

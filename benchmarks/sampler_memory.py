@@ -30,6 +30,7 @@ from sampler_speed import keras_stn_step
 from sampler_speed import random_inputs
 from sampler_speed import torch_step
 from timing import BACKEND
+from timing import add_repeats_option
 from timing import wait
 
 # name: (batch, *spatial, channels, *output_spatial)
@@ -106,11 +107,8 @@ def main():
     parser.add_argument(
         "--sampler", choices=("keras_stn", "torch"), required=True
     )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=1,
-        help="measured passes; the largest peak is printed",
+    add_repeats_option(
+        parser, default=1, help="measured passes; the largest peak is printed"
     )
     args = parser.parse_args()
     inputs = random_inputs(MEMORY_SIZES[args.size])

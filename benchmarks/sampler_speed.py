@@ -13,9 +13,6 @@ process. Prints one JSON line per size.
 `benchmarks/run.py` runs it on every backend and prints the ratios.
 """
 
-import argparse
-import json
-
 import numpy as np
 import torch
 
@@ -23,6 +20,7 @@ from keras_stn.ops import grid_sample
 
 from timing import BACKEND
 from timing import backend_tensors
+from timing import benchmark_main
 from timing import compiled_vjp
 from timing import median_seconds
 
@@ -85,55 +83,38 @@ def torch_step(images, grid, upstream):
     return step
 
 
-def measure(names, repeats):
-    """Time keras-stn and PyTorch at each named size.
+def measure(name, repeats):
+    """Time keras-stn and PyTorch at one named size.
 
     Args:
-        names: keys of `SIZES` or `SCALING_SIZES`.
+        name: a key of `SIZES` or `SCALING_SIZES`.
         repeats: timed rounds of each.
 
     Returns:
-        A list of dicts: size name and shape, backend, median seconds of
-        keras-stn's default path (`implementation="auto"`), of PyTorch and
-        of the generic `keras.ops` path (`"keras"`), and their ratios to
+        A dict: size name and shape, backend, median seconds of keras-stn's
+        default path (`implementation="auto"`), of PyTorch and of the
+        generic `keras.ops` path (`"keras"`), and their ratios to
         PyTorch's.
     """
-    rows = []
-    for name in names:
-        size = {**SIZES, **SCALING_SIZES}[name]
-        inputs = random_inputs(size)
-        steps = {
-            "keras_stn": keras_stn_step(*inputs),
-            "torch": torch_step(*inputs),
-            "keras_stn_generic": keras_stn_step(*inputs, "keras"),
-        }
-        seconds = median_seconds(steps, repeats)
-        row = {
-            "size": name,
-            "shape": size,
-            "backend": BACKEND,
-            **seconds,
-            "ratio": seconds["keras_stn"] / seconds["torch"],
-        }
-        row["generic_ratio"] = seconds["keras_stn_generic"] / seconds["torch"]
-        rows.append(row)
-    return rows
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--sizes",
-        nargs="+",
-        default=list(SIZES),
-        choices=[*SIZES, *SCALING_SIZES],
-        help="sizes to time (default: %(default)s)",
-    )
-    parser.add_argument("--repeats", type=int, default=20)
-    args = parser.parse_args()
-    for row in measure(args.sizes, args.repeats):
-        print(json.dumps(row), flush=True)
+    size = {**SIZES, **SCALING_SIZES}[name]
+    inputs = random_inputs(size)
+    steps = {
+        "keras_stn": keras_stn_step(*inputs),
+        "torch": torch_step(*inputs),
+        "keras_stn_generic": keras_stn_step(*inputs, "keras"),
+    }
+    seconds = median_seconds(steps, repeats)
+    return {
+        "size": name,
+        "shape": size,
+        "backend": BACKEND,
+        **seconds,
+        "ratio": seconds["keras_stn"] / seconds["torch"],
+        "generic_ratio": seconds["keras_stn_generic"] / seconds["torch"],
+    }
 
 
 if __name__ == "__main__":
-    main()
+    benchmark_main(
+        __doc__, measure, [*SIZES, *SCALING_SIZES], default=list(SIZES)
+    )

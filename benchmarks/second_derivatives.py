@@ -27,9 +27,6 @@ Prints one JSON line per size with each median time and the ratios
 prints the ratios as a table.
 """
 
-import argparse
-import json
-
 import keras
 import numpy as np
 
@@ -37,6 +34,7 @@ from keras_stn.ops import warp_affine
 
 from timing import BACKEND
 from timing import backend_tensors
+from timing import benchmark_main
 from timing import compiled_vjp
 from timing import median_seconds
 
@@ -159,58 +157,36 @@ def penalty_step(images, targets, theta, implementation="auto"):
     return lambda: step(*tensors)
 
 
-def measure(names, repeats):
-    """Time the three steps at each named size.
+def measure(name, repeats):
+    """Time the three steps at one named size.
 
     Args:
-        names: keys of `SIZES`.
+        name: a key of `SIZES`.
         repeats: timed rounds of each.
 
     Returns:
-        A list of dicts: size name and shape, backend, median seconds of
-        each step and the ratios of the penalty step's to the first-order
-        step's and to the generic penalty step's.
+        A dict: size name and shape, backend, median seconds of each step
+        and the ratios of the penalty step's to the first-order step's and
+        to the generic penalty step's.
     """
-    rows = []
-    for name in names:
-        inputs = random_inputs(SIZES[name])
-        seconds = median_seconds(
-            {
-                "first_order": first_order_step(*inputs),
-                "penalty": penalty_step(*inputs),
-                "penalty_generic": penalty_step(*inputs, "keras"),
-            },
-            repeats,
-        )
-        rows.append(
-            {
-                "size": name,
-                "shape": SIZES[name],
-                "backend": BACKEND,
-                **seconds,
-                "penalty_over_first_order": seconds["penalty"]
-                / seconds["first_order"],
-                "penalty_over_generic": seconds["penalty"]
-                / seconds["penalty_generic"],
-            }
-        )
-    return rows
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--sizes",
-        nargs="+",
-        default=list(SIZES),
-        choices=list(SIZES),
-        help="sizes to time (default: %(default)s)",
+    inputs = random_inputs(SIZES[name])
+    seconds = median_seconds(
+        {
+            "first_order": first_order_step(*inputs),
+            "penalty": penalty_step(*inputs),
+            "penalty_generic": penalty_step(*inputs, "keras"),
+        },
+        repeats,
     )
-    parser.add_argument("--repeats", type=int, default=20)
-    args = parser.parse_args()
-    for row in measure(args.sizes, args.repeats):
-        print(json.dumps(row), flush=True)
+    return {
+        "size": name,
+        "shape": SIZES[name],
+        "backend": BACKEND,
+        **seconds,
+        "penalty_over_first_order": seconds["penalty"] / seconds["first_order"],
+        "penalty_over_generic": seconds["penalty"] / seconds["penalty_generic"],
+    }
 
 
 if __name__ == "__main__":
-    main()
+    benchmark_main(__doc__, measure, SIZES)

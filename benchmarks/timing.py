@@ -1,11 +1,15 @@
-"""Timing helpers shared by the benchmarks: compiled gradients and medians.
+"""Helpers shared by the benchmarks: compiled gradients, medians, the CLI.
 
 Each benchmark process runs on one backend, the one `KERAS_BACKEND` selects,
 and times keras-stn side by side with PyTorch in that same process, so that
 a ratio compares two measurements taken under the same machine load.
 """
 
+import argparse
+import json
 import time
+from collections.abc import Callable
+from collections.abc import Iterable
 
 import keras
 import numpy as np
@@ -115,3 +119,63 @@ def median_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
             if round_index >= warmup:
                 times[name].append(seconds)
     return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def benchmark_main(
+    description: str,
+    measure: Callable[[str, int], dict | list[dict]],
+    names: Iterable[str],
+    default: Iterable[str] | None = None,
+    option: str = "--sizes",
+) -> None:
+    """The command line of a benchmark script: time the named cases and
+    print one JSON line per row, for `run.py` to read.
+
+    Parses `option` (which of `names` to time, `default` or all of them by
+    default) and `--repeats` (timed rounds, 20 by default), then calls
+    `measure(name, repeats)` for each chosen name in turn.
+
+    Args:
+        description: the script's docstring; its first line is the help.
+        measure: maps a name and the number of repeats to a row (a dict
+            that `json.dumps` takes) or a list of rows.
+        names: the names `option` accepts.
+        default: the names timed without `option`, or `None` for all.
+        option: the option that selects the names, such as `"--sizes"`.
+    """
+    names = list(names)
+    parser = argparse.ArgumentParser(description=description.split("\n")[0])
+    parser.add_argument(
+        option,
+        dest="names",
+        nargs="+",
+        choices=names,
+        default=list(names if default is None else default),
+        help="what to time (default: %(default)s)",
+    )
+    add_repeats_option(parser)
+    args = parser.parse_args()
+    for name in args.names:
+        rows = measure(name, args.repeats)
+        for row in [rows] if isinstance(rows, dict) else rows:
+            print(json.dumps(row), flush=True)
+
+
+def add_repeats_option(
+    parser: argparse.ArgumentParser,
+    default: int = 20,
+    help: str = "timed rounds, after warm-up",
+) -> None:
+    """Add the benchmarks' `--repeats` option to `parser`.
+
+    Args:
+        parser: the command line's parser.
+        default: the value without the option.
+        help: what the option counts; its default is added.
+    """
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=default,
+        help=f"{help} (default: %(default)s)",
+    )

@@ -35,8 +35,6 @@ the median step time of each model and the ratios.
     KERAS_BACKEND=jax python benchmarks/training_step.py --cnns small svhn
 """
 
-import argparse
-import json
 from typing import NamedTuple
 
 import keras
@@ -46,6 +44,7 @@ import torch
 import keras_stn
 
 from timing import BACKEND
+from timing import benchmark_main
 from timing import median_seconds
 
 SIZE = 64
@@ -241,19 +240,5 @@ def measure(cnn_name, repeats):
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--cnns",
-        nargs="+",
-        choices=list(ARCHITECTURES),
-        default=list(ARCHITECTURES),
-    )
-    parser.add_argument("--repeats", type=int, default=20)
-    args = parser.parse_args()
-    for cnn_name in args.cnns:
-        print(json.dumps(measure(cnn_name, args.repeats)), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    benchmark_main(__doc__, measure, ARCHITECTURES, option="--cnns")
