@@ -2,13 +2,16 @@
 #   make demo   train an ST-CNN on rotated, translated and scaled MNIST
 #               (DEMO_BACKEND, default torch: the fastest on a CPU here)
 #   make test   lint, then the whole suite once per backend (tensorflow, jax, torch)
+#   make gpu-wheels
+#               Keras and the dependencies that the GPU machine lacks, as wheels
+#               in .whl/ (ignored by git), for benchmarks/gpu_check.sh there
 
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 DEMO_BACKEND ?= torch
 
-.PHONY: install demo lint test clean
+.PHONY: install demo lint test gpu-wheels clean
 
 $(VENV)/.installed: requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,6 +38,24 @@ test: lint
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED backends:$$failed"; exit 1; fi; \
 	echo "All backends passed: $(BACKENDS)"
+
+# The GPU machine runs Python 3.12 with PyTorch and JAX but no Keras, and has
+# no network: Keras and those of its dependencies that its image lacks
+# (KINDS.md's package list: namex, optree) travel as wheels, about 3 MiB.
+GPU_PYTHON_VERSION ?= 3.12
+GPU_WHEELS ?= keras==3.15.1 namex==0.1.0 optree==0.20.0
+GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 \
+	manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64
+gpu-wheels:
+	exclude="$$(git rev-parse --git-path info/exclude)"; \
+	mkdir -p "$$(dirname "$$exclude")"; \
+	grep -qxF /.whl/ "$$exclude" 2>/dev/null || echo /.whl/ >> "$$exclude"
+	rm -rf .whl
+	python3 -m pip download --no-deps --only-binary=:all: \
+		--python-version $(GPU_PYTHON_VERSION) --implementation cp \
+		$(addprefix --platform ,$(GPU_PLATFORMS)) -d .whl $(GPU_WHEELS)
+	@size=$$(du -sk .whl | cut -f1); echo ".whl: $$size KiB"; \
+	if [ $$size -gt 40960 ]; then echo "over 40 MiB"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache *.egg-info

@@ -21,6 +21,7 @@ from keras_stn.ops import grid_sample
 from timing import BACKEND
 from timing import backend_tensors
 from timing import benchmark_main
+from timing import compiled_forward
 from timing import compiled_vjp
 from timing import median_seconds
 
@@ -58,60 +59,122 @@ def random_inputs(size, seed=0):
     return images, grid, upstream
 
 
-def keras_stn_step(images, grid, upstream, implementation="auto"):
-    """keras-stn's forward and backward pass, compiled, ready to call."""
-    step = compiled_vjp(
-        lambda x, g: grid_sample(
-            x, g, data_format="channels_last", implementation=implementation
+def keras_stn_step(
+    images, grid, upstream, implementation="auto", backward=True, **options
+):
+    """keras-stn's forward (and backward) pass, compiled, ready to call.
+
+    Args:
+        images, grid, upstream: NumPy arrays, as `random_inputs` returns
+            them; converted to tensors of the backend's default device.
+        implementation: `grid_sample`'s `implementation`.
+        backward: whether a call computes the gradients for the images and
+            the grid too (compiled as `fit` compiles, `timing.compiled_vjp`),
+            or the forward pass alone (as `predict` compiles).
+        **options: more arguments of `grid_sample`: `mode`, `padding_mode`,
+            `align_corners`.
+
+    Returns:
+        A function of no arguments that returns the channels-last output,
+        and with `backward` `(output, (grad_images, grad_grid))`.
+    """
+
+    def sample(x, g):
+        return grid_sample(
+            x,
+            g,
+            data_format="channels_last",
+            implementation=implementation,
+            **options,
         )
-    )
-    tensors = backend_tensors(images, grid)
+
+    tensors = backend_tensors(images, grid, requires_grad=backward)
+    if not backward:
+        forward = compiled_forward(sample)
+        return lambda: forward(*tensors)
+    step = compiled_vjp(sample)
     (upstream,) = backend_tensors(upstream, requires_grad=False)
     return lambda: step(*tensors, upstream)
 
 
-def torch_step(images, grid, upstream):
-    """`torch.nn.functional.grid_sample` forward and backward, eager."""
-    images = torch.tensor(np.moveaxis(images, -1, 1), requires_grad=True)
-    grid = torch.tensor(grid, requires_grad=True)
-    upstream = torch.tensor(np.moveaxis(upstream, -1, 1))
+def torch_step(images, grid, upstream, backward=True, device="cpu", **options):
+    """`torch.nn.functional.grid_sample` forward (and backward), eager.
+
+    Args:
+        images, grid, upstream: NumPy arrays, as `random_inputs` returns
+            them (channels last; moved first here).
+        backward: whether a call computes the gradients for the images and
+            the grid too.
+        device: the torch device of the tensors, such as `"cuda"`.
+        **options: more arguments of `grid_sample`: `mode`, `padding_mode`,
+            `align_corners` (default `False`).
+
+    Returns:
+        A function of no arguments that returns the channels-first output,
+        and with `backward` `(output, (grad_images, grad_grid))`.
+    """
+    options = {"align_corners": False, **options}
+    images = torch.tensor(
+        np.moveaxis(images, -1, 1), device=device, requires_grad=backward
+    )
+    grid = torch.tensor(grid, device=device, requires_grad=backward)
+    upstream = torch.tensor(np.moveaxis(upstream, -1, 1), device=device)
 
     def step():
-        out = torch.nn.functional.grid_sample(images, grid, align_corners=False)
-        return torch.autograd.grad(out, (images, grid), upstream)
+        out = torch.nn.functional.grid_sample(images, grid, **options)
+        if not backward:
+            return out
+        return out, torch.autograd.grad(out, (images, grid), upstream)
 
     return step
 
 
+def measure_size(name, size, repeats, backward=True, device="cpu"):
+    """Time keras-stn and PyTorch at one size.
+
+    Args:
+        name: the size's name, for the row.
+        size: `(batch, *spatial, channels, *output_spatial)`.
+        repeats: timed rounds of each.
+        backward: whether to time forward and backward passes (gradients
+            for the images and the grid), or forward passes alone.
+        device: the torch device of PyTorch's tensors; keras-stn's are on
+            the backend's default device.
+
+    Returns:
+        A dict: size name and shape, backend, median seconds of keras-stn's
+        default path (`implementation="auto"`), of PyTorch and of the
+        generic `keras.ops` path (`"keras"`), and their ratios to PyTorch's.
+    """
+    inputs = random_inputs(size)
+    steps = {
+        "keras_stn": keras_stn_step(*inputs, backward=backward),
+        "torch": torch_step(*inputs, backward=backward, device=device),
+        "keras_stn_generic": keras_stn_step(*inputs, "keras", backward),
+    }
+    seconds = median_seconds(steps, repeats)
+    row = {
+        "size": name,
+        "shape": size,
+        "backend": BACKEND,
+        **seconds,
+        "ratio": seconds["keras_stn"] / seconds["torch"],
+    }
+    row["generic_ratio"] = seconds["keras_stn_generic"] / seconds["torch"]
+    return row
+
+
 def measure(name, repeats):
-    """Time keras-stn and PyTorch at one named size.
+    """Time keras-stn and PyTorch at one named size, forward and backward.
 
     Args:
         name: a key of `SIZES` or `SCALING_SIZES`.
         repeats: timed rounds of each.
 
     Returns:
-        A dict: size name and shape, backend, median seconds of keras-stn's
-        default path (`implementation="auto"`), of PyTorch and of the
-        generic `keras.ops` path (`"keras"`), and their ratios to
-        PyTorch's.
+        The row of `measure_size`, on the CPU.
     """
-    size = {**SIZES, **SCALING_SIZES}[name]
-    inputs = random_inputs(size)
-    steps = {
-        "keras_stn": keras_stn_step(*inputs),
-        "torch": torch_step(*inputs),
-        "keras_stn_generic": keras_stn_step(*inputs, "keras"),
-    }
-    seconds = median_seconds(steps, repeats)
-    return {
-        "size": name,
-        "shape": size,
-        "backend": BACKEND,
-        **seconds,
-        "ratio": seconds["keras_stn"] / seconds["torch"],
-        "generic_ratio": seconds["keras_stn_generic"] / seconds["torch"],
-    }
+    return measure_size(name, {**SIZES, **SCALING_SIZES}[name], repeats)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ a ratio compares two measurements taken under the same machine load.
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -31,7 +32,8 @@ def compiled_vjp(fn):
         A function of the same tensors and an upstream gradient (shaped as
         `fn`'s output) returning `fn`'s output and the gradients with
         respect to every argument, as `torch.autograd.grad` with
-        `grad_outputs` does.
+        `grad_outputs` does (zeros for an argument that the output does
+        not depend on, such as the grid of nearest sampling).
     """
     if BACKEND == "tensorflow":
         import tensorflow as tf
@@ -41,7 +43,13 @@ def compiled_vjp(fn):
             with tf.GradientTape() as tape:
                 tape.watch(tensors)
                 output = fn(*tensors)
-            return output, tape.gradient(output, tensors, upstream)
+            gradients = tape.gradient(
+                output,
+                tensors,
+                upstream,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+            return output, gradients
 
         return tf.function(tensorflow_vjp)
     if BACKEND == "jax":
@@ -58,9 +66,39 @@ def compiled_vjp(fn):
     def torch_vjp(*tensors_and_upstream):
         *tensors, upstream = tensors_and_upstream
         output = fn(*tensors)
-        return output, torch.autograd.grad(output, tensors, upstream)
+        gradients = torch.autograd.grad(
+            output,
+            tensors,
+            upstream,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+        return output, gradients
 
     return torch_vjp
+
+
+def compiled_forward(fn):
+    """Compile `fn` the way each backend's `predict` does.
+
+    That is `tf.function` on TensorFlow, `jax.jit` on JAX and eager calls
+    on torch.
+
+    Args:
+        fn: maps backend tensors to one tensor, using `keras.ops`.
+
+    Returns:
+        The compiled function, of the same tensors.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
 
 
 def backend_tensors(*arrays, requires_grad=True):
@@ -80,11 +118,19 @@ def backend_tensors(*arrays, requires_grad=True):
 
 
 def wait(results):
-    """Block until every array in `results` (nested lists) is computed."""
+    """Block until every array in `results` (nested lists) is computed.
+
+    JAX arrays are waited for, and where PyTorch has started working on a
+    GPU, every CUDA kernel queued so far (PyTorch's and, on the torch
+    backend, keras-stn's): CUDA calls return before their kernels run.
+    """
     if BACKEND == "jax":
         import jax
 
         jax.block_until_ready(results)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def median_seconds(functions, repeats, warmup=3, sample_seconds=0.02):

@@ -182,12 +182,22 @@ class TorchSpatialTransformerCNN(torch.nn.Module):
         return self.classifier(warped)
 
 
-def torch_step(architecture, images, labels):
-    """One training step of the pure-PyTorch ST-CNN, ready to call."""
-    model = TorchSpatialTransformerCNN(architecture)
+def torch_step(architecture, images, labels, device="cpu"):
+    """One training step of the pure-PyTorch ST-CNN, ready to call.
+
+    Args:
+        architecture: the CNN's `Architecture`.
+        images: NumPy array, channels last (moved first here).
+        labels: NumPy array of class indices.
+        device: the torch device of the model and the batch.
+
+    Returns:
+        A function of no arguments that runs the step and returns its loss.
+    """
+    model = TorchSpatialTransformerCNN(architecture).to(device)
     optimizer = torch.optim.Adam(model.parameters())
-    images = torch.tensor(np.moveaxis(images, -1, 1))
-    labels = torch.tensor(labels, dtype=torch.long)
+    images = torch.tensor(np.moveaxis(images, -1, 1), device=device)
+    labels = torch.tensor(labels, dtype=torch.long, device=device)
 
     def step():
         optimizer.zero_grad()
@@ -199,17 +209,22 @@ def torch_step(architecture, images, labels):
     return step
 
 
-def measure(cnn_name, repeats):
+def measure(cnn_name, repeats, device="cpu", architecture=None):
     """Time the four models' training steps on one CNN.
 
     Args:
-        cnn_name: a key of `ARCHITECTURES`.
+        cnn_name: a key of `ARCHITECTURES`, or the name of `architecture`.
         repeats: the number of timed rounds.
+        device: the torch device of the pure-PyTorch ST-CNN; the Keras
+            models run on the backend's default device.
+        architecture: the CNN's `Architecture`, or `None` for
+            `ARCHITECTURES[cnn_name]`.
 
     Returns:
         A dict of the median step times, in seconds, and their ratios.
     """
-    architecture = ARCHITECTURES[cnn_name]
+    if architecture is None:
+        architecture = ARCHITECTURES[cnn_name]
     rng = np.random.default_rng(0)
     images = rng.uniform(size=(architecture.batch, SIZE, SIZE, CHANNELS))
     images = images.astype("float32")
@@ -225,7 +240,7 @@ def measure(cnn_name, repeats):
             "pointwise_cnn": lambda: pointwise_cnn.train_on_batch(
                 images, labels
             ),
-            "torch_st_cnn": torch_step(architecture, images, labels),
+            "torch_st_cnn": torch_step(architecture, images, labels, device),
         },
         repeats,
     )

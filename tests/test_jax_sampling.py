@@ -244,6 +244,29 @@ def test_exported_gradients_hold_no_kernel():
     )
 
 
+def test_other_platforms_than_the_cpu_lower_to_the_generic_sampler():
+    """The kernel's FFI targets are registered for the CPU alone: lowered
+    for a GPU or a TPU, a training step's sampler holds no call to them."""
+    images, grid, upstream = random_sampling_problem(8, SIZE)
+    if BACKEND != "jax":
+        points = [ops.convert_to_tensor(grid)]
+        assert not jax_sampling.has_jax_kernel(
+            ops.convert_to_tensor(images), points, "bilinear", "zeros"
+        )
+        return
+    import jax
+
+    step = jax.jit(
+        jax.value_and_grad(lambda x, g: loss(x, g, upstream), (0, 1))
+    )
+    traced = step.trace(images, grid)
+    lowered = traced.lower(lowering_platforms=("cpu",)).as_text()
+    assert "KerasStnBilinear" in lowered
+    for platform in ("cuda", "rocm", "tpu"):
+        lowered = traced.lower(lowering_platforms=(platform,)).as_text()
+        assert "KerasStnBilinear" not in lowered, platform
+
+
 def test_without_a_compiler_the_generic_sampler_runs(monkeypatch):
     images, grid, upstream = random_sampling_problem(7, SIZE)
     _, expected_images, expected_grid = torch_grid_sample(

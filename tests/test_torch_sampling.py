@@ -99,6 +99,35 @@ def test_kernel_only_where_it_applies():
         assert not applies()
 
 
+def test_kernel_declines_tensors_off_the_cpu():
+    """The kernel reads CPU memory: where any tensor is on another device (a
+    GPU; here PyTorch's "meta" device, which every build has), PyTorch's own
+    kernel samples instead."""
+    images, grid, _ = random_sampling_problem(0, SIZE)
+    if BACKEND != "torch":
+        assert not torch_sampling.has_torch_kernel(
+            ops.convert_to_tensor(images),
+            [ops.convert_to_tensor(grid)],
+            "bilinear",
+            "zeros",
+        )
+        return
+    import torch
+
+    images = torch.tensor(images, requires_grad=True)
+    grid = torch.tensor(grid, requires_grad=True)
+
+    def applies(images, grid):
+        return torch_sampling.has_torch_kernel(
+            images, [grid], "bilinear", "zeros"
+        )
+
+    assert applies(images, grid)
+    assert not applies(images.to("meta"), grid.to("meta"))
+    assert not applies(images, grid.to("meta"))
+    assert not applies(images.to("meta"), grid)
+
+
 @pytest.mark.parametrize("align_corners", (False, True))
 @pytest.mark.parametrize("padding_mode", ("zeros", "border"))
 @pytest.mark.parametrize("size", (SIZE, (2, 9, 7, 5, 2, 4, 6, 8)))
