@@ -2,7 +2,8 @@
 
 On JAX, bilinear sampling with `"zeros"` or `"border"` padding runs its
 forward and backward passes as the kernel of `keras_stn.ops.jax_sampling`
-where it is differentiated, and the generic sampler otherwise. On the other
+where it is differentiated, eagerly and in Keras' own loops, and the
+generic sampler in what other tracers record. On the other
 backends the kernel never runs, and the same calls give PyTorch's numbers
 through their own paths. (`tests/test_native_sampling.py` checks every
 mode and padding against the generic sampler on each backend.)
@@ -42,10 +43,11 @@ def loss(images, grid, upstream, padding_mode="zeros", align_corners=False):
 
 
 def primitives_in(fn, *args):
-    """The names of the kernel's primitives in the jaxpr of `fn(*args)`."""
+    """The names of the kernel's primitives in the jaxpr of `fn(*args)`,
+    traced anew (JAX caches traces by function, not by Keras' scopes)."""
     import jax
 
-    jaxpr = str(jax.make_jaxpr(fn)(*args))
+    jaxpr = str(jax.make_jaxpr(lambda *arrays: fn(*arrays))(*args))
     names = ("keras_stn_bilinear_sample", "keras_stn_bilinear_gradients")
     return {name for name in names if name in jaxpr}
 
@@ -115,7 +117,8 @@ def test_kernel_runs_where_differentiated_and_only_the_gradients_used():
         return
     import jax
 
-    # Inference (and so what a model exports) is the generic sampler.
+    # Inference traced outside Keras' loops (what jax2onnx exports) is the
+    # generic sampler.
     assert primitives_in(sample, images, grid) == set()
     both = primitives_in(
         jax.grad(lambda x, g: loss(x, g, upstream), (0, 1)), images, grid
@@ -130,6 +133,32 @@ def test_kernel_runs_where_differentiated_and_only_the_gradients_used():
         jax.make_jaxpr(jax.grad(lambda x: loss(x, grid, upstream)))(images)
     )
     assert "wants=('images',)" in jaxpr
+
+
+@pytest.mark.parametrize("private_api", ("present", "gone"))
+def test_kernel_runs_in_keras_inference(monkeypatch, private_api):
+    """Keras' `predict` traces stateless calls, which run the kernel's
+    forward pass; without Keras' private answer, the generic sampler."""
+    import keras
+
+    images, grid, upstream = random_sampling_problem(7, SIZE)
+    expected = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )[0]
+    if BACKEND == "jax" and private_api == "gone":
+        monkeypatch.setattr(
+            jax_sampling, "private_function", lambda module, name: None
+        )
+    with keras.StatelessScope():
+        output = ops.convert_to_numpy(sample(images, grid))
+        if BACKEND == "jax":
+            expected_primitives = (
+                {"keras_stn_bilinear_sample"}
+                if private_api == "present"
+                else set()
+            )
+            assert primitives_in(sample, images, grid) == expected_primitives
+    np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("wrt", ("images", "grid", "both"))

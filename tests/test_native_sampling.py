@@ -346,3 +346,45 @@ def test_resampling_keeps_the_kinks(spatial, output_size):
     np.testing.assert_allclose(
         auto_grads[1], grads[1], rtol=1e-5, atol=1e-5 * scale
     )
+
+
+def compiled_for_inference(function):
+    """`function` compiled by the backend's compiler, as `jit_compile=True`
+    compiles a model's prediction (on torch, with Inductor)."""
+    if BACKEND == "torch":
+        return torch.compile(function, fullgraph=True)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, jit_compile=True)
+    import jax
+
+    return jax.jit(function)
+
+
+def test_compiled_inference_matches_eager():
+    """On torch, inference under `torch.compile` calls PyTorch's kernel
+    (Inductor's own version of it rounds differently, by up to 1e-4 at
+    224x224), and `torch.export` still records PyTorch's operator."""
+    rng = np.random.default_rng(6)
+    images = rng.normal(size=(2, 9, 11, 3)).astype("float32")
+    grid = rng.uniform(-1.2, 1.2, (2, 7, 5, 2)).astype("float32")
+    images, grid = ops.convert_to_tensor(images), ops.convert_to_tensor(grid)
+    eager = ops.convert_to_numpy(grid_sample(images, grid))
+    compiled = compiled_for_inference(grid_sample)
+    if BACKEND == "torch":
+        with torch.no_grad():
+            outputs = compiled(images, grid)
+        np.testing.assert_array_equal(ops.convert_to_numpy(outputs), eager)
+
+        class Sampler(torch.nn.Module):
+            def forward(self, images, grid):
+                return grid_sample(images, grid)
+
+        with torch.no_grad():
+            exported = torch.export.export(Sampler(), (images, grid))
+        assert "keras_stn" not in str(exported.graph)
+        assert "grid_sampler" in str(exported.graph)
+    else:
+        outputs = ops.convert_to_numpy(compiled(images, grid))
+        np.testing.assert_allclose(outputs, eager, rtol=1e-6, atol=1e-6)

@@ -247,10 +247,10 @@ def test_without_tensorflows_private_queries_the_other_paths_run(
     """TensorFlow answers "does a tape record this?" and "is this graph
     compiled by XLA?" with private functions only: where one is gone, the
     sampler gives the same numbers without the kernel."""
-    private_function = tf_sampling._private_function
+    private_function = tf_sampling.private_function
     monkeypatch.setattr(
         tf_sampling,
-        "_private_function",
+        "private_function",
         lambda module, name: (
             None if name == missing else private_function(module, name)
         ),

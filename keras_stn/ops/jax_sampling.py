@@ -1,4 +1,4 @@
-"""The bilinear sampler as a C++ kernel on JAX's CPU, where differentiated.
+"""The bilinear sampler as a C++ kernel on JAX's CPU.
 
 XLA's CPU code runs the generic sampler's gathers and, in the backward
 pass, its scatter-add one element at a time on one thread; they made the
@@ -12,12 +12,15 @@ numbers (its rule for NaN and infinite points included) up to float
 rounding. The backward pass computes only the gradients that are used: a
 transformer at a model's input needs its grid's, not its input images'.
 
-Without differentiation, the generic `keras.ops` sampler runs, so what a
-model exports (`jax2tf`, `jax2onnx`, `jax.export`) holds plain XLA
-operations. The kernel's own operations also lower to the generic sampler
-when `jax.export` serializes them (a differentiated model saved with its
-gradients) and on platforms other than the CPU, and where no C++ compiler
-can build the kernel (`keras_stn.ops.compiled_kernels`).
+Without differentiation, the kernel runs in eager calls and in Keras'
+`fit`, `evaluate` and `predict`; what a model exports holds plain XLA
+operations: the kernel's operations lower to the generic sampler when
+`jax.export` serializes them (`jax2tf`, Keras' SavedModel export), and a
+model that another tracer calls directly (jax2onnx) samples with the
+generic `keras.ops` sampler (see `_kernel_without_differentiation`). The
+kernel's operations also lower to the generic sampler on platforms other
+than the CPU, and where no C++ compiler can build the kernel
+(`keras_stn.ops.compiled_kernels`).
 """
 
 import ctypes
@@ -33,6 +36,7 @@ from keras_stn.ops.compiled_kernels import compiled_library
 from keras_stn.ops.compiled_kernels import coordinates_code
 from keras_stn.ops.compiled_kernels import kernel_samples
 from keras_stn.ops.compiled_kernels import pixel_points
+from keras_stn.ops.private_api import private_function
 from keras_stn.typing import Tensor
 
 # The FFI handlers of `kernels/jax_bilinear_sampling.cc`, by the gradients
@@ -94,7 +98,8 @@ def jax_sample(
 
     output_shape = points.shape[1:-1]
     flat = jnp.reshape(points, (-1, math.prod(output_shape), points.shape[-1]))
-    outputs = _sampler()(images, flat, padding_mode, generic, align_corners)
+    sample = _sampler(_kernel_without_differentiation(images))
+    outputs = sample(images, flat, padding_mode, generic, align_corners)
     return jnp.reshape(outputs, (-1, *output_shape, images.shape[-1]))
 
 
@@ -106,16 +111,53 @@ def _generic_sample(images, points, padding_mode, generic, align_corners):
     )
 
 
+def _kernel_without_differentiation(images):
+    """Whether an undifferentiated sampling runs the kernel too.
+
+    It does in eager calls, and in what Keras traces for `fit`, `evaluate`
+    and `predict` (its stateless calls), whose graphs run in this process;
+    `jax.export` (Keras' SavedModel export) lowers the kernel's operations
+    to the generic sampler. Other traces of a model called directly take
+    the generic sampler: jax2onnx (Keras' ONNX export) knows no kernel
+    operation. Keras answers "is this a stateless call?" with a private
+    function only; where it is gone, only eager calls run the kernel.
+    """
+    import jax
+
+    if not isinstance(images, jax.core.Tracer):
+        return True
+    in_stateless_scope = private_function(
+        "keras.src.backend.common.stateless_scope", "in_stateless_scope"
+    )
+    try:
+        return in_stateless_scope is not None and bool(in_stateless_scope())
+    except Exception:  # A private API that fails means "don't know".
+        return False
+
+
 @functools.cache
-def _sampler():
+def _sampler(kernel_without_differentiation: bool):
     """Sampling whose forward and backward passes under `jax.vjp` are the
     kernel's: `sample(images, points, padding_mode, generic,
-    align_corners)` with points of shape `(batch, points, rank)`."""
+    align_corners)` with points of shape `(batch, points, rank)`; without
+    differentiation, the kernel's or the generic sampler's forward pass."""
     import jax
 
     sample_primitive, gradients_primitive = _primitives()
 
-    sample = jax.custom_vjp(_generic_sample, nondiff_argnums=(2, 3, 4))
+    def kernel_sample(images, points, padding_mode, generic, align_corners):
+        return sample_primitive.bind(
+            images,
+            points,
+            padding_mode=padding_mode,
+            generic=generic,
+            align_corners=align_corners,
+        )
+
+    primal = _generic_sample
+    if kernel_without_differentiation:
+        primal = kernel_sample
+    sample = jax.custom_vjp(primal, nondiff_argnums=(2, 3, 4))
 
     def forward(images, points, padding_mode, generic, align_corners):
         wants = tuple(
@@ -124,12 +166,8 @@ def _sampler():
             if primal.perturbed
         )
         images, points = images.value, points.value
-        outputs = sample_primitive.bind(
-            images,
-            points,
-            padding_mode=padding_mode,
-            generic=generic,
-            align_corners=align_corners,
+        outputs = kernel_sample(
+            images, points, padding_mode, generic, align_corners
         )
         # The gradients wanted, as the keys of a dict of empty leaves: a
         # residual can only hold arrays, but its structure is static.

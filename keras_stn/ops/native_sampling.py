@@ -273,12 +273,66 @@ def _sample_channels_first(images, grid, mode, padding_mode, align_corners):
     grid = grid.to(images.dtype).reshape(
         grid.shape[0], *[1] * (rank - 1), math.prod(output_shape), rank
     )
-    outputs = torch.nn.functional.grid_sample(
-        images,
-        grid,
-        mode=mode,
-        padding_mode=padding_mode,
-        align_corners=align_corners,
-    )
+    if _compiled_inference(images, grid):
+        outputs = opaque_grid_sample(
+            images, grid, mode, padding_mode, align_corners
+        )
+    else:
+        outputs = torch.nn.functional.grid_sample(
+            images,
+            grid,
+            mode=mode,
+            padding_mode=padding_mode,
+            align_corners=align_corners,
+        )
     outputs = outputs.reshape(*outputs.shape[:2], *output_shape)
     return torch.movedim(outputs, 1, -1)
+
+
+def _compiled_inference(images, grid):
+    """Whether `torch.compile` traces a sampling that nothing differentiates.
+
+    Inductor replaces `grid_sample` by gathers of its own, 6-9x slower than
+    PyTorch's kernel on a CPU (`benchmarks/run.py --goals inference`), so
+    that inference calls the kernel as an opaque operation there; not while
+    `torch.export` or `torch.onnx.export` traces, whose artifacts keep
+    PyTorch's own operator.
+    """
+    import torch
+
+    return (
+        torch.compiler.is_compiling()
+        and not torch.compiler.is_exporting()
+        and not torch.onnx.is_in_onnx_export()
+        and not (
+            torch.is_grad_enabled()
+            and (images.requires_grad or grid.requires_grad)
+        )
+    )
+
+
+if keras.backend.backend() == "torch":
+    import torch
+
+    # Defined once, at import: `torch.compile` cannot trace a definition.
+    @torch.library.custom_op("keras_stn::grid_sample", mutates_args=())
+    def opaque_grid_sample(
+        images: torch.Tensor,
+        grid: torch.Tensor,
+        mode: str,
+        padding_mode: str,
+        align_corners: bool,
+    ) -> torch.Tensor:
+        """`torch.nn.functional.grid_sample` as a custom operator, which
+        `torch.compile` calls as it is instead of compiling its own."""
+        return torch.nn.functional.grid_sample(
+            images,
+            grid,
+            mode=mode,
+            padding_mode=padding_mode,
+            align_corners=align_corners,
+        )
+
+    @opaque_grid_sample.register_fake
+    def _(images, grid, mode, padding_mode, align_corners):
+        return images.new_empty((*images.shape[:2], *grid.shape[1:-1]))

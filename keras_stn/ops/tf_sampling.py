@@ -19,7 +19,6 @@ kernel (`keras_stn.ops.compiled_kernels`).
 """
 
 import functools
-import importlib
 import pathlib
 
 import keras
@@ -29,6 +28,7 @@ from keras_stn.ops.compiled_kernels import compiled_library
 from keras_stn.ops.compiled_kernels import coordinates_code
 from keras_stn.ops.compiled_kernels import kernel_samples
 from keras_stn.ops.compiled_kernels import pixel_points
+from keras_stn.ops.private_api import private_function
 from keras_stn.typing import Tensor
 
 
@@ -195,7 +195,7 @@ def _recorded(*tensors):
     or fails, the answer is `False`, and the sampler takes its other paths
     (the same numbers, slower).
     """
-    should_record = _private_function(
+    should_record = private_function(
         "tensorflow.python.eager.record", "should_record_backprop"
     )
     try:
@@ -212,7 +212,7 @@ def _in_xla_compilation():
     """
     import tensorflow as tf
 
-    in_xla_context = _private_function(
+    in_xla_context = private_function(
         "tensorflow.python.ops.control_flow_util", "GraphOrParentsInXlaContext"
     )
     try:
@@ -220,15 +220,6 @@ def _in_xla_compilation():
         return in_xla_context is None or bool(in_xla_context(graph))
     except Exception:  # A private API that fails means "don't know".
         return True
-
-
-@functools.cache
-def _private_function(module, name):
-    """A private function of TensorFlow, or `None` where it is gone."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
 
 
 @functools.cache
