@@ -1,9 +1,15 @@
 """Backend-agnostic spatial transformer functions, written in `keras.ops`."""
 
 from keras_stn.ops.affine_grid import affine_grid
+from keras_stn.ops.displacement import affine_to_displacement
+from keras_stn.ops.displacement import compose_displacements
+from keras_stn.ops.displacement import integrate_velocity
+from keras_stn.ops.displacement import jacobian_determinant
+from keras_stn.ops.displacement import resize_displacement
 from keras_stn.ops.grid_sample import grid_sample
 from keras_stn.ops.projective_grid import projective_grid
 from keras_stn.ops.tps_grid import tps_grid
+from keras_stn.ops.warp import warp
 from keras_stn.ops.warp_affine import warp_affine
 
 __all__ = [
@@ -12,4 +18,10 @@ __all__ = [
     "projective_grid",
     "tps_grid",
     "warp_affine",
+    "warp",
+    "affine_to_displacement",
+    "compose_displacements",
+    "integrate_velocity",
+    "jacobian_determinant",
+    "resize_displacement",
 ]

@@ -18,6 +18,7 @@ SAMPLING_MODES = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection")
 DATA_FORMATS = ("channels_last", "channels_first")
 IMPLEMENTATIONS = ("auto", "keras")
+INDEXINGS = ("xy", "ij")
 _SIZE_LAYOUTS = {2: "(height, width)", 3: "(depth, height, width)"}
 
 
@@ -28,6 +29,11 @@ def _check_choice(value, choices, name):
             f"{choices}. Received {name}={value!r}"
         )
     return value
+
+
+def check_choice(value, choices: tuple, name: str):
+    """Return `value` if it is one of `choices`, else raise naming `name`."""
+    return _check_choice(value, choices, name)
 
 
 def check_mode(mode: str, spatial_rank: int | None = None) -> str:
@@ -59,6 +65,11 @@ def check_padding_mode(padding_mode: str) -> str:
 def check_implementation(implementation: str) -> str:
     """Return `implementation` if it names a sampler implementation."""
     return _check_choice(implementation, IMPLEMENTATIONS, "implementation")
+
+
+def check_indexing(indexing: str) -> str:
+    """Return `indexing` if it orders the vectors of a displacement field."""
+    return _check_choice(indexing, INDEXINGS, "indexing")
 
 
 def standardize_data_format(data_format: str | None) -> str:
