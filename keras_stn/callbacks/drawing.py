@@ -6,6 +6,8 @@ import math
 import numpy as np
 from keras import ops
 
+from keras_stn.ops.sampled_boxes import sampled_boxes
+from keras_stn.ops.sampled_boxes import sampled_outlines
 from keras_stn.typing import Tensor
 
 # Outline colours of the transformers' sampling grids, in turn.
@@ -20,7 +22,9 @@ def draw_transformer(layer, images: Tensor, columns: int = 1) -> np.ndarray:
 
     Each example shows the input with the outline of each transformer's
     sampling grid drawn on it (the region of the input that the output
-    shows), then the transformer outputs. Values are scaled per example from
+    shows, `keras_stn.ops.sampled_outlines`) over its bounding box in a
+    darker shade (`keras_stn.ops.sampled_boxes`), then the transformer
+    outputs. Values are scaled per example from
     the input's range; one channel is drawn in grey, three as RGB, others as
     their mean. Needs Pillow.
 
@@ -65,7 +69,14 @@ def draw_transformer(layer, images: Tensor, columns: int = 1) -> np.ndarray:
     outputs = _split_transformers(
         ops.convert_to_numpy(layer.warp(images, theta)), layer
     )
-    outlines = _grid_outlines(layer, theta, inputs.shape[1:3])
+    input_size = tuple(inputs.shape[1:3])
+    arguments = (layer.transform, theta, input_size, layer.output_size)
+    outlines = ops.convert_to_numpy(
+        sampled_outlines(*arguments, layer.align_corners)
+    ).reshape(len(inputs), layer.num_transformers, -1, 2)
+    boxes = ops.convert_to_numpy(
+        sampled_boxes(*arguments, layer.align_corners).pixels
+    ).reshape(len(inputs), layer.num_transformers, 4)
     height, width = inputs.shape[1:3]
     out_height, out_width = outputs.shape[2:4]
     scale = max(1, math.ceil(MIN_PANEL_SIZE / max(height, width)))
@@ -90,7 +101,13 @@ def draw_transformer(layer, images: Tensor, columns: int = 1) -> np.ndarray:
         picture = _to_picture(inputs[example], low, high, scale)
         canvas.paste(picture, (left, top))
         colours = itertools.cycle(OUTLINE_COLOURS)
-        for outline, colour in zip(outlines[example], colours, strict=False):
+        regions = zip(outlines[example], boxes[example], colours, strict=False)
+        for outline, box, colour in regions:
+            x0, y0, x1, y1 = [(v + 0.5) * scale for v in box]
+            draw.rectangle(
+                (left + x0, top + y0, left + x1, top + y1),
+                outline=tuple(c // 2 for c in colour),
+            )
             points = [
                 (left + (x + 0.5) * scale, top + (y + 0.5) * scale)
                 for x, y in outline
@@ -120,33 +137,6 @@ def _split_transformers(outputs, layer):
     batch, height, width, channels = outputs.shape
     outputs = outputs.reshape(batch, height, width, count, channels // count)
     return np.moveaxis(outputs, 3, 1)
-
-
-def _grid_outlines(layer, theta, input_size):
-    """The border of each sampling grid, as `(x, y)` input pixel points.
-
-    Returns:
-        A NumPy array `(batch, num_transformers, points, 2)`.
-    """
-    shape = layer.transform.parameter_shape(2)
-    output_size = layer.output_size or tuple(input_size)
-    points = layer.transform.pixel_grid(
-        ops.reshape(theta, (-1, *shape)),
-        tuple(input_size),
-        output_size,
-        layer.align_corners,
-    )
-    grid = np.stack([ops.convert_to_numpy(p) for p in points], axis=-1)
-    border = np.concatenate(
-        [
-            grid[:, 0, :],
-            grid[:, :, -1],
-            grid[:, -1, ::-1],
-            grid[:, ::-1, 0],
-        ],
-        axis=1,
-    )
-    return border.reshape(-1, layer.num_transformers, *border.shape[1:])
 
 
 def _to_picture(image, low, high, scale):

@@ -319,6 +319,61 @@ class SpatialTransformer(keras.layers.Layer):
         spatial_rank = len(inputs.shape) - 2
         return ops.reshape(theta, (-1, *self._theta_shape(spatial_rank)))
 
+    def map_points(self, inputs: Tensor, points: Tensor) -> Tensor:
+        """Map points of the layer's output to the input points they sample.
+
+        `compute_theta(inputs)`, then the family's `map_points`: for
+        example, to carry a box or keypoints found on the transformer's
+        output back to the input it came from. Points are normalized
+        coordinates in `[-1, 1]` (the convention of `align_corners`;
+        `keras_stn.ops.theta_to_pixel_matrix` gives the map in pixels for
+        the affine and projective families).
+
+        Args:
+            inputs: a batch of images (or volumes), as for calling the
+                layer.
+            points: float tensor of shape `(batch, num_points, 2)` (or `3`
+                for volumes): normalized `(x, y[, z])` of the output. With
+                `num_transformers > 1`, the same points for every
+                transformer, or `(batch, num_transformers, num_points, 2)`.
+
+        Returns:
+            The normalized `(x, y[, z])` of the input that each point
+            samples, `(batch, num_points, 2)` (or `3`), with an axis of size
+            `num_transformers` after the batch when that is more than 1.
+
+        Example:
+
+        >>> layer = SpatialTransformer(output_size=(16, 16))
+        >>> images = np.random.rand(2, 32, 32, 1).astype("float32")
+        >>> corners = np.array([[[-1.0, -1.0], [1.0, 1.0]]] * 2, "float32")
+        >>> mapped = layer.map_points(images, corners)  # untrained: identity
+        >>> ops.convert_to_numpy(mapped)[0].tolist()
+        [[-1.0, -1.0], [1.0, 1.0]]
+        """
+        theta = self.compute_theta(inputs)
+        spatial_rank = len(inputs.shape) - 2
+        points = to_tensor(points, "points")
+        count = self.num_transformers
+        if count == 1:
+            return self.transform.map_points(theta, points)
+        if len(points.shape) == 3:
+            points = ops.repeat(points[:, None], count, axis=1)
+        if len(points.shape) != 4 or points.shape[1] != count:
+            raise ValueError(
+                "Invalid shape for argument `points`. Expected a tensor of "
+                f"shape (batch, num_points, {spatial_rank}) or (batch, "
+                f"{count}, num_points, {spatial_rank}) for a layer of "
+                f"num_transformers={count}. "
+                f"Received points.shape={tuple(points.shape)}"
+            )
+        shape = self.transform.parameter_shape(spatial_rank)
+        mapped = self.transform.map_points(
+            ops.reshape(theta, (-1, *shape)),
+            ops.reshape(points, (-1, *points.shape[2:])),
+        )
+        return ops.reshape(mapped, (-1, count, *mapped.shape[1:]))
+
     @property
     def _regresses_offset(self):
         """Whether the regression layer gives theta's offset from identity."""

@@ -7,7 +7,16 @@ from keras_stn.ops.displacement import integrate_velocity
 from keras_stn.ops.displacement import jacobian_determinant
 from keras_stn.ops.displacement import resize_displacement
 from keras_stn.ops.grid_sample import grid_sample
+from keras_stn.ops.matrices import compose_affine
+from keras_stn.ops.matrices import invert_affine
+from keras_stn.ops.pixel_matrix import pixel_matrix_to_theta
+from keras_stn.ops.pixel_matrix import theta_to_pixel_matrix
+from keras_stn.ops.point_pairs import get_affine_transform
+from keras_stn.ops.point_pairs import get_perspective_transform
 from keras_stn.ops.projective_grid import projective_grid
+from keras_stn.ops.sampled_boxes import SampledBoxes
+from keras_stn.ops.sampled_boxes import sampled_boxes
+from keras_stn.ops.sampled_boxes import sampled_outlines
 from keras_stn.ops.tps_grid import tps_grid
 from keras_stn.ops.warp import warp
 from keras_stn.ops.warp_affine import warp_affine
@@ -24,4 +33,13 @@ __all__ = [
     "integrate_velocity",
     "jacobian_determinant",
     "resize_displacement",
+    "SampledBoxes",
+    "compose_affine",
+    "get_affine_transform",
+    "get_perspective_transform",
+    "invert_affine",
+    "pixel_matrix_to_theta",
+    "sampled_boxes",
+    "sampled_outlines",
+    "theta_to_pixel_matrix",
 ]

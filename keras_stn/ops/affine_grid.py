@@ -3,6 +3,7 @@
 from keras import ops
 
 from keras_stn.ops.homogeneous import check_matrix
+from keras_stn.ops.homogeneous import map_points
 from keras_stn.ops.homogeneous import normalized_grid
 from keras_stn.ops.homogeneous import pixel_grid
 from keras_stn.typing import Size
@@ -77,3 +78,21 @@ def affine_pixel_grid(
     """
     theta = check_matrix(theta, "theta", projective=False)
     return pixel_grid(theta, input_size, output_size, align_corners)
+
+
+def affine_map_points(theta: Tensor, points: Tensor) -> Tensor:
+    """Map normalized output points to the input points that they sample.
+
+    Exactly the arithmetic of `affine_grid`, so that the points of the
+    output mesh map to the grid's points.
+
+    Args:
+        theta: float tensor of shape `(batch, 2, 3)` or `(batch, 3, 4)`,
+            checked by the caller.
+        points: float tensor of shape `(batch, num_points, 2)` (or `3`),
+            normalized `(x, y[, z])` of the output, of `theta`'s dtype.
+
+    Returns:
+        The normalized input points, of the shape of `points`.
+    """
+    return ops.stack(map_points(theta, points), axis=-1)

@@ -88,7 +88,7 @@ def pixel_grid(
     """Map the output pixels through `matrix`, in input pixel coordinates.
 
     The same points as `normalized_grid`, unnormalized for an input of
-    `input_size`, but computed through `_pixel_space_matrix` so that the
+    `input_size`, but computed through `pixel_space_matrix` so that the
     identity lands exactly on the pixel centres.
 
     Args:
@@ -105,7 +105,7 @@ def pixel_grid(
     rank = matrix.shape[2] - 1
     input_size = standardize_size(input_size, "input_size", rank=rank)
     output_size = standardize_size(output_size, "output_size", rank=rank)
-    matrix = _pixel_space_matrix(matrix, input_size, output_size, align_corners)
+    matrix = pixel_space_matrix(matrix, input_size, output_size, align_corners)
     return _map_mesh(matrix, _index_mesh(output_size, matrix.dtype))
 
 
@@ -127,7 +127,7 @@ def _index_mesh(output_size: Size, dtype: str) -> list[Tensor]:
     ]
 
 
-def _pixel_space_matrix(
+def pixel_space_matrix(
     matrix: Tensor, input_size: Size, output_size: Size, align_corners: bool
 ) -> Tensor:
     """Turn a map of normalized coordinates into a map of pixel indices.
@@ -153,16 +153,59 @@ def _pixel_space_matrix(
     Returns:
         The pixel-space matrix, of the shape of `matrix`.
     """
-    rank = len(input_size)
-    rows = matrix.shape[1]
     # pixel_in = A @ matrix @ B @ index_out, with A unnormalizing the input
     # and B normalizing the output, in homogeneous coordinates.
-    a = _homogeneous_scaling(
-        [unnormalize_factors(s, align_corners) for s in reversed(input_size)]
+    return conjugate(
+        matrix,
+        [unnormalize_factors(s, align_corners) for s in reversed(input_size)],
+        [normalize_factors(s, align_corners) for s in reversed(output_size)],
     )
-    b = _homogeneous_scaling(
-        [normalize_factors(s, align_corners) for s in reversed(output_size)]
+
+
+def normalized_space_matrix(
+    matrix: Tensor, input_size: Size, output_size: Size, align_corners: bool
+) -> Tensor:
+    """The inverse of `pixel_space_matrix`: pixel maps to normalized ones.
+
+    Args:
+        matrix: tensor of shape `(batch, n, n + 1)` (affine) or
+            `(batch, n + 1, n + 1)` (projective), `n` spatial axes, mapping
+            output pixel indices to input pixel coordinates.
+        input_size: the `n` sizes of the images to be sampled.
+        output_size: the `n` sizes of the output.
+        align_corners: the convention of `keras_stn.ops.coordinates`.
+
+    Returns:
+        The map of normalized coordinates, of the shape of `matrix`. Exact
+        inverse of `pixel_space_matrix` for sizes of at least 2; an axis of
+        a single pixel, whose normalized coordinate is 0 whatever the
+        matrix, loses its column (or row).
+    """
+    return conjugate(
+        matrix,
+        [normalize_factors(s, align_corners) for s in reversed(input_size)],
+        [unnormalize_factors(s, align_corners) for s in reversed(output_size)],
     )
+
+
+def conjugate(matrix: Tensor, left, right) -> Tensor:
+    """`A @ matrix @ B` for diagonal-plus-offset homogeneous `A` and `B`.
+
+    Args:
+        matrix: tensor of shape `(batch, n, n + 1)` (affine: its implicit
+            last row is `(0, ..., 0, 1)`) or `(batch, n + 1, n + 1)`.
+        left: `n` pairs `(scale, offset)` of `fractions.Fraction`s, `A`'s
+            rows `x, y[, z]`.
+        right: `n` pairs likewise, `B`'s.
+
+    Returns:
+        The product, of the shape of `matrix`. Its constants are exact
+        products of the factors, each rounded once.
+    """
+    rank = len(left)
+    rows = matrix.shape[1]
+    a = _homogeneous_scaling(left)
+    b = _homogeneous_scaling(right)
     # constants[r][c][k][m] = a[r][k] * b[m][c], exact, then rounded once.
     axes = range(rank + 1)
     constants = [
@@ -205,6 +248,26 @@ def _homogeneous_scaling(factors) -> list[list[Fraction]]:
     return matrix
 
 
+def map_points(matrix: Tensor, points: Tensor) -> list[Tensor]:
+    """Map a batch of points through `matrix`, as the grids map their mesh.
+
+    The same products and sums, in the same order, as `normalized_grid`,
+    so that a point of the output mesh maps to the point the grid samples.
+
+    Args:
+        matrix: tensor of shape `(batch, rows, n + 1)`.
+        points: tensor of shape `(batch, num_points, n)`, `(x, y[, z])`.
+
+    Returns:
+        `rows` tensors, one per row of `matrix`, each of shape
+        `(batch, num_points)`.
+    """
+    rank = matrix.shape[2] - 1
+    return _map_coordinates(
+        matrix, [points[..., axis] for axis in range(rank)], (-1, 1)
+    )
+
+
 def _map_mesh(matrix: Tensor, mesh: list[Tensor]) -> list[Tensor]:
     """Map every point of the mesh of `mesh`'s axes through `matrix`.
 
@@ -217,16 +280,35 @@ def _map_mesh(matrix: Tensor, mesh: list[Tensor]) -> list[Tensor]:
         `(batch, *output_size)` (the sizes of `mesh`'s axes, reversed).
     """
     rank = len(mesh)
-    batch_shape = (-1,) + (1,) * rank
+    coordinates = []
+    for column, axis in enumerate(mesh):
+        axis_shape = [1] * (rank + 1)
+        axis_shape[rank - column] = -1
+        coordinates.append(ops.reshape(axis, axis_shape))
+    return _map_coordinates(matrix, coordinates, (-1,) + (1,) * rank)
+
+
+def _map_coordinates(
+    matrix: Tensor, coordinates: list[Tensor], batch_shape: tuple
+) -> list[Tensor]:
+    """`matrix @ (x, y[, z], 1)`, row by row, elementwise.
+
+    Args:
+        matrix: tensor of shape `(batch, rows, n + 1)`.
+        coordinates: `n` tensors, the coordinates `x, y[, z]`, which
+            broadcast against each other and against `batch_shape`.
+        batch_shape: the shape that each entry of `matrix`, `(batch,)`, is
+            reshaped to before it multiplies the coordinates.
+
+    Returns:
+        `rows` tensors, one per row of `matrix`.
+    """
+    rank = len(coordinates)
     mapped = []
     for row in range(matrix.shape[1]):
         value = None
-        for column, axis in enumerate(mesh):
-            axis_shape = [1] * (rank + 1)
-            axis_shape[rank - column] = -1
-            term = ops.reshape(matrix[:, row, column], batch_shape) * (
-                ops.reshape(axis, axis_shape)
-            )
+        for column, coordinate in enumerate(coordinates):
+            term = ops.reshape(matrix[:, row, column], batch_shape) * coordinate
             value = term if value is None else value + term
         mapped.append(value + ops.reshape(matrix[:, row, rank], batch_shape))
     return mapped

@@ -3,6 +3,7 @@
 from keras import ops
 
 from keras_stn.ops.homogeneous import check_matrix
+from keras_stn.ops.homogeneous import map_points
 from keras_stn.ops.homogeneous import normalized_grid
 from keras_stn.ops.homogeneous import pixel_grid
 from keras_stn.typing import Size
@@ -81,6 +82,25 @@ def projective_pixel_grid(
     return _project(
         pixel_grid(homography, input_size, output_size, align_corners)
     )
+
+
+def projective_map_points(homography: Tensor, points: Tensor) -> Tensor:
+    """Map normalized output points to the input points that they sample.
+
+    Exactly the arithmetic of `projective_grid` (with its floor on the
+    denominator), so that the points of the output mesh map to the grid's
+    points.
+
+    Args:
+        homography: float tensor of shape `(batch, 3, 3)` or
+            `(batch, 4, 4)`, checked by the caller.
+        points: float tensor of shape `(batch, num_points, 2)` (or `3`),
+            normalized `(x, y[, z])` of the output, of `homography`'s dtype.
+
+    Returns:
+        The normalized input points, of the shape of `points`.
+    """
+    return ops.stack(_project(map_points(homography, points)), axis=-1)
 
 
 def _project(homogeneous):

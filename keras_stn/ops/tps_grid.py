@@ -163,20 +163,74 @@ def tps_pixel_grid(
     return coordinates
 
 
+def tps_map_points(targets: Tensor, control_points, points: Tensor) -> Tensor:
+    """Map normalized output points to the input points that they sample.
+
+    The spline of `tps_grid`, `p + f(p) - p`, at given points rather than
+    at the output's mesh. The kernel terms are computed in the dtype of
+    `points` (the grid's in float64 NumPy), so float32 points agree with
+    the grid to about 1e-5.
+
+    Args:
+        targets: float tensor of shape `(batch, num_points, 2)`, checked.
+        control_points: a `SplineSystem` (or control points).
+        points: float tensor of shape `(batch, count, 2)`, normalized
+            `(x, y)` of the output, of the dtype of `targets`.
+
+    Returns:
+        The normalized input points, of the shape of `points`.
+    """
+    system = spline_system(control_points)
+    control = ops.convert_to_tensor(system.points, points.dtype)
+    features = _features(points, control, ops)
+    inverse = ops.convert_to_tensor(system.inverse, points.dtype)
+    # (batch, count, K + 3) by (K + 3, K), as a sum of products.
+    basis = ops.sum(features[..., :, None] * inverse, axis=-2)
+    return points + _weighted_offsets(basis, targets, system)
+
+
 def _displacement(targets, system, mesh):
     """`f(p) - p` at the points of `mesh`, `(batch, height, width, 2)`."""
-    points = np.array(system.points)
-    squared = np.sum((mesh[:, :, None, :] - points) ** 2, axis=-1)
-    ones = np.ones_like(mesh[..., :1])
-    features = np.concatenate([_kernel(squared, np), ones, mesh], axis=-1)
+    features = _features(mesh, np.array(system.points), np)
     # The weight of each target in each pixel's point.
     basis = _as_tensor_like(features @ np.array(system.inverse), targets)
-    offsets = targets - _as_tensor_like(points, targets)
+    return _weighted_offsets(basis[None], targets, system)
+
+
+def _features(points, control, xp):
+    """The spline's features of `points`: kernel terms, then `1, x, y`.
+
+    Args:
+        points: `(..., 2)`, a NumPy array or a tensor.
+        control: the control points `(K, 2)`, of the same kind.
+        xp: the namespace that computes: `numpy` or `keras.ops`.
+
+    Returns:
+        `(..., K + 3)`.
+    """
+    squared = xp.sum((points[..., None, :] - control) ** 2, axis=-1)
+    ones = xp.ones_like(points[..., :1])
+    return xp.concatenate([_kernel(squared, xp), ones, points], axis=-1)
+
+
+def _weighted_offsets(basis, targets, system):
+    """`sum_k basis[..., k] * (targets[:, k] - control_points[k])`.
+
+    Args:
+        basis: tensor `(batch or 1, *spatial, K)`, the weight of each
+            target in each point.
+        targets: tensor `(batch, K, 2)`.
+        system: the `SplineSystem`.
+
+    Returns:
+        The displacements, `(batch, *spatial, 2)`.
+    """
+    offsets = targets - _as_tensor_like(np.array(system.points), targets)
+    spatial = len(basis.shape) - 2
+    offsets = ops.reshape(offsets, (-1, *[1] * spatial, *offsets.shape[1:]))
     # A sum of products rather than a matrix product, which GPUs may run in
     # reduced precision (TF32).
-    return ops.sum(
-        basis[None, :, :, :, None] * offsets[:, None, None, :, :], axis=3
-    )
+    return ops.sum(basis[..., None] * offsets, axis=-2)
 
 
 def _as_tensor_like(array, like):

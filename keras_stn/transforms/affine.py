@@ -5,7 +5,9 @@ import numpy as np
 from keras import ops
 
 from keras_stn.ops.affine_grid import affine_grid
+from keras_stn.ops.affine_grid import affine_map_points
 from keras_stn.ops.affine_grid import affine_pixel_grid
+from keras_stn.ops.matrices import invert_affine
 from keras_stn.ops.validation import to_tensor
 from keras_stn.transforms.transform import Transform
 
@@ -56,6 +58,12 @@ class Affine(Transform):
             self.to_affine(parameters), output_size, align_corners
         )
 
+    def map_checked_points(self, parameters, points):
+        return affine_map_points(self.to_affine(parameters), points)
+
+    def invert(self, parameters):
+        return invert_affine(self.check_any_parameters(parameters))
+
 
 @keras.saving.register_keras_serializable(package="keras_stn")
 class Attention(Affine):
@@ -89,6 +97,12 @@ class Attention(Affine):
         )
         linear = scale[:, :, None] * eye
         return ops.concatenate([linear, translation[:, :, None]], axis=-1)
+
+    def invert(self, parameters):
+        # (s, t) -> (1 / s, -t / s).
+        parameters = self.check_any_parameters(parameters)
+        scale = 1.0 / parameters[:, :1]
+        return ops.concatenate([scale, -parameters[:, 1:] * scale], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")
@@ -125,3 +139,14 @@ class Similarity(Affine):
             ops.stack([sin, cos, parameters[:, 3]], axis=-1),
         ]
         return ops.stack(rows, axis=1)
+
+    def invert(self, parameters):
+        # s R(a) p + t inverts to R(-a) p / s - R(-a) t / s.
+        parameters = self.check_any_parameters(parameters)
+        scale, angle = 1.0 / parameters[:, 0], parameters[:, 1]
+        cos, sin = scale * ops.cos(angle), scale * ops.sin(angle)
+        tx, ty = parameters[:, 2], parameters[:, 3]
+        return ops.stack(
+            [scale, -angle, -(cos * tx + sin * ty), sin * tx - cos * ty],
+            axis=-1,
+        )

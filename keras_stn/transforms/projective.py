@@ -4,7 +4,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_stn.ops.matrices import invert_homography
 from keras_stn.ops.projective_grid import projective_grid
+from keras_stn.ops.projective_grid import projective_map_points
 from keras_stn.ops.projective_grid import projective_pixel_grid
 from keras_stn.ops.validation import to_tensor
 from keras_stn.transforms.transform import Transform
@@ -62,3 +64,12 @@ class Projective(Transform):
         return projective_grid(
             self.to_homography(parameters), output_size, align_corners
         )
+
+    def map_checked_points(self, parameters, points):
+        return projective_map_points(self.to_homography(parameters), points)
+
+    def invert(self, parameters):
+        parameters = self.check_any_parameters(parameters)
+        rank = 3 if parameters.shape[-1] == 15 else 2
+        inverse = invert_homography(self.to_homography(parameters))
+        return ops.reshape(inverse, (-1, (rank + 1) ** 2))[:, :-1]

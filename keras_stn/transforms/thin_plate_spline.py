@@ -5,6 +5,7 @@ import numpy as np
 
 from keras_stn.ops.tps_grid import spline_system
 from keras_stn.ops.tps_grid import tps_grid
+from keras_stn.ops.tps_grid import tps_map_points
 from keras_stn.ops.tps_grid import tps_pixel_grid
 from keras_stn.ops.validation import standardize_size
 from keras_stn.transforms.transform import Transform
@@ -75,6 +76,9 @@ class ThinPlateSpline(Transform):
 
     def normalized_grid(self, parameters, output_size, align_corners):
         return tps_grid(parameters, output_size, self._system, align_corners)
+
+    def map_checked_points(self, parameters, points):
+        return tps_map_points(parameters, self._system, points)
 
     def get_config(self):
         return {"grid_size": self.grid_size}
