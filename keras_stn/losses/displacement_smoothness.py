@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_stn.losses.layout import channels_last_batch
+from keras_stn.ops.validation import channels_last_batch
 from keras_stn.ops.validation import check_choice
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.typing import Tensor

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_stn.losses.layout import channels_last_batch
+from keras_stn.ops.validation import channels_last_batch
 from keras_stn.ops.validation import check_positive_number
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.typing import Tensor

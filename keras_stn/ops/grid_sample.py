@@ -21,6 +21,7 @@ from keras_stn.ops.tf_sampling import has_tf_kernel
 from keras_stn.ops.tf_sampling import tf_sample
 from keras_stn.ops.torch_sampling import has_torch_kernel
 from keras_stn.ops.torch_sampling import torch_sample
+from keras_stn.ops.validation import channels_last_batch
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
@@ -178,19 +179,10 @@ def prepare_images(
     data_format = standardize_data_format(data_format)
     images = to_tensor(images, "images")
     check_float_dtype(images, "images")
-    rank = len(images.shape)
-    check_shape(
-        images,
-        "images",
-        rank=rank if rank in (4, 5) else 4,
-        description="(batch, height, width, channels), (batch, depth, "
-        "height, width, channels) or the same with channels first",
-    )
+    channels_last = channels_last_batch(images, "images", data_format)
     check_spatial_axes_not_empty(images, "images", data_format)
-    check_mode(mode, spatial_rank=rank - 2)
-    if data_format == "channels_first":
-        images = ops.moveaxis(images, 1, -1)
-    return images, data_format
+    check_mode(mode, spatial_rank=len(images.shape) - 2)
+    return channels_last, data_format
 
 
 def from_channels_last(images: Tensor, data_format: str) -> Tensor:

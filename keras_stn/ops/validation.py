@@ -22,18 +22,14 @@ INDEXINGS = ("xy", "ij")
 _SIZE_LAYOUTS = {2: "(height, width)", 3: "(depth, height, width)"}
 
 
-def _check_choice(value, choices, name):
+def check_choice(value, choices: tuple, name: str):
+    """Return `value` if it is one of `choices`, else raise naming `name`."""
     if value not in choices:
         raise ValueError(
             f"Invalid value for argument `{name}`. Expected one of "
             f"{choices}. Received {name}={value!r}"
         )
     return value
-
-
-def check_choice(value, choices: tuple, name: str):
-    """Return `value` if it is one of `choices`, else raise naming `name`."""
-    return _check_choice(value, choices, name)
 
 
 def check_mode(mode: str, spatial_rank: int | None = None) -> str:
@@ -47,7 +43,7 @@ def check_mode(mode: str, spatial_rank: int | None = None) -> str:
     Returns:
         `mode`.
     """
-    _check_choice(mode, SAMPLING_MODES, "mode")
+    check_choice(mode, SAMPLING_MODES, "mode")
     if mode == "bicubic" and spatial_rank == 3:
         raise ValueError(
             "Invalid value for argument `mode`. Expected 'bilinear' or "
@@ -59,24 +55,49 @@ def check_mode(mode: str, spatial_rank: int | None = None) -> str:
 
 def check_padding_mode(padding_mode: str) -> str:
     """Return `padding_mode` if it is a known padding mode, else raise."""
-    return _check_choice(padding_mode, PADDING_MODES, "padding_mode")
+    return check_choice(padding_mode, PADDING_MODES, "padding_mode")
 
 
 def check_implementation(implementation: str) -> str:
     """Return `implementation` if it names a sampler implementation."""
-    return _check_choice(implementation, IMPLEMENTATIONS, "implementation")
+    return check_choice(implementation, IMPLEMENTATIONS, "implementation")
 
 
 def check_indexing(indexing: str) -> str:
     """Return `indexing` if it orders the vectors of a displacement field."""
-    return _check_choice(indexing, INDEXINGS, "indexing")
+    return check_choice(indexing, INDEXINGS, "indexing")
+
+
+def channels_last_batch(x: Tensor, name: str, data_format: str) -> Tensor:
+    """Check a 4-D or 5-D batch laid out as `data_format` says; return it
+    with its channels last.
+
+    Args:
+        x: a batch of images (4-D) or volumes (5-D).
+        name: the argument's name, for the error message.
+        data_format: `"channels_last"` or `"channels_first"`.
+
+    Returns:
+        `x`, channels last.
+    """
+    rank = len(x.shape)
+    check_shape(
+        x,
+        name,
+        rank=rank if rank in (4, 5) else 4,
+        description="(batch, height, width, channels), (batch, depth, "
+        "height, width, channels) or the same with channels first",
+    )
+    if data_format == "channels_first":
+        return ops.moveaxis(x, 1, -1)
+    return x
 
 
 def standardize_data_format(data_format: str | None) -> str:
     """Resolve `None` to the Keras image data format and check the value."""
     if data_format is None:
         data_format = keras.config.image_data_format()
-    return _check_choice(data_format, DATA_FORMATS, "data_format")
+    return check_choice(data_format, DATA_FORMATS, "data_format")
 
 
 def standardize_size(
