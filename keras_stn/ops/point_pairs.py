@@ -137,19 +137,18 @@ def _normalize(points):
 
 def _scaling(scale, centre):
     """The homogeneous matrix of `scale * (p - centre)`, `(batch, 3, 3)`."""
-    zeros = ops.zeros_like(scale[:, 0])
-    ones = ops.ones_like(zeros)
     s = scale[:, 0]
-    cx, cy = centre[:, 0, 0], centre[:, 0, 1]
-    rows = [[s, zeros, -s * cx], [zeros, s, -s * cy], [zeros, zeros, ones]]
-    return ops.stack([ops.stack(row, -1) for row in rows], axis=1)
+    return _scale_and_shift(s, -s * centre[:, 0, 0], -s * centre[:, 0, 1])
 
 
 def _inverse_scaling(scale, centre):
     """The homogeneous matrix of `p / scale + centre`, `(batch, 3, 3)`."""
-    zeros = ops.zeros_like(scale[:, 0])
-    ones = ops.ones_like(zeros)
-    s = 1.0 / scale[:, 0]
-    cx, cy = centre[:, 0, 0], centre[:, 0, 1]
-    rows = [[s, zeros, cx], [zeros, s, cy], [zeros, zeros, ones]]
+    return _scale_and_shift(1.0 / scale[:, 0], centre[:, 0, 0], centre[:, 0, 1])
+
+
+def _scale_and_shift(s, shift_x, shift_y):
+    """The homogeneous matrix of `s * p + shift`, `(batch, 3, 3)`."""
+    zeros = ops.zeros_like(s)
+    rows = [[s, zeros, shift_x], [zeros, s, shift_y]]
+    rows.append([zeros, zeros, ops.ones_like(s)])
     return ops.stack([ops.stack(row, -1) for row in rows], axis=1)
