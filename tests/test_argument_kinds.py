@@ -14,6 +14,7 @@ import torch
 from keras import ops
 
 from keras_stn import SpatialTransformer
+from keras_stn import ops as stn_ops
 from keras_stn import transforms
 from keras_stn.ops import affine_grid
 from keras_stn.ops import grid_sample
@@ -35,6 +36,8 @@ HOMOGRAPHY = np.concatenate(
 )
 CONTROL_POINTS = [[-1, -1], [1, -1], [-1, 1], [1, 1], [0, 0]]
 TARGETS = (np.array([CONTROL_POINTS] * 2) * 0.8 + 0.05).astype("float32")
+FIELD = RNG.uniform(-1.5, 1.5, (2, 6, 7, 2)).astype("float32")
+QUAD = np.array([[[0, 0], [6, 0], [6, 5], [0, 5]]] * 2, "float32")
 LAYER = SpatialTransformer(
     keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)])
 )
@@ -68,6 +71,44 @@ FUNCTIONS = {
         (np.array([[1.0, 0.1, 0.0, 0.1]] * 2, "float32"),),
     ),
     "SpatialTransformer.warp": (LAYER.warp, (IMAGES, THETA)),
+    "warp": (
+        lambda images, field: stn_ops.warp(
+            images, field, data_format="channels_last"
+        ),
+        (IMAGES, FIELD),
+    ),
+    "integrate_velocity": (
+        lambda field: stn_ops.integrate_velocity(
+            field, steps=3, data_format="channels_last"
+        ),
+        (FIELD * 0.3,),
+    ),
+    "compose_displacements": (
+        lambda first, second: stn_ops.compose_displacements(
+            first, second, data_format="channels_last"
+        ),
+        (FIELD, FIELD[::-1].copy()),
+    ),
+    "jacobian_determinant": (
+        lambda field: stn_ops.jacobian_determinant(
+            field, data_format="channels_last"
+        ),
+        (FIELD,),
+    ),
+    "invert_affine": (stn_ops.invert_affine, (THETA,)),
+    "compose_affine": (stn_ops.compose_affine, (THETA, THETA[::-1].copy())),
+    "theta_to_pixel_matrix": (
+        lambda theta: stn_ops.theta_to_pixel_matrix(theta, (6, 7), (4, 5)),
+        (THETA,),
+    ),
+    "get_perspective_transform": (
+        stn_ops.get_perspective_transform,
+        (QUAD, QUAD * 1.1 + 0.3),
+    ),
+    "Affine.map_points": (
+        transforms.Affine().map_points,
+        (THETA, GRID.reshape(2, -1, 2)),
+    ),
     "SpatialTransformer": (LAYER, (IMAGES,)),
 }
 
