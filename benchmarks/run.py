@@ -23,6 +23,9 @@ Goals:
         compiled model call, against `grid_sample` under `no_grad`, with
         Keras' own cost (a model that does next to nothing) apart; and
         `predict` of an ST-CNN against the same CNN without the sampler.
+    warp: `warp` by a dense displacement field, forward and forward +
+        backward (gradients for the images and the field), on a volume
+        and on images, against `grid_sample` of the equivalent grid.
 """
 
 import argparse
@@ -46,6 +49,7 @@ GOALS = {
     "step": ["training_step.py"],
     "second_order": ["second_derivatives.py"],
     "inference": ["inference.py"],
+    "warp": ["warp_speed.py"],
 }
 
 
@@ -305,6 +309,34 @@ def inference_table(rows):
     return f"{sampling}\n\n{st_cnn}"
 
 
+def warp_table(rows):
+    """Format the dense-field rows as a Markdown table.
+
+    One line per size, pass and backend, the sizes in the order they first
+    appear.
+
+    Args:
+        rows: dicts of `warp_speed.measure`.
+
+    Returns:
+        The table, as text.
+    """
+    return table(
+        rows,
+        [
+            ("size", size_and_shape),
+            ("pass", field("pass")),
+            ("backend", field("backend")),
+            ("PyTorch", milliseconds("torch", 1)),
+            ("keras-stn", milliseconds("keras_stn", 1)),
+            ("generic", milliseconds("keras_stn_generic", 1)),
+            ("keras-stn / PyTorch", ratio("ratio")),
+            ("generic / PyTorch", ratio("generic_ratio")),
+        ],
+        order_by="size",
+    )
+
+
 # goal: (title, function formatting its rows); the others use `ratio_table`.
 TABLES = {
     "step": ("median training-step times and ratios", step_table),
@@ -317,6 +349,10 @@ TABLES = {
         "median inference times; ours = keras-stn's share, over PyTorch's "
         "`grid_sample` under `no_grad`",
         inference_table,
+    ),
+    "warp": (
+        "median times of `warp` and PyTorch's `grid_sample` of the same points",
+        warp_table,
     ),
 }
 

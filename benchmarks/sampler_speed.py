@@ -60,7 +60,13 @@ def random_inputs(size, seed=0):
 
 
 def keras_stn_step(
-    images, grid, upstream, implementation="auto", backward=True, **options
+    images,
+    grid,
+    upstream,
+    implementation="auto",
+    backward=True,
+    sampler=grid_sample,
+    **options,
 ):
     """keras-stn's forward (and backward) pass, compiled, ready to call.
 
@@ -71,7 +77,10 @@ def keras_stn_step(
         backward: whether a call computes the gradients for the images and
             the grid too (compiled as `fit` compiles, `timing.compiled_vjp`),
             or the forward pass alone (as `predict` compiles).
-        **options: more arguments of `grid_sample`: `mode`, `padding_mode`,
+        sampler: the function timed: `grid_sample`, or another of the same
+            arguments, such as `keras_stn.ops.warp` (whose `grid` is a
+            displacement field).
+        **options: more arguments of `sampler`: `mode`, `padding_mode`,
             `align_corners`.
 
     Returns:
@@ -80,7 +89,7 @@ def keras_stn_step(
     """
 
     def sample(x, g):
-        return grid_sample(
+        return sampler(
             x,
             g,
             data_format="channels_last",
@@ -97,7 +106,15 @@ def keras_stn_step(
     return lambda: step(*tensors, upstream)
 
 
-def torch_step(images, grid, upstream, backward=True, device="cpu", **options):
+def torch_step(
+    images,
+    grid,
+    upstream,
+    backward=True,
+    device="cpu",
+    to_grid=None,
+    **options,
+):
     """`torch.nn.functional.grid_sample` forward (and backward), eager.
 
     Args:
@@ -106,6 +123,9 @@ def torch_step(images, grid, upstream, backward=True, device="cpu", **options):
         backward: whether a call computes the gradients for the images and
             the grid too.
         device: the torch device of the tensors, such as `"cuda"`.
+        to_grid: `None`, or a function of torch tensors computing, within
+            each call, `grid_sample`'s grid from the tensor of `grid` (a
+            displacement field, say), whose gradient is then computed.
         **options: more arguments of `grid_sample`: `mode`, `padding_mode`,
             `align_corners` (default `False`).
 
@@ -121,7 +141,8 @@ def torch_step(images, grid, upstream, backward=True, device="cpu", **options):
     upstream = torch.tensor(np.moveaxis(upstream, -1, 1), device=device)
 
     def step():
-        out = torch.nn.functional.grid_sample(images, grid, **options)
+        points = grid if to_grid is None else to_grid(grid)
+        out = torch.nn.functional.grid_sample(images, points, **options)
         if not backward:
             return out
         return out, torch.autograd.grad(out, (images, grid), upstream)
@@ -152,10 +173,28 @@ def measure_size(name, size, repeats, backward=True, device="cpu"):
         "torch": torch_step(*inputs, backward=backward, device=device),
         "keras_stn_generic": keras_stn_step(*inputs, "keras", backward),
     }
+    return ratio_row(name, size, steps, repeats)
+
+
+def ratio_row(name, shape, steps, repeats):
+    """Time keras-stn's two paths and PyTorch; their ratios as a row.
+
+    Args:
+        name: the size's name, for the row.
+        shape: the size's shape, for the row.
+        steps: functions of no arguments, as `median_seconds` takes them,
+            named `"keras_stn"`, `"torch"` and `"keras_stn_generic"`.
+        repeats: timed rounds of each.
+
+    Returns:
+        A dict: size name and shape, backend, median seconds of each step,
+        and the ratios of keras-stn's to PyTorch's (`ratio` for the
+        default path, `generic_ratio` for the generic one).
+    """
     seconds = median_seconds(steps, repeats)
     row = {
         "size": name,
-        "shape": size,
+        "shape": shape,
         "backend": BACKEND,
         **seconds,
         "ratio": seconds["keras_stn"] / seconds["torch"],
