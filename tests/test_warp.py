@@ -311,3 +311,25 @@ def test_float64_values_match_torch():
         np.testing.assert_allclose(
             ops.convert_to_numpy(out), expected, atol=1e-12
         )
+
+
+@pytest.mark.parametrize(
+    "images_shape,field_shape,match",
+    [
+        ((16, 16, 1), (16, 12, 2), "same spatial sizes"),
+        ((16, 16, 1), (16, 16, 3), "`displacement`"),
+        ((8, 16, 16, 1), (8, 16, 16, 2), "`displacement`"),
+    ],
+)
+def test_layers_reject_bad_shapes_when_the_model_is_built(
+    images_shape, field_shape, match
+):
+    """Symbolic calls check the shapes: a wrong field fails at once."""
+    images = keras.Input(images_shape)
+    field = keras.Input(field_shape)
+    with pytest.raises(ValueError, match=match):
+        keras_stn.layers.Warp(data_format="channels_last")([images, field])
+    with pytest.raises(ValueError, match="`velocity`"):
+        keras_stn.layers.IntegrateVelocity(data_format="channels_last")(
+            keras.Input((16, 16, 3))
+        )

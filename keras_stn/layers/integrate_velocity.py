@@ -7,6 +7,7 @@ from keras_stn.ops.displacement import integrate_velocity
 from keras_stn.ops.precision import at_least_float32
 from keras_stn.ops.validation import check_indexing
 from keras_stn.ops.validation import standardize_data_format
+from keras_stn.ops.warp import field_to_xy
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")
@@ -70,6 +71,13 @@ class IntegrateVelocity(keras.layers.Layer):
         return at_least_float32(self.compute_dtype)
 
     def compute_output_spec(self, velocity):
+        # The checks of `integrate_velocity`, on the symbolic input.
+        field_to_xy(
+            ops.cast(velocity, self._field_dtype),
+            "velocity",
+            self.data_format,
+            self.indexing,
+        )
         return keras.KerasTensor(velocity.shape, dtype=self._field_dtype)
 
     def compute_output_shape(self, input_shape):

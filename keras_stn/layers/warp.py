@@ -9,6 +9,7 @@ from keras_stn.ops.validation import check_indexing
 from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import standardize_data_format
+from keras_stn.ops.warp import prepare_warp
 from keras_stn.ops.warp import warp
 from keras_stn.ops.xla_sampling import has_xla_sampler
 
@@ -94,7 +95,19 @@ class Warp(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
-        return tuple(_pair(input_shape)[0])
+        images_shape, displacement_shape = _pair(input_shape)
+        # The checks of `warp`, on symbolic tensors: a field that does not
+        # fit the images fails when the model is built.
+        prepare_warp(
+            keras.KerasTensor(images_shape),
+            keras.KerasTensor(displacement_shape),
+            self.mode,
+            self.padding_mode,
+            self.data_format,
+            self.indexing,
+            self.implementation,
+        )
+        return tuple(images_shape)
 
     def get_config(self):
         config = super().get_config()

@@ -57,12 +57,30 @@ def normalized_coordinates_tensor(size, align_corners: bool, dtype: str):
         return ops.convert_to_tensor(
             normalized_coordinates(size, align_corners), dtype
         )
-    index = ops.cast(ops.arange(size, dtype="int32"), dtype)
+    index = pixel_indices(size, dtype)
     size = size_as(size, dtype)
     if align_corners:
         # A single pixel sits at 0: (0 - 0) / 1.
         return (2.0 * index - (size - 1.0)) / ops.maximum(size - 1.0, 1.0)
     return (2.0 * index + 1.0 - size) / size
+
+
+def pixel_indices(size, dtype: str) -> Tensor:
+    """The indices `0, 1, ..., size - 1` of the pixels along an axis.
+
+    Args:
+        size: the number of pixels: a Python int, or a size only known
+            when a graph runs (see `size_as`).
+        dtype: the dtype of the result.
+
+    Returns:
+        A 1-D tensor: constants for an int size, since JAX's ONNX exporter
+        (jax2onnx) cannot trace `ops.arange` without a `stop`; else
+        `ops.arange`.
+    """
+    if isinstance(size, int):
+        return ops.convert_to_tensor(list(range(size)), dtype)
+    return ops.cast(ops.arange(size, dtype="int32"), dtype)
 
 
 def are_static(sizes) -> bool:

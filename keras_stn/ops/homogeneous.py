@@ -17,6 +17,7 @@ from keras import ops
 
 from keras_stn.ops.coordinates import normalize_factors
 from keras_stn.ops.coordinates import normalized_coordinates_tensor
+from keras_stn.ops.coordinates import pixel_indices
 from keras_stn.ops.coordinates import unnormalize_factors
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_shape
@@ -119,12 +120,7 @@ def _index_mesh(output_size: Size, dtype: str) -> list[Tensor]:
     Returns:
         One 1-D tensor per axis, in the order `x, y[, z]`.
     """
-    # Constants rather than `ops.arange`, which JAX's ONNX exporter
-    # (jax2onnx) cannot trace without a `stop`.
-    return [
-        ops.convert_to_tensor(list(range(size)), dtype)
-        for size in reversed(output_size)
-    ]
+    return [pixel_indices(size, dtype) for size in reversed(output_size)]
 
 
 def pixel_space_matrix(

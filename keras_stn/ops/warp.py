@@ -12,6 +12,7 @@ axes, `(row, column)` or `(depth, row, column)`, as in VoxelMorph.
 
 from keras import ops
 
+from keras_stn.ops.coordinates import pixel_indices
 from keras_stn.ops.grid_sample import from_channels_last
 from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
@@ -79,6 +80,42 @@ def warp(
     >>> ops.convert_to_numpy(out)[0, :, :, 0].tolist()
     [[1.0, 2.0, 2.0], [4.0, 5.0, 5.0]]
     """
+    images, field, data_format = prepare_warp(
+        images,
+        displacement,
+        mode,
+        padding_mode,
+        data_format,
+        indexing,
+        implementation,
+    )
+    outputs = warp_pixels(images, field, mode, padding_mode, implementation)
+    return from_channels_last(outputs, data_format)
+
+
+def prepare_warp(
+    images: Tensor,
+    displacement: Tensor,
+    mode: str,
+    padding_mode: str,
+    data_format: str | None,
+    indexing: str,
+    implementation: str = "auto",
+) -> tuple[Tensor, Tensor, str]:
+    """Check the arguments of `warp`; lay out images and field for it.
+
+    Symbolic tensors (`keras.KerasTensor`) pass, so that the `Warp` layer
+    checks its inputs' shapes when a model is built.
+
+    Args:
+        images, displacement, mode, padding_mode, data_format, indexing,
+            implementation: the arguments of `warp`.
+
+    Returns:
+        `(images, field, data_format)`: the images channels last, the field
+        channels last with vectors `(x, y[, z])`, and the data format with
+        `None` resolved.
+    """
     check_indexing(indexing)
     images, data_format = prepare_images(
         images, mode, padding_mode, data_format, implementation
@@ -88,8 +125,7 @@ def warp(
         displacement, "displacement", data_format, indexing, rank=rank
     )
     check_same_spatial_shape(images, "images", field, "displacement")
-    outputs = warp_pixels(images, field, mode, padding_mode, implementation)
-    return from_channels_last(outputs, data_format)
+    return images, field, data_format
 
 
 def warp_pixels(
@@ -145,7 +181,7 @@ def pixel_mesh(sizes, dtype: str) -> list[Tensor]:
         array_axis = rank - 1 - axis
         shape = [1] * (rank + 1)
         shape[array_axis + 1] = sizes[array_axis]
-        index = ops.arange(sizes[array_axis], dtype=dtype)
+        index = pixel_indices(sizes[array_axis], dtype)
         mesh.append(ops.reshape(index, shape))
     return mesh
 
