@@ -1,4 +1,4 @@
-"""Outputs and theta gradients of saved spatial transformer models.
+"""Outputs and gradients of saved spatial transformer and dense-field models.
 
 Run as a script under a chosen `KERAS_BACKEND` by `test_cross_backend.py`:
 
@@ -21,22 +21,27 @@ from helpers import value_and_gradients
 
 
 def evaluate(model_path, inputs_path):
-    """Load the model and return its outputs, theta and theta gradient.
+    """Load the model and return its outputs and gradients.
 
     Args:
         model_path: a `.keras` file of a model whose first layer is a
-            `SpatialTransformer`.
-        inputs_path: an `.npz` file with `images` and `upstream` (the
-            gradient of the loss with respect to the layer's output).
+            `SpatialTransformer`, or (with a `field` in the inputs) of a
+            model of `[images, field]`.
+        inputs_path: an `.npz` file with `images`, `upstream` (the
+            gradient of the loss with respect to the layer's or model's
+            output) and possibly `field`.
 
     Returns:
-        A dict of NumPy arrays: `outputs`, `theta`, `theta_gradient`.
+        A dict of NumPy arrays: `outputs`, `theta`, `theta_gradient`; with
+        a `field`, `outputs`, `images_gradient`, `field_gradient`.
     """
     model = keras.models.load_model(model_path)
-    layer = model.layers[0]
-    assert isinstance(layer, SpatialTransformer)
     data = np.load(inputs_path)
     images, upstream = data["images"], data["upstream"]
+    if "field" in data:
+        return evaluate_dense(model, images, data["field"], upstream)
+    layer = model.layers[0]
+    assert isinstance(layer, SpatialTransformer)
     theta = ops.convert_to_numpy(layer.compute_theta(images))
 
     def loss(theta):
@@ -48,6 +53,23 @@ def evaluate(model_path, inputs_path):
         "outputs": outputs,
         "theta": theta,
         "theta_gradient": theta_gradient,
+    }
+
+
+def evaluate_dense(model, images, field, upstream):
+    """A dense-field model's outputs and gradients by its two inputs."""
+
+    def loss(images, field):
+        return ops.sum(ops.multiply(model([images, field]), upstream))
+
+    _, (images_gradient, field_gradient) = value_and_gradients(
+        loss, images, field
+    )
+    outputs = model.predict([images, field], verbose=0)
+    return {
+        "outputs": ops.convert_to_numpy(outputs),
+        "images_gradient": images_gradient,
+        "field_gradient": field_gradient,
     }
 
 

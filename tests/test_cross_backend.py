@@ -1,5 +1,8 @@
 """The same saved models give the same numbers on all three backends.
 
+Spatial transformer models, and models of dense fields (`Warp`,
+`IntegrateVelocity`).
+
 Initial weights differ per backend for the same seed, so the models are
 built and saved here, on the backend under test, and loaded by the other two
 backends in subprocesses (`cross_backend_worker.py`), one per backend for
@@ -17,6 +20,8 @@ import pytest
 from keras import ops
 
 from keras_stn import SpatialTransformer
+from keras_stn.layers import IntegrateVelocity
+from keras_stn.layers import Warp
 
 from cross_backend_worker import evaluate
 from helpers import BACKEND
@@ -63,11 +68,47 @@ CASES = [
 ]
 
 
+def velocity_model():
+    """Images warped by the integral of a convolution of a velocity field
+    (`"ij"` vectors, border padding), and its inputs' shapes."""
+    images, velocity = keras.Input((10, 12, 2)), keras.Input((10, 12, 2))
+    smoothed = keras.layers.Conv2D(2, 3, padding="same")(velocity)
+    field = IntegrateVelocity(4, "channels_last", "ij")(smoothed)
+    moved = Warp(
+        padding_mode="border", data_format="channels_last", indexing="ij"
+    )([images, field])
+    return keras.Model([images, velocity], moved), ((10, 12, 2), (10, 12, 2))
+
+
+def volume_model():
+    """Volumes warped by a field, channels first, reflection padding."""
+    volumes, field = keras.Input((1, 6, 7, 5)), keras.Input((3, 6, 7, 5))
+    moved = Warp(padding_mode="reflection", data_format="channels_first")(
+        [volumes, field]
+    )
+    return keras.Model([volumes, field], moved), ((1, 6, 7, 5), (3, 6, 7, 5))
+
+
+# name: a function returning a model of `[images, field]` and their shapes.
+DENSE_CASES = {"dense_velocity": velocity_model, "dense_volume": volume_model}
+
+
 @pytest.fixture(scope="module")
 def cases_folder(tmp_path_factory):
     """Save every case's model and inputs, and evaluate them everywhere."""
     folder = tmp_path_factory.mktemp("cases")
     rng = np.random.default_rng(0)
+    for name, build in DENSE_CASES.items():
+        model, (images_shape, field_shape) = build()
+        images = rng.random((3, *images_shape)).astype("float32")
+        field = rng.uniform(-2.5, 2.5, (3, *field_shape)).astype("float32")
+        upstream = rng.normal(size=images.shape).astype("float32")
+        case = folder / name
+        case.mkdir()
+        model.save(case / "model.keras")
+        np.savez(
+            case / "inputs.npz", images=images, field=field, upstream=upstream
+        )
     for name, kwargs, input_shape, randomize in CASES:
         layer = SpatialTransformer(**kwargs)
         model = keras.Sequential([keras.Input(input_shape), layer])
@@ -109,8 +150,25 @@ def test_same_numbers_on_every_backend(cases_folder, name):
         np.testing.assert_array_equal(expected["theta"], identity)
     else:
         assert not np.allclose(expected["theta"], identity, atol=0.05)
+    assert_same_on_other_backends(case, expected, name)
+
+
+@pytest.mark.parametrize("name", DENSE_CASES)
+def test_dense_fields_same_numbers_on_every_backend(cases_folder, name):
+    case = cases_folder / name
+    expected = evaluate(case / "model.keras", case / "inputs.npz")
+    images = np.load(case / "inputs.npz")["images"]
+    # The fields move the pixels: the outputs are not the images.
+    assert np.abs(expected["outputs"] - images).mean() > 0.1
+    assert np.abs(expected["field_gradient"]).max() > 0.1
+    assert_same_on_other_backends(case, expected, name)
+
+
+def assert_same_on_other_backends(case, expected, name):
+    """The other backends' results of a case are `expected`, to 1e-5."""
     for backend in OTHER_BACKENDS:
         results = dict(np.load(case / f"{backend}.npz"))
+        assert results.keys() == expected.keys()
         for key, value in expected.items():
             scale = np.abs(value).max()
             np.testing.assert_allclose(

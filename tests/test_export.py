@@ -1,6 +1,7 @@
-"""Export and serving of a model with a `SpatialTransformer` inside.
+"""Export and serving of a model with a `SpatialTransformer` or `Warp` inside.
 
-Each test trains a small ST model a few steps on the current backend,
+Each test trains a small ST model (or a convolution predicting a dense
+field for `Warp`) a few steps on the current backend,
 exports it, runs the artifact with its own runtime (TensorFlow's SavedModel
 loader, onnxruntime, the LiteRT interpreter, `torch.export.load`) and
 compares the outputs with the Keras model's. The paths that a backend
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 
 from keras_stn import SpatialTransformer
+from keras_stn.layers import Warp
 
 from helpers import BACKEND
 
@@ -42,7 +44,8 @@ def trained_model(transform="affine", defaults=False):
     Its transformer has the default localization net (with max pooling).
 
     Args:
-        transform: the transform family.
+        transform: the transform family, or `"warp"`: a convolution
+            predicts a dense displacement field, which `Warp` applies.
         defaults: if true, the layer's other options are its defaults
             (`output_size=None`, no `theta_bound`); else it has an output
             size of its own and a bound.
@@ -58,11 +61,15 @@ def trained_model(transform="affine", defaults=False):
         # images (where zero padding would make the outputs constant).
         "theta_bound": 0.5,
     }
-    warped = SpatialTransformer(
-        transform=transform,
-        name="transformer",
-        **({} if defaults else options),
-    )(inputs)
+    if transform == "warp":
+        field = keras.layers.Conv2D(2, 3, padding="same", name="field")(inputs)
+        warped = Warp(name="transformer")([inputs, field])
+    else:
+        warped = SpatialTransformer(
+            transform=transform,
+            name="transformer",
+            **({} if defaults else options),
+        )(inputs)
     # A linear head: every output depends on every warped pixel.
     features = keras.layers.Flatten()(warped)
     model = keras.Model(inputs, keras.layers.Dense(3)(features))
@@ -72,12 +79,16 @@ def trained_model(transform="affine", defaults=False):
     y = rng.normal(size=(16, 3)).astype("float32")
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     images = rng.normal(size=(5, *SHAPE)).astype("float32")
-    transformer = model.get_layer("transformer")
-    theta = keras.ops.convert_to_numpy(transformer.compute_theta(images))
-    identity = transformer.transform.identity(2)
     # The test is void at the identity, which samples pixel centres only,
     # or if the outputs did not depend on the images.
-    assert np.abs(theta - identity).max() > 1e-3
+    if transform == "warp":
+        field = keras.ops.convert_to_numpy(model.get_layer("field")(images))
+        assert np.abs(field).mean() > 0.1
+    else:
+        transformer = model.get_layer("transformer")
+        theta = transformer.compute_theta(images)
+        identity = transformer.transform.identity(2)
+        assert np.abs(keras.ops.convert_to_numpy(theta) - identity).max() > 1e-3
     assert keras_outputs(model, images).std(axis=0).min() > 0.1
     return model, images
 
@@ -128,9 +139,11 @@ def assert_close(outputs, expected, tolerance, label):
     )
 
 
-@pytest.mark.parametrize(
-    "transform,defaults", (("affine", True), ("affine", False), ("tps", False))
-)
+# Every kind of model: the defaults, other options, a dense field.
+MODELS = (("affine", True), ("affine", False), ("warp", False))
+
+
+@pytest.mark.parametrize("transform,defaults", (*MODELS, ("tps", False)))
 def test_onnx(tmp_path, transform, defaults):
     model, images = trained_model(transform, defaults)
     path = tmp_path / "model.onnx"
@@ -139,10 +152,10 @@ def test_onnx(tmp_path, transform, defaults):
     assert_close(outputs, keras_outputs(model, images), TOLERANCE, "onnx")
 
 
-@pytest.mark.parametrize("defaults", (True, False))
-def test_saved_model_or_torch_export(tmp_path, defaults):
+@pytest.mark.parametrize("transform,defaults", MODELS)
+def test_saved_model_or_torch_export(tmp_path, transform, defaults):
     """SavedModel on TensorFlow and JAX; `torch.export` on torch."""
-    model, images = trained_model(defaults=defaults)
+    model, images = trained_model(transform, defaults)
     expected = keras_outputs(model, images)
     if BACKEND == "torch":
         import torch
@@ -166,8 +179,8 @@ def test_saved_model_or_torch_export(tmp_path, defaults):
     assert_close(outputs, expected, TOLERANCE, "SavedModel")
 
 
-@pytest.mark.parametrize("defaults", (True, False))
-def test_litert_or_dynamic_onnx(tmp_path, defaults):
+@pytest.mark.parametrize("transform,defaults", MODELS)
+def test_litert_or_dynamic_onnx(tmp_path, transform, defaults):
     """LiteRT from a SavedModel; on torch, ONNX with a dynamic batch.
 
     On JAX the SavedModel has a static batch size (LiteRT cannot convert
@@ -175,7 +188,7 @@ def test_litert_or_dynamic_onnx(tmp_path, defaults):
     needs the `litert-torch` package, the same model goes to ONNX with the
     default localization net and is run on two batch sizes.
     """
-    model, images = trained_model(defaults=defaults)
+    model, images = trained_model(transform, defaults)
     expected = keras_outputs(model, images)
     if BACKEND == "torch":
         path = tmp_path / "model.onnx"
