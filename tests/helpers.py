@@ -8,6 +8,7 @@ import contextlib
 
 import keras
 import numpy as np
+import scipy.ndimage
 import torch
 
 BACKEND = keras.backend.backend()
@@ -298,3 +299,38 @@ def unnormalize(grid, size, align_corners):
     if align_corners:
         return (grid + 1.0) / 2.0 * (sizes - 1)
     return ((grid + 1.0) * sizes - 1.0) / 2.0
+
+
+def scipy_warp(images, field, order=1, mode="nearest"):
+    """`keras_stn.ops.warp` by `scipy.ndimage.map_coordinates`, in float64.
+
+    Args:
+        images: NumPy array `(batch, *spatial, channels)`.
+        field: NumPy array `(batch, *spatial, rank)`, `"xy"` vectors in
+            pixels.
+        order: the spline order: 1 (bilinear) or 0 (nearest).
+        mode: SciPy's mode beyond the edges (`"nearest"`: border padding).
+
+    Returns:
+        The warped images, channels last.
+    """
+    size = field.shape[1:-1]
+    mesh = np.stack(np.meshgrid(*map(np.arange, size), indexing="ij"), -1)
+    points = np.moveaxis(mesh + field[..., ::-1].astype("float64"), -1, 1)
+    return np.stack(
+        [
+            np.stack(
+                [
+                    scipy.ndimage.map_coordinates(
+                        example[..., c].astype("float64"),
+                        example_points,
+                        order=order,
+                        mode=mode,
+                    )
+                    for c in range(images.shape[-1])
+                ],
+                axis=-1,
+            )
+            for example, example_points in zip(images, points, strict=True)
+        ]
+    )

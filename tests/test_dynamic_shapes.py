@@ -9,7 +9,9 @@ after a second size (Keras traces with `reduce_retracing`), so the layer
 then runs with sizes that are only known when the graph runs; JAX's
 `model.export` traces with symbolic sizes. The transformer's outputs are
 checked against PyTorch's `affine_grid` and `grid_sample` at the theta the
-layer regresses.
+layer regresses. A registration model (a convolution predicting a velocity
+field, `IntegrateVelocity`, `Warp`) trains and predicts on two sizes,
+checked against SciPy's `map_coordinates`.
 """
 
 import keras
@@ -19,8 +21,11 @@ import torch
 from keras import ops
 
 from keras_stn import SpatialTransformer
+from keras_stn.layers import IntegrateVelocity
+from keras_stn.layers import Warp
 
 from helpers import BACKEND
+from helpers import scipy_warp
 
 OUTPUT_SIZE = (12, 10)
 SIZES = ((24, 24), (32, 20), (17, 29))
@@ -212,3 +217,39 @@ def test_export_of_any_size(tmp_path, output_size):
             rtol=1e-5,
             atol=1e-5,
         )
+
+
+def scipy_integrate(velocity, steps):
+    """Scaling and squaring of an `"xy"` field by SciPy's interpolation:
+    `u <- u + u(p + u)`, the field extended by its border vectors."""
+    field = velocity.astype("float64") / 2**steps
+    for _ in range(steps):
+        field = field + scipy_warp(field, field)
+    return field
+
+
+def test_dense_field_model_of_any_size():
+    keras.utils.set_random_seed(0)
+    images = keras.Input((None, None, 2))
+    velocity = keras.layers.Conv2D(2, 3, padding="same", name="velocity")(
+        images
+    )
+    field = IntegrateVelocity(3, "channels_last")(velocity)
+    moved = Warp(padding_mode="border", data_format="channels_last")(
+        [images, field]
+    )
+    model = keras.Model(images, moved)
+    assert model.output_shape == (None, None, None, 2)
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    sizes = SIZES[:2]
+    for seed, size in enumerate(sizes):
+        x = images_of_size(size, count=6, seed=seed)
+        history = model.fit(x, x, batch_size=6, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+    for seed, size in enumerate(sizes):
+        x = images_of_size(size, count=3, seed=40 + seed)
+        outputs = model.predict(x, batch_size=3, verbose=0)
+        v = ops.convert_to_numpy(model.get_layer("velocity")(x))
+        assert np.abs(v).max() > 1.0  # points between pixels, and beyond
+        expected = scipy_warp(x, scipy_integrate(v, 3))
+        np.testing.assert_allclose(outputs, expected, atol=1e-4)

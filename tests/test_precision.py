@@ -2,7 +2,9 @@
 
 Under `mixed_float16`, `mixed_bfloat16`, `float16` and `bfloat16`, the
 layer regresses theta and computes the sampling grid in float32, weighs and
-sums the pixels in float32, and returns the compute dtype. The tests compare
+sums the pixels in float32, and returns the compute dtype; `Warp` adds its
+field to the pixel indices in float32, and `IntegrateVelocity` computes
+and returns its field in float32. The tests compare
 with a float32 layer of the same weights, on a large image of noise, where
 coordinates rounded to float16 would move the samples by a visible amount
 (the control computes that error with PyTorch).
@@ -15,6 +17,8 @@ import torch
 from keras import ops
 
 from keras_stn import SpatialTransformer
+from keras_stn.layers import IntegrateVelocity
+from keras_stn.layers import Warp
 from keras_stn.ops import grid_sample
 
 SHAPE = (1, 150, 200, 2)
@@ -77,6 +81,54 @@ def test_layer_under_low_precision_policy(policy):
     assert error.max() <= tolerance
     # The control: coordinates in the compute dtype would be far off.
     assert rounded_coordinates_error(compute_dtype) > 10 * tolerance
+
+
+def theta_field():
+    """`THETA` as a displacement field on `SHAPE`, in pixels (`"xy"`),
+    from PyTorch's `affine_grid` in float64: fractional everywhere."""
+    height, width = SHAPE[1:3]
+    grid = torch.nn.functional.affine_grid(
+        torch.from_numpy(THETA[None]), (1, 1, height, width), False
+    ).numpy()
+    pixels = ((grid + 1) * np.array([width, height]) - 1) / 2
+    mesh = np.stack(np.meshgrid(np.arange(width), np.arange(height)), -1)
+    return (pixels - mesh).astype("float32")
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_dense_field_layers_under_low_precision_policy(policy):
+    images, velocity = noise_images(), theta_field()
+    field = IntegrateVelocity(3, "channels_last", dtype=policy)(velocity)
+    assert keras.backend.standardize_dtype(field.dtype) == "float32"
+    # Computed in float32: the bits of a float32 layer's field.
+    expected_field = IntegrateVelocity(3, "channels_last")(velocity)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(field), ops.convert_to_numpy(expected_field)
+    )
+    outputs = Warp(data_format="channels_last", dtype=policy)(
+        [images, velocity]
+    )
+    compute_dtype = keras.mixed_precision.Policy(policy).compute_dtype
+    assert keras.backend.standardize_dtype(outputs.dtype) == compute_dtype
+    expected = Warp(data_format="channels_last")([images, velocity])
+    error = np.abs(
+        ops.convert_to_numpy(ops.cast(outputs, "float32"))
+        - ops.convert_to_numpy(expected)
+    )
+    assert error.max() <= TOLERANCES[compute_dtype]
+    # The points of `THETA`, so that the control of the layer's test,
+    # `rounded_coordinates_error`, is this warp's too.
+    grid = torch.nn.functional.affine_grid(
+        torch.from_numpy(THETA[None]).float(), (1, 2, *SHAPE[1:3]), False
+    )
+    reference = torch.nn.functional.grid_sample(
+        torch.from_numpy(np.moveaxis(images, -1, 1)), grid, align_corners=False
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(expected),
+        np.moveaxis(reference.numpy(), 1, -1),
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
