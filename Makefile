@@ -1,7 +1,11 @@
 # Set-up and checks. Every target creates the virtual environment on first use.
 #   make demo   train an ST-CNN on rotated, translated and scaled MNIST
 #               (DEMO_BACKEND, default torch: the fastest on a CPU here)
-#   make test   lint, then the whole suite once per backend (tensorflow, jax, torch)
+#   make test   lint, the documentation build, then the whole suite once per
+#               backend (tensorflow, jax, torch)
+#   make docs   build the documentation site into site/ (mkdocs build --strict)
+#   make docs-serve
+#               serve it at http://127.0.0.1:8000, rebuilding on changes
 #   make gpu-wheels
 #               Keras and the dependencies that the GPU machine lacks, as wheels
 #               in .whl/ (ignored by git), for benchmarks/gpu_check.sh there
@@ -11,7 +15,7 @@ PYTHON := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 DEMO_BACKEND ?= torch
 
-.PHONY: install demo lint test gpu-wheels clean
+.PHONY: install demo lint docs docs-serve test gpu-wheels clean
 
 $(VENV)/.installed: requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,8 +32,15 @@ lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 
+# A broken link, a missing page or an unreadable docstring fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
 # Each backend runs in its own pytest process; all run even if one fails.
-test: lint
+test: lint docs
 	@failed=""; \
 	for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
@@ -58,4 +69,4 @@ gpu-wheels:
 	if [ $$size -gt 40960 ]; then echo "over 40 MiB"; exit 1; fi
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) outputs site .pytest_cache .ruff_cache *.egg-info

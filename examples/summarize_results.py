@@ -1,4 +1,4 @@
-"""Print the README's result tables from the experiments' `results.json`.
+"""Print the experiments' result tables from the experiments' `results.json`.
 
 Usage:
 

@@ -5,7 +5,7 @@ field for `Warp`) a few steps on the current backend,
 exports it, runs the artifact with its own runtime (TensorFlow's SavedModel
 loader, onnxruntime, the LiteRT interpreter, `torch.export.load`) and
 compares the outputs with the Keras model's. The paths that a backend
-cannot take are listed in the README ("Export and serving"), with the
+cannot take are listed in docs/guides/saving-and-export.md, with the
 exact error; each backend here tests the paths it can take:
 
 - TensorFlow: SavedModel, ONNX (tf2onnx), LiteRT (the TensorFlow converter,

@@ -367,7 +367,7 @@ def family_cases(draw):
     """Parameters of the attention or similarity family, and grid options.
 
     Similarity is drawn in float32 only: Keras' JAX backend computes the
-    cosine and sine of float64 in float32 (README, "Backends").
+    cosine and sine of float64 in float32 (docs/getting-started.md, "Backends").
     """
     family = draw(st.sampled_from(("attention", "similarity")))
     rank = 2 if family == "similarity" else draw(st.sampled_from((2, 3)))

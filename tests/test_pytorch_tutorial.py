@@ -1,10 +1,10 @@
 """The PyTorch tutorial's net, ported with Keras' defaults, trains robustly.
 
-A cheap version of `examples/pytorch_tutorial.py` (README, "The PyTorch
-tutorial, ported"): 1,280 images, one epoch, a fixed seed, on digits drawn
-here (a square whose place is the label, among random strokes). With
-Keras' default initializers the transformer must keep sampling inside the
-image, and the net must learn.
+A cheap version of `examples/pytorch_tutorial.py`
+(docs/guides/porting-from-pytorch.md): 1,280 images, one epoch, a fixed
+seed, on digits drawn here (a square whose place is the label, among random
+strokes). With Keras' default initializers the transformer must keep
+sampling inside the image, and the net must learn.
 """
 
 import numpy as np

@@ -44,8 +44,9 @@ FLAGS = (
     "-fPIC",
 )
 KERNEL_DTYPES = ("float32", "float64")
-# How long each kernel takes to build, measured on 2 cores (README,
-# "First use"): TensorFlow's headers make its kernel the slowest.
+# How long each kernel takes to build, measured on 2 cores
+# (docs/getting-started.md, "First use"): TensorFlow's headers make its
+# kernel the slowest.
 BUILD_SECONDS = {
     "tf_bilinear_sampling.cc": "15-40",
     "jax_bilinear_sampling.cc": "10-25",

@@ -3,7 +3,7 @@
 XLA's CPU code runs the generic sampler's gathers and, in the backward
 pass, its scatter-add one element at a time on one thread; they made the
 sampler 2-6x slower than PyTorch's fused kernel, forward and backward
-(README, "Benchmarks"). Where a model is differentiated, this module runs
+(docs/benchmarks.md). Where a model is differentiated, this module runs
 the forward and backward passes of bilinear (trilinear) sampling with
 `"zeros"` and `"border"` padding as the C++ kernel of
 `keras_stn/ops/kernels/bilinear_sampling.h`, called through XLA's foreign

@@ -22,7 +22,7 @@ computes both gradients, from the forward pass's saved corner values),
 PyTorch's time on 64x64x32 feature maps, 1.38x against 2.08x on volumes and
 5.39x against 3.63x at MNIST size (three small clusters cost more than two
 there); an ST-CNN's training step 1.12x against 1.19x the CNN's; and peak
-memory 5.2-6.0x against 12.7x PyTorch's at 8x224x224x3 (README, "Benchmarks").
+memory 5.2-6.0x against 12.7x PyTorch's at 8x224x224x3 (docs/benchmarks.md).
 The clusters compile once per input shape and are inlined where the caller
 already compiles with XLA.
 """
