@@ -1,4 +1,9 @@
-"""Building the C++ kernels: once per machine, and a clear fallback."""
+"""Building the C++ kernels: once per machine, and a clear fallback.
+
+The cache's behaviour is tested on a small source of the same layout (a
+source and the header it includes), which compiles in a fraction of a
+second; the command that builds the real kernels builds one of them.
+"""
 
 import ctypes
 import os
@@ -12,6 +17,20 @@ from keras_stn.ops import compiled_kernels
 
 SOURCE = "jax_bilinear_sampling.cc"
 INCLUDE_DIRS = (jax.ffi.include_dir(),)
+SMALL_SOURCE = "small_kernel.cc"
+
+
+@pytest.fixture
+def small_sources(monkeypatch, tmp_path_factory):
+    """A kernels folder holding a small source that includes a header."""
+    sources = tmp_path_factory.mktemp("sources")
+    (sources / "small_kernel.h").write_text("#define SMALL_VALUE 7\n")
+    (sources / SMALL_SOURCE).write_text(
+        '#include "small_kernel.h"\n'
+        'extern "C" int KerasStnSmall() { return SMALL_VALUE; }\n'
+    )
+    monkeypatch.setattr(compiled_kernels, "KERNELS_DIR", sources)
+    return sources
 
 
 @pytest.fixture
@@ -23,34 +42,30 @@ def kernel_cache(monkeypatch, tmp_path):
     compiled_kernels.compiled_library.cache_clear()
 
 
-def test_builds_once_and_reuses_the_library(kernel_cache):
-    path = compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
-    assert hasattr(ctypes.CDLL(path), "KerasStnBilinearSample")
+def test_builds_once_and_reuses_the_library(kernel_cache, small_sources):
+    path = compiled_kernels.compiled_library(SMALL_SOURCE)
+    assert ctypes.CDLL(path).KerasStnSmall() == 7
     (built,) = kernel_cache.iterdir()
     assert built == path
-    assert built.name.startswith("jax_bilinear_sampling-")
+    assert built.name.startswith("small_kernel-")
     assert built.suffix == ".so"
     modified = built.stat().st_mtime_ns
     # A later process (here: after the in-process cache is cleared) loads
     # the library it finds instead of compiling again.
     compiled_kernels.compiled_library.cache_clear()
-    assert compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS) is not None
+    assert compiled_kernels.compiled_library(SMALL_SOURCE) is not None
     assert [path.name for path in kernel_cache.iterdir()] == [built.name]
     assert built.stat().st_mtime_ns == modified
 
 
-def test_a_changed_source_builds_a_new_library(kernel_cache, monkeypatch):
-    compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
-    sources = kernel_cache / "sources"
-    sources.mkdir()
-    for path in compiled_kernels.KERNELS_DIR.iterdir():
-        text = path.read_text()
-        if path.name == "bilinear_sampling.h":
-            text += "\n// An edit.\n"
-        (sources / path.name).write_text(text)
-    monkeypatch.setattr(compiled_kernels, "KERNELS_DIR", sources)
+def test_a_changed_header_builds_a_new_library(kernel_cache, small_sources):
+    first = compiled_kernels.compiled_library(SMALL_SOURCE)
+    header = small_sources / "small_kernel.h"
+    header.write_text("#define SMALL_VALUE 8\n")
     compiled_kernels.compiled_library.cache_clear()
-    assert compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS) is not None
+    second = compiled_kernels.compiled_library(SMALL_SOURCE)
+    assert second != first
+    assert ctypes.CDLL(second).KerasStnSmall() == 8
     assert len(list(kernel_cache.glob("*.so"))) == 2
 
 
@@ -95,13 +110,13 @@ def test_default_cache_is_under_keras_home(monkeypatch, tmp_path):
     )
 
 
-def test_a_build_says_so_before_it_starts(kernel_cache, capsys):
-    compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
+def test_a_build_says_so_before_it_starts(kernel_cache, small_sources, capsys):
+    compiled_kernels.compiled_library(SMALL_SOURCE)
     message = capsys.readouterr().err
-    assert f"compiling its C++ sampling kernel `{SOURCE}`" in message
+    assert f"compiling its C++ sampling kernel `{SMALL_SOURCE}`" in message
     assert "python -m keras_stn.kernels build" in message
     compiled_kernels.compiled_library.cache_clear()
-    compiled_kernels.compiled_library(SOURCE, INCLUDE_DIRS)
+    compiled_kernels.compiled_library(SMALL_SOURCE)
     assert capsys.readouterr().err == "", "a built kernel is reused quietly"
 
 
