@@ -23,6 +23,9 @@ Goals:
         compiled model call, against `grid_sample` under `no_grad`, with
         Keras' own cost (a model that does next to nothing) apart; and
         `predict` of an ST-CNN against the same CNN without the sampler.
+    antialiasing: the error of plain and antialiased sampling against a
+        supersampled reference, on checkerboards and MNIST digits zoomed
+        out 1x to 8x, and the time of a forward and backward pass of each.
 """
 
 import argparse
@@ -46,6 +49,7 @@ GOALS = {
     "step": ["training_step.py"],
     "second_order": ["second_derivatives.py"],
     "inference": ["inference.py"],
+    "antialiasing": ["antialiasing.py"],
 }
 
 
@@ -305,6 +309,41 @@ def inference_table(rows):
     return f"{sampling}\n\n{st_cnn}"
 
 
+def antialiasing_table(rows):
+    """Format the antialiasing rows as a Markdown table.
+
+    One line per kind of images, zoom-out factor and backend, the kinds in
+    the order they first appear.
+
+    Args:
+        rows: dicts of `antialiasing.measure`.
+
+    Returns:
+        The table, as text.
+    """
+    return table(
+        rows,
+        [
+            (
+                "images",
+                lambda row: (
+                    f"{row['images']}, {row['shape'][0]}x"
+                    f"{row['shape'][1]}x{row['shape'][2]}"
+                ),
+            ),
+            ("zoom out", lambda row: f"{row['zoom']}x"),
+            ("backend", field("backend")),
+            ("RMSE plain", lambda row: f"{row['plain_rmse']:.4f}"),
+            ("RMSE antialiased", lambda row: f"{row['antialiased_rmse']:.4f}"),
+            ("antialiased / plain error", ratio("error_ratio")),
+            ("plain pass", milliseconds("plain_time", 1)),
+            ("antialiased pass", milliseconds("antialiased_time", 1)),
+            ("antialiased / plain time", ratio("time_ratio")),
+        ],
+        order_by="images",
+    )
+
+
 # goal: (title, function formatting its rows); the others use `ratio_table`.
 TABLES = {
     "step": ("median training-step times and ratios", step_table),
@@ -317,6 +356,11 @@ TABLES = {
         "median inference times; ours = keras-stn's share, over PyTorch's "
         "`grid_sample` under `no_grad`",
         inference_table,
+    ),
+    "antialiasing": (
+        "RMSE against an 8x supersampled, box-filtered reference, and "
+        "median forward + backward times",
+        antialiasing_table,
     ),
 }
 
