@@ -26,6 +26,9 @@ Goals:
     warp: `warp` by a dense displacement field, forward and forward +
         backward (gradients for the images and the field), on a volume
         and on images, against `grid_sample` of the equivalent grid.
+    antialiasing: the error of plain and antialiased sampling against a
+        supersampled reference, on checkerboards and MNIST digits zoomed
+        out 1x to 8x, and the time of a forward and backward pass of each.
 """
 
 import argparse
@@ -50,6 +53,7 @@ GOALS = {
     "second_order": ["second_derivatives.py"],
     "inference": ["inference.py"],
     "warp": ["warp_speed.py"],
+    "antialiasing": ["antialiasing.py"],
 }
 
 
@@ -337,6 +341,41 @@ def warp_table(rows):
     )
 
 
+def antialiasing_table(rows):
+    """Format the antialiasing rows as a Markdown table.
+
+    One line per kind of images, zoom-out factor and backend, the kinds in
+    the order they first appear.
+
+    Args:
+        rows: dicts of `antialiasing.measure`.
+
+    Returns:
+        The table, as text.
+    """
+    return table(
+        rows,
+        [
+            (
+                "images",
+                lambda row: (
+                    f"{row['images']}, {row['shape'][0]}x"
+                    f"{row['shape'][1]}x{row['shape'][2]}"
+                ),
+            ),
+            ("zoom out", lambda row: f"{row['zoom']}x"),
+            ("backend", field("backend")),
+            ("RMSE plain", lambda row: f"{row['plain_rmse']:.4f}"),
+            ("RMSE antialiased", lambda row: f"{row['antialiased_rmse']:.4f}"),
+            ("antialiased / plain error", ratio("error_ratio")),
+            ("plain pass", milliseconds("plain_time", 1)),
+            ("antialiased pass", milliseconds("antialiased_time", 1)),
+            ("antialiased / plain time", ratio("time_ratio")),
+        ],
+        order_by="images",
+    )
+
+
 # goal: (title, function formatting its rows); the others use `ratio_table`.
 TABLES = {
     "step": ("median training-step times and ratios", step_table),
@@ -353,6 +392,11 @@ TABLES = {
     "warp": (
         "median times of `warp` and PyTorch's `grid_sample` of the same points",
         warp_table,
+    ),
+    "antialiasing": (
+        "RMSE against an 8x supersampled, box-filtered reference, and "
+        "median forward + backward times",
+        antialiasing_table,
     ),
 }
 

@@ -12,6 +12,7 @@ from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
 from keras_stn.ops.grid_sample import spatial_sizes
 from keras_stn.ops.precision import is_low_precision
+from keras_stn.ops.validation import check_bool
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
@@ -118,6 +119,13 @@ class SpatialTransformer(keras.layers.Layer):
             grid off the input, where zero padding passes no gradient back.
             For example, `theta_bound=1.0` keeps an affine transform's
             scales in `(0, 2)` and its translations within the input.
+        antialias: if `True`, where the transform zooms out (its grid is
+            sparser than the input's pixels), each output pixel reads a
+            prefiltered copy of the input, chosen from the local spacing of
+            the grid, as `keras_stn.ops.grid_sample(..., antialias=True)`
+            does; the identity and zooming in are unchanged. `False` (the
+            default, and that of models saved before this option) samples
+            the input as it is.
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -159,6 +167,7 @@ class SpatialTransformer(keras.layers.Layer):
         theta_scale: float = 1.0,
         theta_bound: float | None = None,
         normalize_features: bool = True,
+        antialias: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -202,6 +211,7 @@ class SpatialTransformer(keras.layers.Layer):
             theta_bound, "theta_bound", allow_none=True
         )
         self.normalize_features = bool(normalize_features)
+        self.antialias = check_bool(antialias, "antialias")
         self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=5)
         # The spatial shape the layer was built for (`build`).
         self._built_spatial_shape = None
@@ -454,6 +464,7 @@ class SpatialTransformer(keras.layers.Layer):
             self.padding_mode,
             self.align_corners,
             self._sampler_implementation(training),
+            self.antialias,
         )
         return self._merge(outputs, data_format)
 
@@ -578,6 +589,7 @@ class SpatialTransformer(keras.layers.Layer):
                 "theta_scale": self.theta_scale,
                 "theta_bound": self.theta_bound,
                 "normalize_features": self.normalize_features,
+                "antialias": self.antialias,
             }
         )
         return config

@@ -1,11 +1,13 @@
 """The differentiable sampler (Jaderberg et al., 2015, section 3.3)."""
 
+import functools
 import itertools
 import math
 
 import keras
 from keras import ops
 
+from keras_stn.ops.antialiasing import antialiased_sample
 from keras_stn.ops.coordinates import size_as
 from keras_stn.ops.coordinates import unnormalize
 from keras_stn.ops.jax_sampling import has_jax_kernel
@@ -22,6 +24,7 @@ from keras_stn.ops.tf_sampling import tf_sample
 from keras_stn.ops.torch_sampling import has_torch_kernel
 from keras_stn.ops.torch_sampling import torch_sample
 from keras_stn.ops.validation import channels_last_batch
+from keras_stn.ops.validation import check_bool
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
@@ -48,6 +51,7 @@ def grid_sample(
     align_corners: bool = False,
     data_format: str | None = None,
     implementation: str = "auto",
+    antialias: bool = False,
 ) -> Tensor:
     """Sample images (or volumes) at the points of a grid.
 
@@ -92,6 +96,16 @@ def grid_sample(
             (`keras_stn.ops.torch_sampling`); the same numbers up to float
             rounding. `"keras"` always uses the `keras.ops` sampler as it
             is.
+        antialias: if `True`, where the grid is sparser than the input's
+            pixels (it zooms out), each point reads a prefiltered copy of
+            the input: a mip pyramid of 2x2 means, at the level that the
+            grid's local spacing calls for, blended linearly between the
+            two nearest levels (`keras_stn.ops.antialiasing`), in any
+            `mode`. Where the grid is at least as dense as the pixels (the
+            identity, zooming in), the result is that of `False` up to
+            float rounding. Differentiable with respect to `images` and
+            `grid` (also through the choice of level). Needs the input's
+            spatial sizes when tracing; samples the input once per level.
 
     Returns:
         The sampled images, of shape `(batch, out_height, out_width,
@@ -110,6 +124,7 @@ def grid_sample(
     images, data_format = prepare_images(
         images, mode, padding_mode, data_format, implementation
     )
+    antialias = check_bool(antialias, "antialias")
     rank = len(images.shape) - 2
     grid = to_tensor(grid, "grid")
     check_float_dtype(grid, "grid")
@@ -132,12 +147,17 @@ def grid_sample(
         )
     elif (
         implementation == "auto"
+        and not antialias
         and _has_kernel(images, [grid], mode, padding_mode)
         # An empty batch goes through `sample_pixels`, which handles it.
         and images.shape[0] != 0
     ):
         outputs = _kernel_sample(images, grid, padding_mode, align_corners)
-    elif implementation == "auto" and has_native_sampler(images):
+    elif (
+        implementation == "auto"
+        and not antialias
+        and has_native_sampler(images)
+    ):
         outputs = native_grid_sample(
             images, grid, mode, padding_mode, align_corners
         )
@@ -148,7 +168,13 @@ def grid_sample(
             for axis, size in enumerate(spatial_sizes(images))
         ]
         outputs = sample_pixels(
-            images, points, mode, padding_mode, align_corners, implementation
+            images,
+            points,
+            mode,
+            padding_mode,
+            align_corners,
+            implementation,
+            antialias,
         )
     return from_channels_last(outputs, data_format)
 
@@ -213,6 +239,7 @@ def sample_pixels(
     padding_mode: str,
     align_corners: bool,
     implementation: str = "auto",
+    antialias: bool = False,
 ) -> Tensor:
     """Sample channels-last images or volumes at pixel coordinates.
 
@@ -228,11 +255,23 @@ def sample_pixels(
             lines of `"reflection"` padding.
         implementation: `"auto"` (the backend's fast path where it has
             one) or `"keras"`, as in `grid_sample`.
+        antialias: whether to read a mip pyramid of the images where the
+            points are sparser than the pixels, as in `grid_sample`.
 
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`. NaN and
         infinite points follow the rule of `keras_stn.ops.nonfinite`.
     """
+    if antialias:
+        # Each level sampled as without antialiasing, fast paths included.
+        sample = functools.partial(
+            sample_pixels,
+            mode=mode,
+            padding_mode=padding_mode,
+            align_corners=align_corners,
+            implementation=implementation,
+        )
+        return antialiased_sample(images, points, sample)
     if images.shape[0] == 0:
         # Nothing to sample, but not every backend gathers from an empty
         # operand (JAX's `take` then drops the indices' axes): sample one

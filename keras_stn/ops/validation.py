@@ -68,6 +68,17 @@ def check_indexing(indexing: str) -> str:
     return check_choice(indexing, INDEXINGS, "indexing")
 
 
+def check_bool(value, name: str) -> bool:
+    """Return `value` as a Python bool if it is one (or a NumPy bool), else
+    raise naming `name`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected True or False. "
+            f"Received {name}={value!r}"
+        )
+    return bool(value)
+
+
 def channels_last_batch(x: Tensor, name: str, data_format: str) -> Tensor:
     """Check a 4-D or 5-D batch laid out as `data_format` says; return it
     with its channels last.

@@ -7,6 +7,7 @@ from keras_stn.ops.grid_sample import from_channels_last
 from keras_stn.ops.grid_sample import prepare_images
 from keras_stn.ops.grid_sample import sample_pixels
 from keras_stn.ops.homogeneous import check_matrix
+from keras_stn.ops.validation import check_bool
 from keras_stn.ops.validation import check_same_batch
 from keras_stn.ops.validation import standardize_size
 from keras_stn.typing import Size
@@ -22,6 +23,7 @@ def warp_affine(
     align_corners: bool = False,
     data_format: str | None = None,
     implementation: str = "auto",
+    antialias: bool = False,
 ) -> Tensor:
     """Warp images (or volumes) with a batch of affine transforms.
 
@@ -48,6 +50,9 @@ def warp_affine(
             `keras.config.image_data_format()`.
         implementation: `"auto"` (the backend's fast sampling path where
             it has one) or `"keras"`, as in `grid_sample`.
+        antialias: if `True`, where `theta` zooms out, each point reads a
+            prefiltered copy of the images, as in `grid_sample`; the
+            identity and zooming in are unchanged.
 
     Returns:
         The warped images, of shape `(batch, out_height, out_width,
@@ -65,6 +70,7 @@ def warp_affine(
     images, data_format = prepare_images(
         images, mode, padding_mode, data_format, implementation
     )
+    antialias = check_bool(antialias, "antialias")
     input_size = tuple(images.shape[1:-1])
     output_size = standardize_size(
         output_size, "output_size", allow_none=True, rank=len(input_size)
@@ -83,6 +89,12 @@ def warp_affine(
         theta, input_size, output_size or input_size, align_corners
     )
     outputs = sample_pixels(
-        images, points, mode, padding_mode, align_corners, implementation
+        images,
+        points,
+        mode,
+        padding_mode,
+        align_corners,
+        implementation,
+        antialias,
     )
     return from_channels_last(outputs, data_format)
