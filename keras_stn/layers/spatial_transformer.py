@@ -104,12 +104,12 @@ class SpatialTransformer(keras.layers.Layer):
             the squared length of the features, which depends on the
             localization net's initializers and width: with Keras' default
             (Glorot) initializers it sent the grid off the image in the
-            first steps of the PyTorch STN tutorial's model (README, "The
-            PyTorch tutorial, ported"). Unit-length features make that step
-            independent of their scale; the kernel starts at zero, so the
-            layer still starts exactly at the identity. `False` regresses
-            from the features as they are (the paper's layer, and that of
-            models saved before this option).
+            first steps of the PyTorch STN tutorial's model
+            (docs/guides/porting-from-pytorch.md). Unit-length features
+            make that step independent of their scale; the kernel starts at
+            zero, so the layer still starts exactly at the identity.
+            `False` regresses from the features as they are (the paper's
+            layer, and that of models saved before this option).
         theta_bound: `None` (the default) regresses `theta` without limits.
             A positive number keeps each parameter within `theta_bound` of
             the identity's: the regression layer (starting at zero) gives

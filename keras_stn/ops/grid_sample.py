@@ -374,7 +374,7 @@ def _sample_pixels(images, points, mode, padding_mode, align_corners):
     # pixels, channels) images, weighed and summed as it comes. Against one
     # gather of every tap at once, this measured 2.8x faster at MNIST size
     # and 25% less peak memory on JAX, 10-30% slower on 64x64x32 feature
-    # maps and volumes (README, "Benchmarks").
+    # maps and volumes (docs/design/kernel-history.md).
     # Each example's first row, `arange(batch)` times the pixels per image,
     # counted so that the batch size may be unknown when tracing (`arange`
     # needs a number; JAX's ONNX export traces with a symbolic batch).
