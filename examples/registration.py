@@ -152,9 +152,12 @@ def prepare_digits(
 
 
 def blob_volumes(
-    count: int, size: int, rng: np.random.Generator, blobs: int = 5
+    count: int, size: int, rng: np.random.Generator, blobs: int = 8
 ) -> np.ndarray:
-    """Volumes of a few Gaussian blobs, scaled to a maximum of 1.
+    """Volumes of a few solid Gaussian blobs, values in [0, 1].
+
+    The sum of the blobs, scaled to a maximum of 1, is mapped to 0 below
+    0.25, 1 above 0.75 and linearly between: shapes with sharp edges.
 
     Args:
         count: the number of volumes.
@@ -162,7 +165,7 @@ def blob_volumes(
         rng: the random generator.
         blobs: the blobs per volume; their centres lie in the middle
             half of each axis, their widths (sigma) between `size / 16`
-            and `size / 8`.
+            and `size / 10`.
 
     Returns:
         float32 array `(count, size, size, size, 1)`.
@@ -172,11 +175,11 @@ def blob_volumes(
     for volume in volumes:
         for _ in range(blobs):
             centre = rng.uniform(size / 4, 3 * size / 4, (3, 1, 1, 1))
-            sigma = rng.uniform(size / 16, size / 8)
+            sigma = rng.uniform(size / 16, size / 10)
             distance = np.sum((grid - centre) ** 2, axis=0)
             volume += np.exp(-distance / (2 * sigma**2))
         volume /= volume.max()
-    return volumes[..., None]
+    return np.clip(2 * volumes - 0.5, 0, 1)[..., None]
 
 
 def smooth_velocities(
@@ -206,7 +209,7 @@ def smooth_velocities(
 
 
 def prepare_volumes(
-    count: int, size: int, seed: int, amplitude: float = 3.0
+    count: int, size: int, seed: int, amplitude: float = 5.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of volumes: blobs deformed by a random diffeomorphism, and not.
 
@@ -585,7 +588,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size",
         type=positive_int,
-        help="batch size (default: 16 for digits, 8 for volumes)",
+        help="batch size (default: 16 for digits, 4 for volumes)",
     )
     parser.add_argument(
         "--train-samples",
@@ -640,7 +643,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         True: {
             "widths": [8, 16, 16, 16],
             "epochs": 2,
-            "batch_size": 8,
+            "batch_size": 4,
             "train_samples": 256,
             "test_samples": 64,
         },

@@ -38,13 +38,14 @@ def test_digits_are_padded_and_paired_within_their_class(fake_mnist):
             assert partner != i or np.sum(labels == labels[i]) == 1
 
 
-def test_the_unet_predicts_a_field_of_one_vector_per_pixel():
-    images = keras.KerasTensor((None, 16, 16, 1))
-    unet = registration.build_unet((16, 16, 1), widths=(4, 8, 8))
-    assert tuple(unet([images, images]).shape) == (None, 16, 16, 2)
+def test_the_volume_unet_predicts_a_field_of_one_vector_per_voxel():
+    # The images' U-Net is checked by the next test.
     volumes = keras.KerasTensor((None, 8, 8, 8, 1))
-    unet = registration.build_unet((8, 8, 8, 1), widths=(2, 4))
+    unet = registration.build_unet((8, 8, 8, 1), widths=(2, 2))
     assert tuple(unet([volumes, volumes]).shape) == (None, 8, 8, 8, 3)
+    # 3x3x3 convolutions with biases: 2 -> 2 channels on each level, 4 -> 2
+    # after the skip connection, 2 -> 3 for the field.
+    assert unet.count_params() == (2 * 2 + 2 * 2 + 4 * 2 + 2 * 3) * 27 + 9
 
 
 def test_the_net_starts_near_the_identity_and_trains():
