@@ -6,7 +6,7 @@ transformer) on MNIST rotated (R), rotated, translated and scaled (RTS),
 projectively (P) or elastically (E) distorted, or translated in clutter
 (TC). `distortions.py` makes the data, `mnist_models.py` the nets. The
 transformers of the RTS and TC nets sample a 28x28 view of their larger
-canvas; the others keep the input's size.
+canvas; the others keep the input's size (`--view-size` changes it).
 
 Usage (`--help` lists the options):
 
@@ -33,6 +33,7 @@ from distortions import DISTORTIONS
 from distortions import distort
 from experiment import add_training_arguments
 from experiment import cosine_adam
+from experiment import positive_int
 from experiment import save_model
 from experiment import save_results
 from experiment import transformer_snapshots
@@ -114,12 +115,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="ST-CNN: batch normalization after each convolution of the "
         "localization net",
     )
+    parser.add_argument(
+        "--view-size",
+        type=positive_int,
+        help="the side of the ST nets' square output (default: 28 on the RTS "
+        "and TC canvases, else the input's)",
+    )
+    parser.add_argument(
+        "--antialias",
+        action="store_true",
+        help="ST nets: read a prefiltered input where the transformer zooms "
+        "out (SpatialTransformer's antialias)",
+    )
     add_training_arguments(parser, epochs=8, batch_size=64)
     args = parser.parse_args(argv)
     if args.output_dir is None:
         name = f"{args.distortion}_{args.model}"
         if args.model.startswith("st-"):
             name += f"_{args.transform}"
+        if args.view_size is not None:
+            name += f"_view{args.view_size}"
+        if args.antialias:
+            name += "_antialias"
         args.output_dir = Path("outputs") / "distorted_mnist" / name
     return args
 
@@ -141,7 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
         args.test_samples,
     )
     size = CANVAS_SIZES[args.distortion]
-    output_size = DIGIT if args.distortion in ZOOMED else size
+    output_size = args.view_size or (
+        DIGIT if args.distortion in ZOOMED else size
+    )
     model = build_classifier(
         args.model,
         size,
@@ -149,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.transform,
         args.theta_scale,
         args.localization_batch_norm,
+        args.antialias,
     )
     model.compile(
         optimizer=cosine_adam(args.epochs, len(x_train), args.batch_size),
@@ -175,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
         "transform": args.transform if transformed else None,
         "theta_scale": args.theta_scale if transformed else None,
         "localization_batch_norm": args.localization_batch_norm,
+        "view_size": output_size,
+        "antialias": args.antialias if transformed else None,
         "parameters": model.count_params(),
         "error_percent": round(100 * (1 - float(accuracy)), 2),
         "accuracy": float(accuracy),

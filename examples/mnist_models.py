@@ -41,6 +41,7 @@ def build_classifier(
     transform: str = "affine",
     theta_scale: float = 1.0,
     localization_batch_norm: bool = False,
+    antialias: bool = False,
 ) -> keras.Sequential:
     """Build one of the paper's digit classifiers (uncompiled).
 
@@ -58,6 +59,8 @@ def build_classifier(
             normalizes each convolution's output (`BatchNormalization`
             after it), which keeps its features alive where they would
             otherwise die out (translated cluttered MNIST).
+        antialias: the ST nets' `SpatialTransformer(antialias=...)`: where
+            the transformer zooms out, read a prefiltered input.
 
     Returns:
         A `keras.Sequential` mapping `(batch, input_size, input_size, 1)`
@@ -90,6 +93,7 @@ def build_classifier(
             transform,
             theta_scale,
             localization_batch_norm,
+            antialias,
         )
     return _plain_classifier(model, input_size, output_size)
 
@@ -101,6 +105,7 @@ def _st_classifier(
     transform,
     theta_scale=1.0,
     localization_batch_norm=False,
+    antialias=False,
 ):
     """An ST-CNN or ST-FCN."""
     if model == "st-cnn":
@@ -116,6 +121,7 @@ def _st_classifier(
         transform=transform,
         output_size=(output_size, output_size),
         theta_scale=theta_scale,
+        antialias=antialias,
         name="spatial_transformer",
     )
     return _sequential(model, input_size, [transformer, *head])

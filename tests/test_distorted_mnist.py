@@ -116,6 +116,18 @@ def test_the_cluttered_recipe_options(fake_mnist, tmp_path):
     )
 
 
+def test_a_smaller_antialiased_view(fake_mnist, tmp_path):
+    results = run(fake_mnist, tmp_path, "--view-size", "14", "--antialias")
+    assert results["view_size"] == 14
+    assert results["antialias"] is True
+    saved = keras.models.load_model(tmp_path / "model.keras")
+    layer = saved.get_layer("spatial_transformer")
+    assert layer.antialias is True
+    assert layer.output_size == (14, 14)
+    args = distorted_mnist.parse_args(["--view-size", "14", "--antialias"])
+    assert str(args.output_dir).endswith("rts_st-cnn_affine_view14_antialias")
+
+
 def test_default_output_dir_names_the_run():
     args = distorted_mnist.parse_args(["--model", "st-fcn"])
     assert str(args.output_dir).endswith("rts_st-fcn_affine")
