@@ -12,6 +12,7 @@ the gradients taken for the images and the field. Same data, same process.
 Prints one JSON line per size and pass.
 
     KERAS_BACKEND=jax python benchmarks/warp_speed.py --sizes volume
+    KERAS_BACKEND=torch python benchmarks/warp_speed.py --sizes voxelmorph
 
 `benchmarks/run.py --goals warp` runs it on every backend.
 """
@@ -30,7 +31,11 @@ from timing import benchmark_main
 SIZES = {
     "volume": (1, 80, 96, 112, 1),
     "images": (8, 256, 256, 1),
+    # Two brain MRI volumes at VoxelMorph's resolution: timed on request
+    # (`--sizes voxelmorph`), a minute or more per backend on two cores.
+    "voxelmorph": (2, 160, 192, 224, 1),
 }
+DEFAULT_SIZES = ("volume", "images")
 
 
 def random_inputs(size, seed=0, amplitude=3.0):
@@ -138,4 +143,4 @@ def measure(name, repeats):
 
 
 if __name__ == "__main__":
-    benchmark_main(__doc__, measure, SIZES)
+    benchmark_main(__doc__, measure, SIZES, DEFAULT_SIZES)
