@@ -40,11 +40,10 @@ def positive_int(text: str) -> int:
 def add_training_arguments(
     parser: argparse.ArgumentParser, epochs: int, batch_size: int
 ) -> None:
-    """Add the options of every experiment: training, data and outputs.
+    """Add the options of the classification experiments.
 
     They are `--epochs`, `--batch-size`, `--train-samples`,
-    `--test-samples`, `--seed`, `--output-dir` (no default: `None`),
-    `--log-dir`, `--data` (the MNIST file) and `--verbose`.
+    `--test-samples`, those of `add_run_arguments` and `--log-dir`.
 
     Args:
         parser: the script's parser.
@@ -73,6 +72,23 @@ def add_training_arguments(
         type=positive_int,
         help="use the first N test images (default: all)",
     )
+    add_run_arguments(parser)
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        help="also write the transformer pictures to TensorBoard here",
+    )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of every experiment's run: seed, outputs and data.
+
+    They are `--seed`, `--output-dir` (no default: `None`) and those of
+    `add_data_arguments`.
+
+    Args:
+        parser: the script's parser.
+    """
     parser.add_argument(
         "--seed",
         type=int,
@@ -84,11 +100,18 @@ def add_training_arguments(
         type=Path,
         help="where to save the model, results and pictures",
     )
-    parser.add_argument(
-        "--log-dir",
-        type=Path,
-        help="also write the transformer pictures to TensorBoard here",
-    )
+    add_data_arguments(parser)
+
+
+def add_data_arguments(
+    parser: argparse.ArgumentParser, verbose: int = 1
+) -> None:
+    """Add `--data` (the MNIST file) and `--verbose` (Keras' verbosity).
+
+    Args:
+        parser: the script's parser.
+        verbose: the default verbosity.
+    """
     parser.add_argument(
         "--data",
         type=Path,
@@ -100,7 +123,7 @@ def add_training_arguments(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
-        default=1,
+        default=verbose,
         help="Keras verbosity: 0 silent, 1 progress bar, 2 a line an "
         "epoch (default: %(default)s)",
     )

@@ -20,7 +20,6 @@ Usage (`--help` lists the options):
 
 import argparse
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -28,8 +27,8 @@ from keras import layers
 
 import keras_stn
 
+from experiment import add_data_arguments
 from experiment import positive_int
-from mnist_data import DEFAULT_DATA
 from mnist_data import load_mnist
 from mnist_data import take_first
 
@@ -166,25 +165,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="test on the first N test images (default: all)",
     )
     parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        help="MNIST .npz file, downloaded with Keras if missing "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
         "--compare",
         action="store_true",
         help="also train pytorch_tutorial_reference.py's pure-PyTorch net "
         "(needs PyTorch) and print both accuracies",
     )
-    parser.add_argument(
-        "--verbose",
-        type=int,
-        choices=(0, 1, 2),
-        default=2,
-        help="Keras verbosity (default: %(default)s)",
-    )
+    add_data_arguments(parser, verbose=2)
     return parser.parse_args(argv)
 
 

@@ -42,10 +42,10 @@ from scipy import ndimage
 
 import keras_stn
 
+from experiment import add_run_arguments
 from experiment import cosine_adam
 from experiment import positive_int
 from experiment import save_results
-from mnist_data import DEFAULT_DATA
 from mnist_data import load_mnist
 from mnist_data import take_first
 
@@ -606,31 +606,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=32,
         help="volumes: their side (default: %(default)s)",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the data and weights (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        help="where to save the model, results and picture",
-    )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        help="MNIST .npz file, downloaded with Keras if missing "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--verbose",
-        type=int,
-        choices=(0, 1, 2),
-        default=1,
-        help="Keras verbosity (default: %(default)s)",
-    )
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     defaults = {
         False: {
