@@ -13,9 +13,12 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
-# pytest-xdist workers per backend's run: one per core; each test file runs
-# in one worker, so that its module-scoped fixtures are built once.
+# pytest-xdist workers per backend's run: one per core, at most
+# MAX_TEST_WORKERS (each holds TensorFlow, JAX and PyTorch: 2-4 GB); each
+# test file runs in one worker, so that its module-scoped fixtures are built
+# once.
 TEST_WORKERS ?= auto
+MAX_TEST_WORKERS ?= 4
 DEMO_BACKEND ?= torch
 
 .PHONY: install demo lint docs docs-serve test gpu-wheels clean
@@ -48,7 +51,7 @@ test: lint docs
 	for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
 		KERAS_BACKEND=$$backend $(PYTHON) -m pytest --doctest-modules \
-			-n $(TEST_WORKERS) --dist loadfile keras_stn examples tests || failed="$$failed $$backend"; \
+			-n $(TEST_WORKERS) --maxprocesses $(MAX_TEST_WORKERS) --dist loadfile keras_stn examples tests || failed="$$failed $$backend"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED backends:$$failed"; exit 1; fi; \
 	echo "All backends passed: $(BACKENDS)"
