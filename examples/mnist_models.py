@@ -112,7 +112,7 @@ def _st_classifier(
         localization_net = _convolutional_localization_net(
             localization_batch_norm
         )
-        head = _convolutional_head(ST_CNN_WIDTH)
+        head = convolutional_head(ST_CNN_WIDTH)
     else:
         localization_net = _dense_localization_net()
         head = _dense_head(ST_FCN_WIDTH)
@@ -129,13 +129,13 @@ def _st_classifier(
 
 def _plain_classifier(model, input_size, output_size):
     """The plain net whose parameter count is closest to its ST net's."""
-    head = _convolutional_head if model == "cnn" else _dense_head
+    head = convolutional_head if model == "cnn" else _dense_head
     target = _st_classifier(
         f"st-{model}", input_size, output_size, "affine"
     ).count_params()
 
     def count(width):
-        return _count_parameters(head(width), (None, input_size, input_size, 1))
+        return count_parameters(head(width), (None, input_size, input_size, 1))
 
     # Parameter counts grow with the width: bisect for the first width at
     # or above the target, then keep it or the one below, whichever is
@@ -147,11 +147,26 @@ def _plain_classifier(model, input_size, output_size):
     return _sequential(model, input_size, head(width))
 
 
-def _count_parameters(layers, input_shape):
+def count_parameters(
+    layers: list[keras.layers.Layer], input_shape: tuple
+) -> int:
     """The parameter count of unbuilt convolution, pooling and dense layers.
 
     From their output shapes alone, without creating (and, on JAX,
     compiling the initializers of) their weights.
+
+    Args:
+        layers: 2-D convolution, pooling, flattening and dense layers, in
+            the order they apply.
+        input_shape: the shape of their input, batch first.
+
+    Returns:
+        Their number of weights.
+
+    Example:
+
+    >>> count_parameters(convolutional_head(8), (None, 28, 28, 1))
+    5746
     """
     count = 0
     shape = input_shape
@@ -171,8 +186,26 @@ def _sequential(name, input_size, layers):
     )
 
 
-def _convolutional_head(width):
-    """The CNN: two convolutions with max pooling, then softmax."""
+def convolutional_head(width: int) -> list[keras.layers.Layer]:
+    """The CNN's layers: two convolutions with max pooling, then softmax.
+
+    Two 5x5 convolutions of `width` filters ("same" padding, ReLU), each
+    followed by 2x2 max pooling, then a dense softmax layer of 10 classes.
+
+    Args:
+        width: the convolutions' filters.
+
+    Returns:
+        The unbuilt layers, for a `keras.Sequential` on images.
+
+    Example:
+
+    >>> cnn = keras.Sequential([keras.Input((28, 28, 1))])
+    >>> for layer in convolutional_head(8):
+    ...     cnn.add(layer)
+    >>> cnn.output_shape
+    (None, 10)
+    """
     return [
         keras.layers.Conv2D(width, 5, padding="same", activation="relu"),
         keras.layers.MaxPooling2D(2),
