@@ -21,6 +21,8 @@ the ST net's with an affine transformer. All layers but the last use ReLU.
 """
 
 import bisect
+import math
+from collections.abc import Callable
 
 import keras
 
@@ -134,17 +136,42 @@ def _plain_classifier(model, input_size, output_size):
         f"st-{model}", input_size, output_size, "affine"
     ).count_params()
 
-    def count(width):
-        return count_parameters(head(width), (None, input_size, input_size, 1))
+    width = matching_width(head, (None, input_size, input_size, 1), target)
+    return _sequential(model, input_size, head(width))
 
-    # Parameter counts grow with the width: bisect for the first width at
-    # or above the target, then keep it or the one below, whichever is
-    # closer.
+
+def matching_width(
+    head: Callable[[int], list[keras.layers.Layer]],
+    input_shape: tuple,
+    target: int,
+) -> int:
+    """The width of a head whose parameter count is closest to `target`.
+
+    Parameter counts grow with the width: bisect for the first width at or
+    above the target, then keep it or the one below, whichever is closer.
+
+    Args:
+        head: maps a width to unbuilt layers, as `convolutional_head`.
+        input_shape: the shape of the head's input, batch first.
+        target: the parameter count to match.
+
+    Returns:
+        A width from 1 to 1024.
+
+    Example:
+
+    >>> matching_width(convolutional_head, (None, 28, 28, 1), 5746)
+    8
+    """
+
+    def count(width):
+        return count_parameters(head(width), input_shape)
+
     widths = range(1, _MAX_WIDTH + 1)
     width = widths[bisect.bisect_left(widths, target, key=count)]
     if width > 1 and target - count(width - 1) < count(width) - target:
         width -= 1
-    return _sequential(model, input_size, head(width))
+    return width
 
 
 def count_parameters(
@@ -152,12 +179,14 @@ def count_parameters(
 ) -> int:
     """The parameter count of unbuilt convolution, pooling and dense layers.
 
+    Convolutions are `Conv2D` or `Conv3D`, channels last.
+
     From their output shapes alone, without creating (and, on JAX,
     compiling the initializers of) their weights.
 
     Args:
-        layers: 2-D convolution, pooling, flattening and dense layers, in
-            the order they apply.
+        layers: convolution, pooling, flattening and dense layers, in the
+            order they apply.
         input_shape: the shape of their input, batch first.
 
     Returns:
@@ -171,8 +200,8 @@ def count_parameters(
     count = 0
     shape = input_shape
     for layer in layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            inputs = shape[-1] * layer.kernel_size[0] * layer.kernel_size[1]
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv3D)):
+            inputs = shape[-1] * math.prod(layer.kernel_size)
             count += (inputs + 1) * layer.filters
         elif isinstance(layer, keras.layers.Dense):
             count += (shape[-1] + 1) * layer.units
