@@ -76,7 +76,8 @@ def add_training_arguments(
     parser.add_argument(
         "--log-dir",
         type=Path,
-        help="also write the transformer pictures to TensorBoard here",
+        help="also write TensorBoard logs here: the transformer pictures "
+        "(the 3-D experiment: the training curves)",
     )
 
 

@@ -33,6 +33,9 @@ Usage (`--help` lists the options):
     KERAS_BACKEND=torch python examples/mnist_3d.py --model st-cnn \\
         --epochs 5 --batch-size 32 --train-samples 6400
 
+`--log-dir` writes the training curves to TensorBoard (the transformer
+pictures of the 2-D experiments, `TransformerSnapshot`, draw images only).
+
 Outputs, in `--output-dir` (default `outputs/mnist_3d/<model>`): the
 trained model `model.keras`; `results.json` with the test error, the run's
 settings and wall time and, for the ST-CNN, the mean tilt of the test

@@ -168,6 +168,7 @@ def test_st_cnn_trains_and_saves_everything(fake_mnist, tmp_path, capsys):
     argv = ["--data", str(fake_mnist), "--train-samples", "32"]
     argv += ["--test-samples", "16", "--epochs", "1", "--batch-size", "16"]
     argv += ["--volume-size", str(SIZE), "--seed", "3", "--verbose", "0"]
+    argv += ["--log-dir", str(tmp_path / "logs")]
     results = mnist_3d.main(argv + ["--output-dir", str(tmp_path)])
 
     assert "Test error" in capsys.readouterr().out
@@ -189,6 +190,7 @@ def test_st_cnn_trains_and_saves_everything(fake_mnist, tmp_path, capsys):
     assert accuracy == pytest.approx(saved["accuracy"], abs=1e-6)
     picture = keras.utils.load_img(tmp_path / "projections.png")
     assert picture.size[0] > mnist_3d.PICTURE_SAMPLES * SIZE
+    assert any((tmp_path / "logs").iterdir())
 
 
 def test_default_output_dir_names_the_run():
