@@ -1,12 +1,12 @@
 """The backends' fast sampling paths against the `keras.ops` sampler.
 
 `implementation="auto"` samples with PyTorch's `grid_sample` on the torch
-backend (`keras_stn.ops.native_sampling`), with the generic sampler
-compiled by XLA on TensorFlow (`keras_stn.ops.xla_sampling`) and, where it
-is differentiated, bilinearly with keras-stn's C++ kernel on JAX
-(`keras_stn.ops.jax_sampling`); `"keras"` always with the generic sampler
-as it is. The two must give the same outputs and gradients, and the
-identity must stay exact.
+backend (`keras_stn.ops.sampling.pytorch_grid_sample`), with the generic
+sampler compiled by XLA on TensorFlow (`keras_stn.ops.sampling.xla_clusters`)
+and, where it is differentiated, bilinearly with keras-stn's C++ kernel on JAX
+(`keras_stn.ops.sampling.cpp_kernel.jax_ffi`); `"keras"` always with the
+generic sampler as it is. The two must give the same outputs and gradients, and
+the identity must stay exact.
 """
 
 import importlib
@@ -220,9 +220,13 @@ def count_fast_path_calls(monkeypatch):
     if BACKEND == "torch":
         module, name = torch.nn.functional, "grid_sample"
     else:
-        # The module, which the package's function of the same name hides.
-        module = importlib.import_module("keras_stn.ops.grid_sample")
-        name = {"tensorflow": "xla_compiled", "jax": "jax_sample"}[BACKEND]
+        module = importlib.import_module(
+            {
+                "tensorflow": "keras_stn.ops.sampling.xla_clusters",
+                "jax": "keras_stn.ops.sampling.cpp_kernel.jax_ffi",
+            }[BACKEND]
+        )
+        name = "sample"
     original = getattr(module, name)
 
     def counted(*args, **kwargs):

@@ -1,10 +1,10 @@
 """The C++ sampling kernel of the torch backend, against PyTorch's kernel.
 
-On torch, bilinear sampling with `"zeros"` or `"border"` padding of images
-of more than one channel runs as the kernel of
-`keras_stn.ops.torch_sampling` where autograd records it, and PyTorch's own
-`grid_sample` elsewhere. On the other backends the kernel never runs, and
-the same calls give PyTorch's numbers through their own paths.
+On torch, bilinear sampling with `"zeros"` or `"border"` padding of images of
+more than one channel runs as the kernel of
+`keras_stn.ops.sampling.cpp_kernel.torch_ctypes` where autograd records it, and
+PyTorch's own `grid_sample` elsewhere. On the other backends the kernel never
+runs, and the same calls give PyTorch's numbers through their own paths.
 """
 
 import importlib
@@ -19,10 +19,13 @@ from keras_stn.ops import grid_sample
 
 from helpers import BACKEND
 from helpers import random_sampling_problem
+from helpers import takes_path
 from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
-torch_sampling = importlib.import_module("keras_stn.ops.torch_sampling")
+torch_sampling = importlib.import_module(
+    "keras_stn.ops.sampling.cpp_kernel.torch_ctypes"
+)
 
 SIZE = (3, 17, 23, 4, 19, 11)
 
@@ -74,8 +77,8 @@ def test_kernel_only_where_it_applies():
     if BACKEND != "torch":
         images = ops.convert_to_tensor(images)
         points = [ops.convert_to_tensor(grid)]
-        assert not torch_sampling.has_torch_kernel(
-            images, points, "bilinear", "zeros"
+        assert not takes_path(
+            torch_sampling, images, points, "bilinear", "zeros"
         )
         return
     import torch
@@ -84,7 +87,7 @@ def test_kernel_only_where_it_applies():
     grid = torch.tensor(grid, requires_grad=True)
 
     def applies(images=images, grid=grid, mode="bilinear", padding="zeros"):
-        return torch_sampling.has_torch_kernel(images, [grid], mode, padding)
+        return takes_path(torch_sampling, images, [grid], mode, padding)
 
     assert applies()
     assert applies(padding="border")
@@ -105,7 +108,8 @@ def test_kernel_declines_tensors_off_the_cpu():
     kernel samples instead."""
     images, grid, _ = random_sampling_problem(0, SIZE)
     if BACKEND != "torch":
-        assert not torch_sampling.has_torch_kernel(
+        assert not takes_path(
+            torch_sampling,
             ops.convert_to_tensor(images),
             [ops.convert_to_tensor(grid)],
             "bilinear",
@@ -118,9 +122,7 @@ def test_kernel_declines_tensors_off_the_cpu():
     grid = torch.tensor(grid, requires_grad=True)
 
     def applies(images, grid):
-        return torch_sampling.has_torch_kernel(
-            images, [grid], "bilinear", "zeros"
-        )
+        return takes_path(torch_sampling, images, [grid], "bilinear", "zeros")
 
     assert applies(images, grid)
     assert not applies(images.to("meta"), grid.to("meta"))
@@ -213,7 +215,8 @@ def test_traced_models_take_pytorchs_kernel(monkeypatch):
         import torch
 
         monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-        assert not torch_sampling.has_torch_kernel(
+        assert not takes_path(
+            torch_sampling,
             torch.tensor(images),
             [torch.tensor(grid, requires_grad=True)],
             "bilinear",
