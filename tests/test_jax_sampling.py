@@ -303,6 +303,23 @@ def test_other_platforms_than_the_cpu_lower_to_the_generic_sampler():
         assert "KerasStnBilinear" not in lowered, platform
 
 
+def test_a_gpu_default_backend_takes_the_generic_sampler(monkeypatch):
+    """Where JAX computes on another device than the CPU by default, the
+    kernel's custom gradient would only lower to the generic sampler and
+    compute its forward pass twice: the generic sampler runs instead."""
+    images, grid, _ = random_sampling_problem(8, SIZE)
+    images, grid = ops.convert_to_tensor(images), ops.convert_to_tensor(grid)
+    points = [grid[..., 0], grid[..., 1]]
+    assert takes_path(jax_sampling, images, points, "bilinear", "zeros") == (
+        BACKEND == "jax"
+    )
+    if BACKEND == "jax":
+        import jax
+
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert not takes_path(jax_sampling, images, points, "bilinear", "zeros")
+
+
 def test_without_a_compiler_the_generic_sampler_runs(monkeypatch):
     images, grid, upstream = random_sampling_problem(7, SIZE)
     _, expected_images, expected_grid = torch_grid_sample(

@@ -23,6 +23,9 @@ from helpers import takes_path
 from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
+pytorch_grid_sample = importlib.import_module(
+    "keras_stn.ops.sampling.pytorch_grid_sample"
+)
 torch_sampling = importlib.import_module(
     "keras_stn.ops.sampling.cpp_kernel.torch_ctypes"
 )
@@ -128,6 +131,47 @@ def test_kernel_declines_tensors_off_the_cpu():
     assert not applies(images.to("meta"), grid.to("meta"))
     assert not applies(images, grid.to("meta"))
     assert not applies(images.to("meta"), grid)
+
+
+def test_pytorch_kernel_off_the_cpu_reads_no_values():
+    """On a GPU, reading the points' extremes to skip the NaN rule would
+    wait for the device on every call: off the CPU the rule always applies.
+    PyTorch's "meta" device holds no values, so reading one fails there."""
+    images, grid, _ = random_sampling_problem(0, SIZE)
+    if BACKEND != "torch":
+        assert not takes_path(
+            pytorch_grid_sample,
+            ops.convert_to_tensor(images),
+            [ops.convert_to_tensor(grid)],
+            "bilinear",
+            "zeros",
+        )
+        return
+    import torch
+
+    images, grid = torch.tensor(images), torch.tensor(grid)
+    pixels = [grid[..., 0] * 5.0, grid[..., 1] * 3.0]
+    for normalized, points, padding_modes in (
+        (True, grid, ("zeros", "border", "reflection")),
+        (False, pixels, ("zeros", "border")),
+    ):
+        for padding_mode in padding_modes:
+            options = {
+                "mode": "bilinear",
+                "padding_mode": padding_mode,
+                "align_corners": False,
+                "normalized": normalized,
+            }
+            expected = pytorch_grid_sample.sample(images, points, **options)
+            outputs = pytorch_grid_sample.sample(
+                images.to("meta"),
+                points.to("meta")
+                if normalized
+                else [point.to("meta") for point in points],
+                **options,
+            )
+            assert outputs.device.type == "meta"
+            assert outputs.shape == expected.shape
 
 
 @pytest.mark.parametrize("align_corners", (False, True))

@@ -160,7 +160,8 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     padding): at MNIST size the `keras.ops` version costs more than the
     kernel itself, and marking the outputs costs two passes over them.
     Traced calls (`torch.compile`, `torch.export`), which cannot branch on
-    values, always apply it.
+    values, and tensors on other devices than the CPU, which would wait for
+    the device to branch, always apply it.
 
     Args:
         points: coordinates, `(..., rank)`, `x, y[, z]` last.
@@ -182,8 +183,8 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     import torch
 
     values = points.detach()
-    traced = torch.compiler.is_compiling()  # torch.compile and torch.export
-    if not traced and _ordinary(values, low, high, padding_mode):
+    branch = not torch.compiler.is_compiling() and values.device.type == "cpu"
+    if branch and _ordinary(values, low, high, padding_mode):
         return points, None
     if padding_mode == "reflection":
         invalid = ~torch.isfinite(values)
