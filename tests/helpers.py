@@ -200,10 +200,13 @@ def assert_gradients_match_finite_differences(fn, args, rng, step, rtol):
             assert abs(numeric) > 1e-3, "a vacuous check: no gradient"
 
 
-def takes_path(module, images, points, mode, padding_mode):
-    """Whether the sampler's dispatch samples these pixel points with the
-    path of `module` (`keras_stn.ops.sampling.dispatch.choose_path`)."""
-    chosen = dispatch.choose_path(images, points, mode, padding_mode)
+def takes_path(module, images, points, mode, padding_mode, normalized=False):
+    """Whether the sampler's dispatch samples these points (pixels, one
+    tensor per axis; or a normalized grid) with the path of `module`
+    (`keras_stn.ops.sampling.dispatch.choose_path`)."""
+    chosen = dispatch.choose_path(
+        images, points, mode, padding_mode, normalized=normalized
+    )
     return chosen is module
 
 

@@ -21,6 +21,7 @@ from keras import ops
 from keras_stn import SpatialTransformer
 from keras_stn.ops import grid_sample
 from keras_stn.ops import warp_affine
+from keras_stn.ops.sampling.cpp_kernel import torch_ctypes
 
 from helpers import BACKEND
 from helpers import random_images_and_upstream
@@ -298,9 +299,22 @@ def test_layer_uses_xla_in_training_only(monkeypatch, training):
     """On TensorFlow, inference records plain ops, which exporters accept.
 
     On JAX the kernel's sampler is called either way, and runs the kernel
-    only under differentiation (`tests/test_jax_sampling.py`).
+    only under differentiation (`tests/test_jax_sampling.py`); on torch the
+    C++ kernel samples either way, since autograd records the layer's
+    weights.
     """
-    calls = count_fast_path_calls(monkeypatch)
+    if BACKEND == "torch":
+        calls = []
+        original = torch_ctypes.sample
+        monkeypatch.setattr(
+            torch_ctypes,
+            "sample",
+            lambda *args, **kwargs: (
+                calls.append(1) or original(*args, **kwargs)
+            ),
+        )
+    else:
+        calls = count_fast_path_calls(monkeypatch)
     layer = SpatialTransformer(output_size=(6, 6))
     layer(np.ones((2, 8, 8, 1), "float32"), training=training)
     expected = {"torch": 1, "tensorflow": int(training), "jax": 1}[BACKEND]

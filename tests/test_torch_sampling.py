@@ -97,8 +97,13 @@ def test_kernel_only_where_it_applies():
     assert not applies(padding="reflection")
     assert not applies(mode="nearest")
     assert not applies(images.half(), grid.half())
-    # One channel samples faster with PyTorch's kernel.
-    assert not applies(images[..., :1])
+    # One channel at a normalized grid samples faster with PyTorch's
+    # kernel; at points in pixels, PyTorch's path pads and guards them.
+    assert applies(images[..., :1])
+    assert not takes_path(
+        torch_sampling, images[..., :1], grid, "bilinear", "zeros", True
+    )
+    assert takes_path(torch_sampling, images, grid, "bilinear", "zeros", True)
     # Nothing to differentiate, or inference.
     assert not applies(grid=grid.detach())
     with torch.no_grad():

@@ -82,14 +82,12 @@ class SpatialTransformer(keras.layers.Layer):
             corner pixels; if `False`, their outer edges.
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
             `keras.config.image_data_format()`.
-        implementation: `"auto"` samples with the backend's fast path where
-            it has one (PyTorch's `grid_sample` on the torch backend, the
-            `keras.ops` sampler compiled by XLA on TensorFlow, in
-            training, and keras-stn's C++ kernel for bilinear sampling on
-            the CPU of every backend, where differentiated (on torch, of
-            images of more than one channel); the same numbers up to float
-            rounding); `"keras"` always with the `keras.ops` sampler as it
-            is.
+        implementation: `"auto"` samples with the backend's fastest path
+            for the call (keras-stn's C++ kernel, PyTorch's `grid_sample`,
+            or XLA clusters on TensorFlow in training; the table is in
+            `keras_stn.ops.sampling.dispatch`), with the same numbers up to
+            float rounding; `"keras"` always with the `keras.ops` sampler
+            as it is.
         theta_scale: a positive factor on the regression layer's output,
             which is then the offset of `theta` from the identity. With
             Adam and other optimizers whose steps do not grow with the

@@ -12,7 +12,7 @@ infinite points included, up to float rounding (`tests/test_native_sampling.py`)
 | generic (`generic`) | TensorFlow | a layer outside training (`predict`, `model.export`) | an exported graph must hold TensorFlow's own ops, which every converter takes (tf2onnx cannot convert XLA clusters; the kernel's ops would need keras-stn to load) |
 | C++ kernel, as TensorFlow ops (`cpp_kernel.tensorflow_ops`) | TensorFlow | kernel case (below), a tape records the sampling, outside XLA compilation, no GPU, kernel built | the forward and only the recorded gradients in one fused pass each; TensorFlow's plain ops run one by one |
 | C++ kernel, through XLA's FFI (`cpp_kernel.jax_ffi`) | JAX | kernel case, JAX's default backend the CPU | XLA's CPU gathers and scatter-add run one element at a time on one thread; its operations lower to the generic sampler in `jax.export` (and on other platforms, where its backward pass would compute the forward pass again), and direct traces (jax2onnx) take the generic sampler |
-| C++ kernel, through ctypes (`cpp_kernel.torch_ctypes`) | torch | kernel case, more than one channel, autograd records the sampling, not traced (`torch.compile`, `torch.export`, ONNX), CPU tensors, kernel built | faster than PyTorch's kernel both ways on feature maps and volumes; on one channel PyTorch's costs less around each call |
+| C++ kernel, through ctypes (`cpp_kernel.torch_ctypes`) | torch | kernel case, more than one channel or points in pixels, autograd records the sampling, not traced (`torch.compile`, `torch.export`, ONNX), CPU tensors, kernel built | faster than PyTorch's kernel both ways on feature maps and volumes, and than its pixel path (power-of-two padding, a rounding guard) on any channels; at a normalized grid of one channel PyTorch's kernel costs less around each call |
 | PyTorch's `grid_sample` (`pytorch_grid_sample`) | torch | float32 or float64, spatial sizes known, not in ONNX export; points in pixels need `"zeros"` or `"border"` padding | one fused kernel each way instead of dozens of eager ops; pixel points are exact only through padding to power-of-two sizes, which moves the mirror lines of `"reflection"` |
 | XLA clusters (`xla_clusters`) | TensorFlow | everything else | the generic sampler's ops fused by XLA: forward, and one cluster per gradient |
 | generic (`generic`) | JAX, torch | everything else | every mode, padding mode and dtype, differentiable to any order |
@@ -173,7 +173,7 @@ def choose_path(
 
         if (
             kernel_case
-            and images.shape[-1] != 1
+            and (images.shape[-1] != 1 or not normalized)
             and torch.is_grad_enabled()
             and any(tensor.requires_grad for tensor in (images, *tensors))
             and not torch.compiler.is_compiling()

@@ -7,8 +7,8 @@ of small ops of the generic path by one kernel each way, which matters most on
 small inputs, where eager per-op overhead dominates. The numbers are the same
 up to float rounding in the order of sums; whole pixel coordinates, such as the
 identity transform's, are read exactly as the generic sampler reads them (see
-`native_sample_pixels`). Where autograd records the sampling of images of more
-than one channel, keras-stn's C++ kernel of
+`native_sample_pixels`). Where autograd records bilinear sampling (of more
+than one channel at a normalized grid), keras-stn's C++ kernel of
 `keras_stn.ops.sampling.cpp_kernel.torch_ctypes` runs instead
 (`keras_stn.ops.sampling.dispatch`).
 """
