@@ -1,7 +1,8 @@
 """Build keras-stn's C++ sampling kernels ahead of time.
 
-The kernels are compiled on first use (`keras_stn.ops.compiled_kernels`),
-which makes a model's first training step wait. Run
+The kernels are compiled on first use
+(`keras_stn.ops.sampling.cpp_kernel.build`), which makes a model's first
+training step wait. Run
 
     python -m keras_stn.kernels build
 
@@ -21,9 +22,9 @@ import time
 
 # The backends' packages, and the modules that build their kernels.
 BACKEND_MODULES = {
-    "tensorflow": "keras_stn.ops.tf_sampling",
-    "jax": "keras_stn.ops.jax_sampling",
-    "torch": "keras_stn.ops.torch_sampling",
+    "tensorflow": "keras_stn.ops.sampling.cpp_kernel.tensorflow_ops",
+    "jax": "keras_stn.ops.sampling.cpp_kernel.jax_ffi",
+    "torch": "keras_stn.ops.sampling.cpp_kernel.torch_ctypes",
 }
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import scipy.ndimage
 import torch
 
+from keras_stn.ops.sampling import dispatch
+
 BACKEND = keras.backend.backend()
 
 
@@ -196,6 +198,16 @@ def assert_gradients_match_finite_differences(fn, args, rng, step, rtol):
             analytic = np.sum(grads[index] * direction)
             np.testing.assert_allclose(analytic, numeric, rtol=rtol)
             assert abs(numeric) > 1e-3, "a vacuous check: no gradient"
+
+
+def takes_path(module, images, points, mode, padding_mode, normalized=False):
+    """Whether the sampler's dispatch samples these points (pixels, one
+    tensor per axis; or a normalized grid) with the path of `module`
+    (`keras_stn.ops.sampling.dispatch.choose_path`)."""
+    chosen = dispatch.choose_path(
+        images, points, mode, padding_mode, normalized=normalized
+    )
+    return chosen is module
 
 
 def random_images_and_upstream(rng, size, data_format):

@@ -8,7 +8,7 @@ import torch
 from keras import ops
 
 from keras_stn.ops import affine_grid
-from keras_stn.ops.affine_grid import affine_pixel_grid
+from keras_stn.ops.grids.affine import affine_pixel_grid
 
 from helpers import assert_gradients_match_finite_differences
 from helpers import unnormalize

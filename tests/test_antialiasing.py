@@ -10,7 +10,7 @@ from keras_stn import SpatialTransformer
 from keras_stn.ops import affine_grid
 from keras_stn.ops import grid_sample
 from keras_stn.ops import warp_affine
-from keras_stn.ops.antialiasing import sampling_level
+from keras_stn.ops.sampling.antialiasing import sampling_level
 
 from helpers import assert_gradients_match_finite_differences
 from helpers import value_and_gradients
@@ -217,8 +217,8 @@ def test_sampling_level_is_zero_where_the_grid_is_dense():
 
 
 def test_a_nan_point_spoils_its_own_output_only():
-    """As without antialiasing (`keras_stn.ops.nonfinite`): its neighbours'
-    spacing leaves it out."""
+    """As without antialiasing (`keras_stn.ops.sampling.nonfinite`): its
+    neighbours' spacing leaves it out."""
     images = np.random.default_rng(7).random((1, 16, 16, 2)).astype("float32")
     grid = ops.convert_to_numpy(affine_grid(affine(1.5), (4, 4)))
     grid[0, 1, 2, 0] = np.nan

@@ -13,7 +13,7 @@ import jax
 import pytest
 
 from keras_stn import kernels
-from keras_stn.ops import compiled_kernels
+from keras_stn.ops.sampling.cpp_kernel import build as compiled_kernels
 
 SOURCE = "jax_bilinear_sampling.cc"
 INCLUDE_DIRS = (jax.ffi.include_dir(),)

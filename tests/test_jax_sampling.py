@@ -1,11 +1,11 @@
 """The C++ sampling kernel of the JAX backend, against PyTorch's kernel.
 
-On JAX, bilinear sampling with `"zeros"` or `"border"` padding runs its
-forward and backward passes as the kernel of `keras_stn.ops.jax_sampling`
-where it is differentiated, eagerly and in Keras' own loops, and the
-generic sampler in what other tracers record. On the other
-backends the kernel never runs, and the same calls give PyTorch's numbers
-through their own paths. (`tests/test_native_sampling.py` checks every
+On JAX, bilinear sampling with `"zeros"` or `"border"` padding runs its forward
+and backward passes as the kernel of
+`keras_stn.ops.sampling.cpp_kernel.jax_ffi` where it is differentiated, eagerly
+and in Keras' own loops, and the generic sampler in what other tracers record.
+On the other backends the kernel never runs, and the same calls give PyTorch's
+numbers through their own paths. (`tests/test_native_sampling.py` checks every
 mode and padding against the generic sampler on each backend.)
 """
 
@@ -19,10 +19,13 @@ from keras_stn.ops import grid_sample
 
 from helpers import BACKEND
 from helpers import random_sampling_problem
+from helpers import takes_path
 from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
-jax_sampling = importlib.import_module("keras_stn.ops.jax_sampling")
+jax_sampling = importlib.import_module(
+    "keras_stn.ops.sampling.cpp_kernel.jax_ffi"
+)
 
 SIZE = (3, 17, 23, 4, 19, 11)
 
@@ -57,18 +60,18 @@ def test_kernel_only_where_it_applies():
     points = [ops.convert_to_tensor(grid[..., 0])] * 2
     images = ops.convert_to_tensor(images)
     applies = BACKEND == "jax"
-    assert jax_sampling.has_jax_kernel(images, points, "bilinear", "zeros") == (
+    assert takes_path(jax_sampling, images, points, "bilinear", "zeros") == (
         applies
     )
-    assert jax_sampling.has_jax_kernel(
-        images, points, "bilinear", "border"
-    ) == (applies)
-    assert not jax_sampling.has_jax_kernel(
-        images, points, "bilinear", "reflection"
+    assert takes_path(jax_sampling, images, points, "bilinear", "border") == (
+        applies
     )
-    assert not jax_sampling.has_jax_kernel(images, points, "nearest", "zeros")
-    assert not jax_sampling.has_jax_kernel(
-        ops.cast(images, "float16"), points, "bilinear", "zeros"
+    assert not takes_path(
+        jax_sampling, images, points, "bilinear", "reflection"
+    )
+    assert not takes_path(jax_sampling, images, points, "nearest", "zeros")
+    assert not takes_path(
+        jax_sampling, ops.cast(images, "float16"), points, "bilinear", "zeros"
     )
 
 
@@ -279,8 +282,12 @@ def test_other_platforms_than_the_cpu_lower_to_the_generic_sampler():
     images, grid, upstream = random_sampling_problem(8, SIZE)
     if BACKEND != "jax":
         points = [ops.convert_to_tensor(grid)]
-        assert not jax_sampling.has_jax_kernel(
-            ops.convert_to_tensor(images), points, "bilinear", "zeros"
+        assert not takes_path(
+            jax_sampling,
+            ops.convert_to_tensor(images),
+            points,
+            "bilinear",
+            "zeros",
         )
         return
     import jax
@@ -294,6 +301,23 @@ def test_other_platforms_than_the_cpu_lower_to_the_generic_sampler():
     for platform in ("cuda", "rocm", "tpu"):
         lowered = traced.lower(lowering_platforms=(platform,)).as_text()
         assert "KerasStnBilinear" not in lowered, platform
+
+
+def test_a_gpu_default_backend_takes_the_generic_sampler(monkeypatch):
+    """Where JAX computes on another device than the CPU by default, the
+    kernel's custom gradient would only lower to the generic sampler and
+    compute its forward pass twice: the generic sampler runs instead."""
+    images, grid, _ = random_sampling_problem(8, SIZE)
+    images, grid = ops.convert_to_tensor(images), ops.convert_to_tensor(grid)
+    points = [grid[..., 0], grid[..., 1]]
+    assert takes_path(jax_sampling, images, points, "bilinear", "zeros") == (
+        BACKEND == "jax"
+    )
+    if BACKEND == "jax":
+        import jax
+
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert not takes_path(jax_sampling, images, points, "bilinear", "zeros")
 
 
 def test_without_a_compiler_the_generic_sampler_runs(monkeypatch):
@@ -321,7 +345,8 @@ def test_without_a_compiler_the_generic_sampler_runs(monkeypatch):
 
 
 def test_nan_and_infinite_points_follow_the_rule():
-    """The kernel's rule (`keras_stn.ops.nonfinite`), under `jax.grad`."""
+    """The kernel's rule (`keras_stn.ops.sampling.nonfinite`), under
+    `jax.grad`."""
     images, grid, upstream = random_sampling_problem(8, (1, 5, 6, 2, 1, 4))
     grid[0, 0, :] = [[np.nan, 0.0], [np.inf, 0.0], [-np.inf, 0.3], [0.2, 0.1]]
     for padding_mode in ("zeros", "border"):

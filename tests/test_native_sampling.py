@@ -1,12 +1,12 @@
 """The backends' fast sampling paths against the `keras.ops` sampler.
 
 `implementation="auto"` samples with PyTorch's `grid_sample` on the torch
-backend (`keras_stn.ops.native_sampling`), with the generic sampler
-compiled by XLA on TensorFlow (`keras_stn.ops.xla_sampling`) and, where it
-is differentiated, bilinearly with keras-stn's C++ kernel on JAX
-(`keras_stn.ops.jax_sampling`); `"keras"` always with the generic sampler
-as it is. The two must give the same outputs and gradients, and the
-identity must stay exact.
+backend (`keras_stn.ops.sampling.pytorch_grid_sample`), with the generic
+sampler compiled by XLA on TensorFlow (`keras_stn.ops.sampling.xla_clusters`)
+and, where it is differentiated, bilinearly with keras-stn's C++ kernel on JAX
+(`keras_stn.ops.sampling.cpp_kernel.jax_ffi`); `"keras"` always with the
+generic sampler as it is. The two must give the same outputs and gradients, and
+the identity must stay exact.
 """
 
 import importlib
@@ -21,6 +21,7 @@ from keras import ops
 from keras_stn import SpatialTransformer
 from keras_stn.ops import grid_sample
 from keras_stn.ops import warp_affine
+from keras_stn.ops.sampling.cpp_kernel import torch_ctypes
 
 from helpers import BACKEND
 from helpers import random_images_and_upstream
@@ -220,9 +221,13 @@ def count_fast_path_calls(monkeypatch):
     if BACKEND == "torch":
         module, name = torch.nn.functional, "grid_sample"
     else:
-        # The module, which the package's function of the same name hides.
-        module = importlib.import_module("keras_stn.ops.grid_sample")
-        name = {"tensorflow": "xla_compiled", "jax": "jax_sample"}[BACKEND]
+        module = importlib.import_module(
+            {
+                "tensorflow": "keras_stn.ops.sampling.xla_clusters",
+                "jax": "keras_stn.ops.sampling.cpp_kernel.jax_ffi",
+            }[BACKEND]
+        )
+        name = "sample"
     original = getattr(module, name)
 
     def counted(*args, **kwargs):
@@ -294,9 +299,22 @@ def test_layer_uses_xla_in_training_only(monkeypatch, training):
     """On TensorFlow, inference records plain ops, which exporters accept.
 
     On JAX the kernel's sampler is called either way, and runs the kernel
-    only under differentiation (`tests/test_jax_sampling.py`).
+    only under differentiation (`tests/test_jax_sampling.py`); on torch the
+    C++ kernel samples either way, since autograd records the layer's
+    weights.
     """
-    calls = count_fast_path_calls(monkeypatch)
+    if BACKEND == "torch":
+        calls = []
+        original = torch_ctypes.sample
+        monkeypatch.setattr(
+            torch_ctypes,
+            "sample",
+            lambda *args, **kwargs: (
+                calls.append(1) or original(*args, **kwargs)
+            ),
+        )
+    else:
+        calls = count_fast_path_calls(monkeypatch)
     layer = SpatialTransformer(output_size=(6, 6))
     layer(np.ones((2, 8, 8, 1), "float32"), training=training)
     expected = {"torch": 1, "tensorflow": int(training), "jax": 1}[BACKEND]

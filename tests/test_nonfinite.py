@@ -1,7 +1,8 @@
 """Hostile values: NaN and infinite points, theta and pixels, huge scales,
 1x1 inputs and outputs, and empty batches.
 
-The rule for NaN and infinite sampling points is `keras_stn.ops.nonfinite`'s;
+The rule for NaN and infinite sampling points is
+`keras_stn.ops.sampling.nonfinite`'s;
 where PyTorch's `grid_sample` defines the result (finite points far outside,
 NaN pixels) the numbers are checked against it. Every case runs through the
 default path (`implementation="auto"`) and the generic `keras.ops` sampler.

@@ -9,7 +9,7 @@ from keras import ops
 from skimage.transform import ProjectiveTransform
 
 from keras_stn.ops import projective_grid
-from keras_stn.ops.projective_grid import projective_pixel_grid
+from keras_stn.ops.grids.projective import projective_pixel_grid
 
 from helpers import assert_gradients_match_finite_differences
 from helpers import normalized_axis

@@ -1,10 +1,10 @@
 """The C++ sampling kernel of the TensorFlow backend, against PyTorch's.
 
-On TensorFlow, bilinear sampling with `"zeros"` or `"border"` padding runs
-as the ops of `keras_stn.ops.tf_sampling` where a gradient tape records it,
-outside XLA compilation; elsewhere the sampler takes its other paths. On
-the other backends those ops never run (`tests/test_jax_sampling.py` and
-`tests/test_native_sampling.py` check their paths).
+On TensorFlow, bilinear sampling with `"zeros"` or `"border"` padding runs as
+the ops of `keras_stn.ops.sampling.cpp_kernel.tensorflow_ops` where a gradient
+tape records it, outside XLA compilation; elsewhere the sampler takes its other
+paths. On the other backends those ops never run (`tests/test_jax_sampling.py`
+and `tests/test_native_sampling.py` check their paths).
 """
 
 import importlib
@@ -19,9 +19,12 @@ from keras_stn.ops import grid_sample
 
 from helpers import BACKEND
 from helpers import random_sampling_problem
+from helpers import takes_path
 from helpers import torch_grid_sample
 
-tf_sampling = importlib.import_module("keras_stn.ops.tf_sampling")
+tf_sampling = importlib.import_module(
+    "keras_stn.ops.sampling.cpp_kernel.tensorflow_ops"
+)
 
 KERNEL_OPS = (
     "KerasStnBilinearSample",
@@ -102,8 +105,12 @@ def test_training_steps_match_pytorch(padding_mode, jit_compile, align_corners):
     )
     if BACKEND != "tensorflow":
         points = [ops.convert_to_tensor(grid[..., 0])] * 2
-        assert not tf_sampling.has_tf_kernel(
-            ops.convert_to_tensor(images), points, "bilinear", padding_mode
+        assert not takes_path(
+            tf_sampling,
+            ops.convert_to_tensor(images),
+            points,
+            "bilinear",
+            padding_mode,
         )
         return
     output, gradients, used = gradients_of(
@@ -126,7 +133,8 @@ def test_only_the_recorded_gradient_is_computed(watched):
         images, grid, upstream, "channels_last", align_corners=False
     )
     if BACKEND != "tensorflow":
-        assert not tf_sampling.has_tf_kernel(
+        assert not takes_path(
+            tf_sampling,
             ops.convert_to_tensor(images),
             [ops.convert_to_tensor(grid)],
             "bilinear",
@@ -190,8 +198,12 @@ def assert_kernel_free_steps_match_pytorch(seed):
     )
     if BACKEND != "tensorflow":
         points = [ops.convert_to_tensor(grid[..., 0])] * 2
-        assert not tf_sampling.has_tf_kernel(
-            ops.convert_to_tensor(images), points, "bilinear", "zeros"
+        assert not takes_path(
+            tf_sampling,
+            ops.convert_to_tensor(images),
+            points,
+            "bilinear",
+            "zeros",
         )
         return
     output, gradients, used = gradients_of(
@@ -210,15 +222,14 @@ def test_without_a_compiler_the_xla_sampler_runs(monkeypatch):
 
 def test_fit_takes_the_kernel(monkeypatch):
     """`fit` on TensorFlow (`jit_compile="auto"`: no XLA on a CPU)."""
-    module = importlib.import_module("keras_stn.ops.grid_sample")
     calls = []
-    original = module.tf_sample
+    original = tf_sampling.sample
 
     def counted(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(module, "tf_sample", counted)
+    monkeypatch.setattr(tf_sampling, "sample", counted)
     rng = np.random.default_rng(3)
     images = rng.normal(size=(8, 12, 12, 1)).astype("float32")
     model = keras.Sequential(

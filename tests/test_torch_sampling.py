@@ -1,10 +1,10 @@
 """The C++ sampling kernel of the torch backend, against PyTorch's kernel.
 
-On torch, bilinear sampling with `"zeros"` or `"border"` padding of images
-of more than one channel runs as the kernel of
-`keras_stn.ops.torch_sampling` where autograd records it, and PyTorch's own
-`grid_sample` elsewhere. On the other backends the kernel never runs, and
-the same calls give PyTorch's numbers through their own paths.
+On torch, bilinear sampling with `"zeros"` or `"border"` padding of images of
+more than one channel runs as the kernel of
+`keras_stn.ops.sampling.cpp_kernel.torch_ctypes` where autograd records it, and
+PyTorch's own `grid_sample` elsewhere. On the other backends the kernel never
+runs, and the same calls give PyTorch's numbers through their own paths.
 """
 
 import importlib
@@ -19,10 +19,16 @@ from keras_stn.ops import grid_sample
 
 from helpers import BACKEND
 from helpers import random_sampling_problem
+from helpers import takes_path
 from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
-torch_sampling = importlib.import_module("keras_stn.ops.torch_sampling")
+pytorch_grid_sample = importlib.import_module(
+    "keras_stn.ops.sampling.pytorch_grid_sample"
+)
+torch_sampling = importlib.import_module(
+    "keras_stn.ops.sampling.cpp_kernel.torch_ctypes"
+)
 
 SIZE = (3, 17, 23, 4, 19, 11)
 
@@ -74,8 +80,8 @@ def test_kernel_only_where_it_applies():
     if BACKEND != "torch":
         images = ops.convert_to_tensor(images)
         points = [ops.convert_to_tensor(grid)]
-        assert not torch_sampling.has_torch_kernel(
-            images, points, "bilinear", "zeros"
+        assert not takes_path(
+            torch_sampling, images, points, "bilinear", "zeros"
         )
         return
     import torch
@@ -84,15 +90,20 @@ def test_kernel_only_where_it_applies():
     grid = torch.tensor(grid, requires_grad=True)
 
     def applies(images=images, grid=grid, mode="bilinear", padding="zeros"):
-        return torch_sampling.has_torch_kernel(images, [grid], mode, padding)
+        return takes_path(torch_sampling, images, [grid], mode, padding)
 
     assert applies()
     assert applies(padding="border")
     assert not applies(padding="reflection")
     assert not applies(mode="nearest")
     assert not applies(images.half(), grid.half())
-    # One channel samples faster with PyTorch's kernel.
-    assert not applies(images[..., :1])
+    # One channel at a normalized grid samples faster with PyTorch's
+    # kernel; at points in pixels, PyTorch's path pads and guards them.
+    assert applies(images[..., :1])
+    assert not takes_path(
+        torch_sampling, images[..., :1], grid, "bilinear", "zeros", True
+    )
+    assert takes_path(torch_sampling, images, grid, "bilinear", "zeros", True)
     # Nothing to differentiate, or inference.
     assert not applies(grid=grid.detach())
     with torch.no_grad():
@@ -105,7 +116,8 @@ def test_kernel_declines_tensors_off_the_cpu():
     kernel samples instead."""
     images, grid, _ = random_sampling_problem(0, SIZE)
     if BACKEND != "torch":
-        assert not torch_sampling.has_torch_kernel(
+        assert not takes_path(
+            torch_sampling,
             ops.convert_to_tensor(images),
             [ops.convert_to_tensor(grid)],
             "bilinear",
@@ -118,14 +130,53 @@ def test_kernel_declines_tensors_off_the_cpu():
     grid = torch.tensor(grid, requires_grad=True)
 
     def applies(images, grid):
-        return torch_sampling.has_torch_kernel(
-            images, [grid], "bilinear", "zeros"
-        )
+        return takes_path(torch_sampling, images, [grid], "bilinear", "zeros")
 
     assert applies(images, grid)
     assert not applies(images.to("meta"), grid.to("meta"))
     assert not applies(images, grid.to("meta"))
     assert not applies(images.to("meta"), grid)
+
+
+def test_pytorch_kernel_off_the_cpu_reads_no_values():
+    """On a GPU, reading the points' extremes to skip the NaN rule would
+    wait for the device on every call: off the CPU the rule always applies.
+    PyTorch's "meta" device holds no values, so reading one fails there."""
+    images, grid, _ = random_sampling_problem(0, SIZE)
+    if BACKEND != "torch":
+        assert not takes_path(
+            pytorch_grid_sample,
+            ops.convert_to_tensor(images),
+            [ops.convert_to_tensor(grid)],
+            "bilinear",
+            "zeros",
+        )
+        return
+    import torch
+
+    images, grid = torch.tensor(images), torch.tensor(grid)
+    pixels = [grid[..., 0] * 5.0, grid[..., 1] * 3.0]
+    for normalized, points, padding_modes in (
+        (True, grid, ("zeros", "border", "reflection")),
+        (False, pixels, ("zeros", "border")),
+    ):
+        for padding_mode in padding_modes:
+            options = {
+                "mode": "bilinear",
+                "padding_mode": padding_mode,
+                "align_corners": False,
+                "normalized": normalized,
+            }
+            expected = pytorch_grid_sample.sample(images, points, **options)
+            outputs = pytorch_grid_sample.sample(
+                images.to("meta"),
+                points.to("meta")
+                if normalized
+                else [point.to("meta") for point in points],
+                **options,
+            )
+            assert outputs.device.type == "meta"
+            assert outputs.shape == expected.shape
 
 
 @pytest.mark.parametrize("align_corners", (False, True))
@@ -213,7 +264,8 @@ def test_traced_models_take_pytorchs_kernel(monkeypatch):
         import torch
 
         monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-        assert not torch_sampling.has_torch_kernel(
+        assert not takes_path(
+            torch_sampling,
             torch.tensor(images),
             [torch.tensor(grid, requires_grad=True)],
             "bilinear",

@@ -9,7 +9,7 @@ from keras import ops
 from scipy.interpolate import RBFInterpolator
 
 from keras_stn.ops import tps_grid
-from keras_stn.ops.tps_grid import tps_pixel_grid
+from keras_stn.ops.grids.thin_plate_spline import tps_pixel_grid
 
 from helpers import assert_gradients_match_finite_differences
 from helpers import normalized_axis

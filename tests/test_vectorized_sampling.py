@@ -16,11 +16,20 @@ import numpy as np
 import pytest
 from keras import ops
 
+from helpers import BACKEND
 from helpers import random_sampling_problem
 from helpers import torch_grid_sample
 from helpers import value_and_gradients
 
-grid_sample_module = importlib.import_module("keras_stn.ops.grid_sample")
+# The C++ kernel's binding on this backend.
+kernel = importlib.import_module(
+    "keras_stn.ops.sampling.cpp_kernel."
+    + {
+        "tensorflow": "tensorflow_ops",
+        "jax": "jax_ffi",
+        "torch": "torch_ctypes",
+    }[BACKEND]
+)
 
 # 11 x 29 points per example: blocks of 8 and a remainder.
 SIZE = (3, 13, 21, 1, 11, 29)
@@ -55,8 +64,13 @@ def kernel_gradients(images, points, upstream, padding_mode, align_corners):
 
     def loss(images, upstream, *points):
         points = list(points) if len(points) > 1 else points[0]
-        output = grid_sample_module._kernel_sample(
-            images, points, padding_mode, align_corners
+        output = kernel.sample(
+            images,
+            points,
+            mode="bilinear",
+            padding_mode=padding_mode,
+            align_corners=bool(align_corners),
+            normalized=align_corners is not None,
         )
         return ops.sum(output * upstream)
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 from keras import ops
 
-from keras_stn.ops.sampled_boxes import sampled_boxes
-from keras_stn.ops.sampled_boxes import sampled_outlines
+from keras_stn.ops.sampled_regions import sampled_boxes
+from keras_stn.ops.sampled_regions import sampled_outlines
 from keras_stn.typing import Tensor
 
 # Outline colours of the transformers' sampling grids, in turn.

@@ -3,11 +3,11 @@
 import keras
 from keras import ops
 
+from keras_stn.ops.dense_warping import field_to_xy
 from keras_stn.ops.displacement import integrate_velocity
 from keras_stn.ops.precision import at_least_float32
 from keras_stn.ops.validation import check_indexing
 from keras_stn.ops.validation import standardize_data_format
-from keras_stn.ops.warp import field_to_xy
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")

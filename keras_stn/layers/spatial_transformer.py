@@ -7,11 +7,11 @@ from keras import ops
 from keras_stn import transforms
 from keras_stn.layers.localization_net import default_localization_net
 from keras_stn.ops.coordinates import are_static
+from keras_stn.ops.coordinates import spatial_sizes
 from keras_stn.ops.coordinates import unnormalize
-from keras_stn.ops.grid_sample import prepare_images
-from keras_stn.ops.grid_sample import sample_pixels
-from keras_stn.ops.grid_sample import spatial_sizes
 from keras_stn.ops.precision import is_low_precision
+from keras_stn.ops.sampling.sampler import prepare_images
+from keras_stn.ops.sampling.sampler import sample_pixels
 from keras_stn.ops.validation import check_bool
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_mode
@@ -21,7 +21,6 @@ from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_data_format
 from keras_stn.ops.validation import standardize_size
 from keras_stn.ops.validation import to_tensor
-from keras_stn.ops.xla_sampling import has_xla_sampler
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -83,14 +82,12 @@ class SpatialTransformer(keras.layers.Layer):
             corner pixels; if `False`, their outer edges.
         data_format: `"channels_last"`, `"channels_first"`, or `None` for
             `keras.config.image_data_format()`.
-        implementation: `"auto"` samples with the backend's fast path where
-            it has one (PyTorch's `grid_sample` on the torch backend, the
-            `keras.ops` sampler compiled by XLA on TensorFlow, in
-            training, and keras-stn's C++ kernel for bilinear sampling on
-            the CPU of every backend, where differentiated (on torch, of
-            images of more than one channel); the same numbers up to float
-            rounding); `"keras"` always with the `keras.ops` sampler as it
-            is.
+        implementation: `"auto"` samples with the backend's fastest path
+            for the call (keras-stn's C++ kernel, PyTorch's `grid_sample`,
+            or XLA clusters on TensorFlow in training; the table is in
+            `keras_stn.ops.sampling.dispatch`), with the same numbers up to
+            float rounding; `"keras"` always with the `keras.ops` sampler
+            as it is.
         theta_scale: a positive factor on the regression layer's output,
             which is then the offset of `theta` from the identity. With
             Adam and other optimizers whose steps do not grow with the
@@ -463,8 +460,9 @@ class SpatialTransformer(keras.layers.Layer):
             self.mode,
             self.padding_mode,
             self.align_corners,
-            self._sampler_implementation(training),
+            self.implementation,
             self.antialias,
+            inference=not training,
         )
         return self._merge(outputs, data_format)
 
@@ -519,12 +517,6 @@ class SpatialTransformer(keras.layers.Layer):
             unnormalize(grid[..., axis], size, self.align_corners)
             for axis, size in enumerate(input_size)
         ]
-
-    def _sampler_implementation(self, training):
-        """The sampler's implementation: XLA on TensorFlow in training only."""
-        if self.implementation == "auto" and has_xla_sampler() and not training:
-            return "keras"
-        return self.implementation
 
     def _merge(self, outputs, data_format):
         """Lay out `(batch, num_transformers, *spatial, channels)` outputs."""

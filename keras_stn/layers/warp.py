@@ -3,15 +3,15 @@
 import keras
 from keras import ops
 
+from keras_stn.ops.dense_warping import prepare_warp
+from keras_stn.ops.dense_warping import warp_pixels
 from keras_stn.ops.precision import at_least_float32
+from keras_stn.ops.sampling.sampler import from_channels_last
 from keras_stn.ops.validation import check_implementation
 from keras_stn.ops.validation import check_indexing
 from keras_stn.ops.validation import check_mode
 from keras_stn.ops.validation import check_padding_mode
 from keras_stn.ops.validation import standardize_data_format
-from keras_stn.ops.warp import prepare_warp
-from keras_stn.ops.warp import warp
-from keras_stn.ops.xla_sampling import has_xla_sampler
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")
@@ -81,18 +81,24 @@ class Warp(keras.layers.Layer):
         displacement = ops.cast(
             displacement, at_least_float32(self.compute_dtype)
         )
-        implementation = self.implementation
-        if implementation == "auto" and has_xla_sampler() and not training:
-            implementation = "keras"
-        return warp(
+        images, field, data_format = prepare_warp(
             images,
             displacement,
             self.mode,
             self.padding_mode,
             self.data_format,
             self.indexing,
-            implementation,
+            self.implementation,
         )
+        outputs = warp_pixels(
+            images,
+            field,
+            self.mode,
+            self.padding_mode,
+            self.implementation,
+            inference=not training,
+        )
+        return from_channels_last(outputs, data_format)
 
     def compute_output_shape(self, input_shape):
         images_shape, displacement_shape = _pair(input_shape)

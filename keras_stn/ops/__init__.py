@@ -1,25 +1,25 @@
 """Backend-agnostic spatial transformer functions, written in `keras.ops`."""
 
-from keras_stn.ops.affine_grid import affine_grid
+from keras_stn.ops.affine_warping import warp_affine
+from keras_stn.ops.dense_warping import warp
 from keras_stn.ops.displacement import affine_to_displacement
 from keras_stn.ops.displacement import compose_displacements
 from keras_stn.ops.displacement import integrate_velocity
 from keras_stn.ops.displacement import jacobian_determinant
 from keras_stn.ops.displacement import resize_displacement
-from keras_stn.ops.grid_sample import grid_sample
+from keras_stn.ops.grids.affine import affine_grid
+from keras_stn.ops.grids.projective import projective_grid
+from keras_stn.ops.grids.thin_plate_spline import tps_grid
 from keras_stn.ops.matrices import compose_affine
 from keras_stn.ops.matrices import invert_affine
 from keras_stn.ops.pixel_matrix import pixel_matrix_to_theta
 from keras_stn.ops.pixel_matrix import theta_to_pixel_matrix
 from keras_stn.ops.point_pairs import get_affine_transform
 from keras_stn.ops.point_pairs import get_perspective_transform
-from keras_stn.ops.projective_grid import projective_grid
-from keras_stn.ops.sampled_boxes import SampledBoxes
-from keras_stn.ops.sampled_boxes import sampled_boxes
-from keras_stn.ops.sampled_boxes import sampled_outlines
-from keras_stn.ops.tps_grid import tps_grid
-from keras_stn.ops.warp import warp
-from keras_stn.ops.warp_affine import warp_affine
+from keras_stn.ops.sampled_regions import SampledBoxes
+from keras_stn.ops.sampled_regions import sampled_boxes
+from keras_stn.ops.sampled_regions import sampled_outlines
+from keras_stn.ops.sampling.sampler import grid_sample
 
 __all__ = [
     "affine_grid",

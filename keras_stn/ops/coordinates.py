@@ -213,3 +213,22 @@ def _exact_values(
     step = scale.numerator * offset.denominator
     start = offset.numerator * scale.denominator
     return tuple((step * i + start) / denominator for i in range(count))
+
+
+def spatial_sizes(images: Tensor) -> list:
+    """The spatial sizes of channels-last images, in the order `x, y[, z]`.
+
+    Args:
+        images: a channels-last batch of images or volumes.
+
+    Returns:
+        One size per spatial axis: a Python int where the shape is known,
+        else a scalar tensor (in a TensorFlow graph traced for any size) or
+        a symbolic dimension (in JAX's shape-polymorphic export).
+
+    Example:
+
+    >>> spatial_sizes(ops.zeros((2, 4, 6, 3)))
+    [6, 4]
+    """
+    return list(reversed(ops.shape(images)[1:-1]))

@@ -12,17 +12,17 @@ layers do.
 import numpy as np
 from keras import ops
 
-from keras_stn.ops.affine_grid import affine_pixel_grid
 from keras_stn.ops.coordinates import identity_pixel_coordinates
-from keras_stn.ops.grid_sample import sample_pixels
-from keras_stn.ops.homogeneous import check_matrix
+from keras_stn.ops.dense_warping import check_same_spatial_shape
+from keras_stn.ops.dense_warping import field_from_xy
+from keras_stn.ops.dense_warping import field_to_xy
+from keras_stn.ops.dense_warping import pixel_mesh
+from keras_stn.ops.dense_warping import warp_pixels
+from keras_stn.ops.grids.affine import affine_pixel_grid
+from keras_stn.ops.grids.homogeneous import check_matrix
 from keras_stn.ops.precision import at_least_float32
+from keras_stn.ops.sampling.sampler import sample_pixels
 from keras_stn.ops.validation import standardize_size
-from keras_stn.ops.warp import check_same_spatial_shape
-from keras_stn.ops.warp import field_from_xy
-from keras_stn.ops.warp import field_to_xy
-from keras_stn.ops.warp import pixel_mesh
-from keras_stn.ops.warp import warp_pixels
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 

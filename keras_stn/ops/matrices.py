@@ -7,7 +7,7 @@ full precision on GPUs (no TF32 matrix products), and traces for any batch.
 
 from keras import ops
 
-from keras_stn.ops.homogeneous import check_matrix
+from keras_stn.ops.grids.homogeneous import check_matrix
 from keras_stn.ops.validation import check_same_batch
 from keras_stn.typing import Tensor
 

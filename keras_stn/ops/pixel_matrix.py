@@ -2,9 +2,9 @@
 
 from keras import ops
 
-from keras_stn.ops.homogeneous import check_matrix
-from keras_stn.ops.homogeneous import normalized_space_matrix
-from keras_stn.ops.homogeneous import pixel_space_matrix
+from keras_stn.ops.grids.homogeneous import check_matrix
+from keras_stn.ops.grids.homogeneous import normalized_space_matrix
+from keras_stn.ops.grids.homogeneous import pixel_space_matrix
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import standardize_size
 from keras_stn.ops.validation import to_tensor

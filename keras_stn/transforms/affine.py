@@ -4,9 +4,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_stn.ops.affine_grid import affine_grid
-from keras_stn.ops.affine_grid import affine_map_points
-from keras_stn.ops.affine_grid import affine_pixel_grid
+from keras_stn.ops.grids.affine import affine_grid
+from keras_stn.ops.grids.affine import affine_map_points
+from keras_stn.ops.grids.affine import affine_pixel_grid
 from keras_stn.ops.matrices import invert_affine
 from keras_stn.ops.validation import to_tensor
 from keras_stn.transforms.transform import Transform

@@ -4,10 +4,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_stn.ops.grids.projective import projective_grid
+from keras_stn.ops.grids.projective import projective_map_points
+from keras_stn.ops.grids.projective import projective_pixel_grid
 from keras_stn.ops.matrices import invert_homography
-from keras_stn.ops.projective_grid import projective_grid
-from keras_stn.ops.projective_grid import projective_map_points
-from keras_stn.ops.projective_grid import projective_pixel_grid
 from keras_stn.ops.validation import to_tensor
 from keras_stn.transforms.transform import Transform
 

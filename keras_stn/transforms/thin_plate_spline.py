@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 
-from keras_stn.ops.tps_grid import spline_system
-from keras_stn.ops.tps_grid import tps_grid
-from keras_stn.ops.tps_grid import tps_map_points
-from keras_stn.ops.tps_grid import tps_pixel_grid
+from keras_stn.ops.grids.thin_plate_spline import spline_system
+from keras_stn.ops.grids.thin_plate_spline import tps_grid
+from keras_stn.ops.grids.thin_plate_spline import tps_map_points
+from keras_stn.ops.grids.thin_plate_spline import tps_pixel_grid
 from keras_stn.ops.validation import standardize_size
 from keras_stn.transforms.transform import Transform
 

@@ -1,14 +1,13 @@
-"""keras-stn's C++ kernels, compiled on first use and cached on disk.
+"""keras-stn's C++ kernel, compiled on first use and cached on disk.
 
-The kernel of `kernels/bilinear_sampling.h` samples bilinearly (trilinearly
-for volumes) with `"zeros"` or `"border"` padding; `kernels/` binds it to
-JAX (`jax_bilinear_sampling.cc`, see `keras_stn.ops.jax_sampling`), to
-TensorFlow (`tf_bilinear_sampling.cc`, see `keras_stn.ops.tf_sampling`)
-and, as C functions, to torch (`c_bilinear_sampling.cc`, see
-`keras_stn.ops.torch_sampling`).
-The sources in `keras_stn/ops/kernels/` are compiled with the machine's C++
-compiler (`$CXX`, else `c++`) for the processor it runs on, into a shared
-library under `$KERAS_STN_KERNEL_CACHE` (default `~/.keras/keras_stn/kernels`).
+The kernel of `bilinear_sampling.h` samples bilinearly (trilinearly for
+volumes) with `"zeros"` or `"border"` padding; the sources beside it bind it
+to JAX (`jax_bilinear_sampling.cc`, see `jax_ffi`), to TensorFlow
+(`tf_bilinear_sampling.cc`, see `tensorflow_ops`) and, as C functions, to
+torch (`c_bilinear_sampling.cc`, see `torch_ctypes`).
+The sources are compiled with the machine's C++ compiler (`$CXX`, else
+`c++`) for the processor it runs on, into a shared library under
+`$KERAS_STN_KERNEL_CACHE` (default `~/.keras/keras_stn/kernels`).
 The library's name is a hash of everything that went into it (the sources,
 the compiler and its version, the flags, the processor's features), so a
 library is built once per machine and reused by later processes. Where no
@@ -29,10 +28,11 @@ import warnings
 
 import keras
 
-from keras_stn.ops.coordinates import unnormalize
 from keras_stn.typing import Tensor
 
-KERNELS_DIR = pathlib.Path(__file__).parent / "kernels"
+# The kernel's C++ sources, beside this module.
+KERNELS_DIR = pathlib.Path(__file__).parent
+SOURCE_SUFFIXES = (".h", ".cc")
 FLAGS = (
     "-O3",
     "-march=native",
@@ -107,46 +107,16 @@ def kernel_samples(
     )
 
 
-def pixel_points(
-    images: Tensor, points: Tensor | list[Tensor], align_corners: bool | None
-) -> list[Tensor]:
-    """The kernel's sampling points in pixels, one tensor per axis.
-
-    What the generic sampler takes: the kernel's second derivatives, and
-    its fallbacks, run there.
-
-    Args:
-        images: the channels-last batch that is sampled.
-        points: the coordinates in the order `x, y[, z]`: a tensor of shape
-            `(batch, *output_shape, rank)`, or a list of one tensor of shape
-            `(batch, *output_shape)` per axis.
-        align_corners: `None` for points in pixels; else the convention of
-            normalized points, as in `grid_sample`.
-
-    Returns:
-        One tensor of shape `(batch, *output_shape)` per axis, in pixels.
-    """
-    if not isinstance(points, (list, tuple)):
-        points = [points[..., axis] for axis in range(points.shape[-1])]
-    if align_corners is None:
-        return list(points)
-    sizes = reversed(images.shape[1:-1])
-    return [
-        unnormalize(point, size, align_corners)
-        for point, size in zip(points, sizes, strict=True)
-    ]
-
-
 @functools.cache
 def compiled_library(
     source: str,
     include_dirs: tuple[str, ...] = (),
     flags: tuple[str, ...] = (),
 ) -> pathlib.Path | None:
-    """Compile a kernel source of `keras_stn/ops/kernels/` into a library.
+    """Compile a kernel source (beside this module) into a library.
 
     Args:
-        source: the file name of the source, in `keras_stn/ops/kernels/`.
+        source: the file name of the source, beside this module.
         include_dirs: directories of headers it includes besides its own
             (a framework's), passed as system include directories.
         flags: more compiler and linker flags (a framework's macros and
@@ -226,7 +196,8 @@ def _key(command):
     digest = hashlib.sha256()
     digest.update("\0".join(command).encode())
     for path in sorted(KERNELS_DIR.iterdir()):
-        digest.update(path.read_bytes())
+        if path.suffix in SOURCE_SUFFIXES:
+            digest.update(path.read_bytes())
     version = subprocess.run(
         [command[0], "--version"], capture_output=True, text=True
     ).stdout

@@ -4,7 +4,7 @@
 //
 // The numbers of the generic `keras.ops` sampler in
 // `keras_stn/ops/grid_sample.py` (`_sample_pixels`), with its rule for NaN and
-// infinite points (`keras_stn/ops/nonfinite.py`), for "zeros" and "border"
+// infinite points (`keras_stn/ops/sampling/nonfinite.py`), for "zeros" and "border"
 // padding:
 // - along each axis a point reads the pixels `floor(c)` and `floor(c) + 1`
 //   with weights `floor(c) + 1 - c` and `c - floor(c)`; a pixel's weight is

@@ -2,10 +2,10 @@
 
 from keras import ops
 
-from keras_stn.ops.homogeneous import check_matrix
-from keras_stn.ops.homogeneous import map_points
-from keras_stn.ops.homogeneous import normalized_grid
-from keras_stn.ops.homogeneous import pixel_grid
+from keras_stn.ops.grids.homogeneous import check_matrix
+from keras_stn.ops.grids.homogeneous import map_points
+from keras_stn.ops.grids.homogeneous import normalized_grid
+from keras_stn.ops.grids.homogeneous import pixel_grid
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -64,7 +64,7 @@ def projective_pixel_grid(
 ) -> list[Tensor]:
     """Generate the projective sampling grid in input pixel coordinates.
 
-    Like `keras_stn.ops.affine_grid.affine_pixel_grid`: the same points as
+    Like `keras_stn.ops.grids.affine.affine_pixel_grid`: the same points as
     `projective_grid`, with the identity landing exactly on pixel centres.
 
     Args:

@@ -1,75 +1,62 @@
 """The bilinear sampler as a C++ kernel on TensorFlow's CPU, in training.
 
 Where a gradient tape records the sampler (a training step), bilinear
-(trilinear) sampling with `"zeros"` or `"border"` padding runs its forward
-pass and its backward pass as TensorFlow ops of the C++ kernel of
-`keras_stn/ops/kernels/bilinear_sampling.h`, on TensorFlow's intra-op
-threads, with the generic sampler's numbers (its rule for NaN and infinite
-points included) up to float rounding. The backward pass computes only the
-gradients that the tape records: a transformer at a model's input needs its
-grid's, not its input images'. `grid_sample` hands the kernel its grid as it
-is, which converts the normalized coordinates itself, and the layer and
-`warp_affine` their points one tensor per axis, which it reads as they are.
+(trilinear) sampling with `"zeros"` or `"border"` padding runs its forward pass
+and its backward pass as TensorFlow ops of the C++ kernel of
+`bilinear_sampling.h`, on TensorFlow's intra-op threads, with the generic
+sampler's numbers (its rule for NaN and infinite points included) up to float
+rounding. The backward pass computes only the gradients that the tape records:
+a transformer at a model's input needs its grid's, not its input images'.
+`grid_sample` hands the kernel its grid as it is, which converts the normalized
+coordinates itself, and the layer and `warp_affine` their points one tensor per
+axis, which it reads as they are.
 
 Elsewhere the sampler takes its other paths: without a tape (inference, and
 what `model.export` traces, so that an artifact holds only TensorFlow's own
 ops), inside XLA compilation (`jit_compile=True`; the kernel is no XLA
 op), where TensorFlow sees a GPU, and where no C++ compiler can build the
-kernel (`keras_stn.ops.compiled_kernels`).
+kernel (`keras_stn.ops.sampling.cpp_kernel.build`).
 """
 
 import functools
 import pathlib
 
-import keras
-
-from keras_stn.ops.compiled_kernels import KERNEL_PADDING_MODES
-from keras_stn.ops.compiled_kernels import compiled_library
-from keras_stn.ops.compiled_kernels import coordinates_code
-from keras_stn.ops.compiled_kernels import kernel_samples
-from keras_stn.ops.compiled_kernels import pixel_points
-from keras_stn.ops.private_api import private_function
+from keras_stn.ops.sampling import generic
+from keras_stn.ops.sampling.cpp_kernel.build import KERNEL_PADDING_MODES
+from keras_stn.ops.sampling.cpp_kernel.build import compiled_library
+from keras_stn.ops.sampling.cpp_kernel.build import coordinates_code
+from keras_stn.ops.sampling.cpp_kernel.private_api import private_function
 from keras_stn.typing import Tensor
 
 
-def has_tf_kernel(
-    images: Tensor, points: list[Tensor], mode: str, padding_mode: str
-) -> bool:
-    """Whether `tf_sample` applies to these arguments here.
-
-    Args:
-        images, points, mode, padding_mode: as for
-            `keras_stn.ops.compiled_kernels.kernel_samples`.
-
-    Returns:
-        `True` on the TensorFlow backend where the kernel computes this
-        sampling (`keras_stn.ops.compiled_kernels.kernel_samples`), a
-        gradient tape records it, outside XLA compilation, on a machine
-        without GPUs, and where the kernel could be built.
-    """
-    if keras.backend.backend() != "tensorflow" or not kernel_samples(
-        images, points, mode, padding_mode
-    ):
-        return False
-    return (
-        _recorded(images, *points)
-        and not _in_xla_compilation()
-        and not _has_gpus()
-        and _library() is not None
+def sample(
+    images: Tensor,
+    points: Tensor | list[Tensor],
+    *,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    normalized: bool,
+) -> Tensor:
+    """Sample with the kernel's TensorFlow ops: the arguments of
+    `keras_stn.ops.sampling.generic.sample`, in the kernel's case
+    (`keras_stn.ops.sampling.cpp_kernel.build.kernel_samples`)."""
+    del mode  # Bilinear.
+    return _kernel_sample(
+        images, points, padding_mode, align_corners if normalized else None
     )
 
 
-def tf_sample(
-    images: Tensor,
-    points: Tensor | list[Tensor],
-    padding_mode: str,
-    generic,
-    align_corners: bool | None = None,
-) -> Tensor:
+def available() -> bool:
+    """Whether the kernel's ops could be built and loaded here."""
+    return _library() is not None
+
+
+def _kernel_sample(images, points, padding_mode, align_corners):
     """Sample channels-last images bilinearly at points.
 
-    The numbers of `keras_stn.ops.grid_sample.sample_pixels` (for points in
-    pixels) or of `grid_sample` (for normalized points) for bilinear
+    The numbers of the generic sampler (for points in pixels or
+    normalized ones) for bilinear
     sampling with `"zeros"` or `"border"` padding. The backward pass
     computes the gradients that a tape records: the images', the points',
     or both in one pass.
@@ -81,9 +68,6 @@ def tf_sample(
             one of shape `(batch, *output_shape)` per axis, which the
             kernel reads as they are (no stacking, and gradients for each).
         padding_mode: `"zeros"` or `"border"`.
-        generic: the generic sampler, `generic(images, points,
-            padding_mode)` with points in pixels, one tensor per axis, which
-            computes second derivatives.
         align_corners: `None` for coordinates in pixels (pixel `i` has its
             centre at `i`); else normalized ones, with this convention.
 
@@ -107,16 +91,21 @@ def tf_sample(
         flat_shape.append(shape[-1])
     flat = [tf.reshape(array, tf.stack(flat_shape)) for array in arrays]
     # Only the gradients that a tape records are computed.
-    wants_images, wants_points = _recorded(images), _recorded(*arrays)
+    wants_images, wants_points = tape_records(images), tape_records(*arrays)
 
     def generic_gradients(images, flat, upstream):
         """The wanted gradients, from the generic sampler's graph."""
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([images, *flat])
             points = flat if per_axis else flat[0]
-            outputs = generic(
+            outputs = generic.sample_bilinear(
                 images,
-                pixel_points(images, points, align_corners),
+                generic.pixel_points(
+                    images,
+                    points,
+                    bool(align_corners),
+                    align_corners is not None,
+                ),
                 padding_mode,
             )
         gradients = tape.gradient(
@@ -167,7 +156,7 @@ def tf_sample(
         return gradients, second_derivatives
 
     @tf.custom_gradient
-    def sample(images, *flat):
+    def sample_op(images, *flat):
         outputs = library.keras_stn_bilinear_sample(images, flat, **options)
 
         def backward(upstream):
@@ -180,7 +169,7 @@ def tf_sample(
 
         return outputs, backward
 
-    outputs = sample(images, *flat)
+    outputs = sample_op(images, *flat)
     output_shape = tf.concat([output_dims, tf.shape(images)[-1:]], axis=0)
     outputs = tf.reshape(outputs, output_shape)
     # The static shape, where the graph knows it.
@@ -188,7 +177,7 @@ def tf_sample(
     return tf.ensure_shape(outputs, [*static_dims, images.shape[-1]])
 
 
-def _recorded(*tensors):
+def tape_records(*tensors: Tensor) -> bool:
     """Whether a gradient tape records operations on any of `tensors`.
 
     TensorFlow answers this with a private function only; where it is gone
@@ -204,7 +193,7 @@ def _recorded(*tensors):
         return False
 
 
-def _in_xla_compilation():
+def in_xla_compilation() -> bool:
     """Whether the current graph is compiled by XLA (`jit_compile=True`).
 
     TensorFlow answers this with a private function only; where it is gone
@@ -223,7 +212,8 @@ def _in_xla_compilation():
 
 
 @functools.cache
-def _has_gpus():
+def has_gpus() -> bool:
+    """Whether TensorFlow sees a GPU, where the kernel does not run."""
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU"))

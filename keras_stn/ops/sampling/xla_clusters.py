@@ -1,7 +1,7 @@
 """The sampler as XLA computations on the TensorFlow backend.
 
-Where the C++ kernel of `keras_stn.ops.tf_sampling` does not run (other
-modes and padding modes, inference, XLA compilation, GPUs, no compiler),
+Where the C++ kernel's TensorFlow ops (`cpp_kernel.tensorflow_ops`) do not run
+(other modes and padding modes, inference, XLA compilation, GPUs, no compiler),
 the sampler runs as XLA clusters.
 
 Keras compiles a TensorFlow model's training step into a graph but, on a CPU,
@@ -29,14 +29,30 @@ already compiles with XLA.
 
 import functools
 
-import keras
-
+from keras_stn.ops.sampling import generic
 from keras_stn.typing import Tensor
 
 
-def has_xla_sampler() -> bool:
-    """Whether the sampler runs as XLA clusters: on TensorFlow."""
-    return keras.backend.backend() == "tensorflow"
+def sample(
+    images: Tensor,
+    points: Tensor | list[Tensor],
+    *,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    normalized: bool,
+) -> Tensor:
+    """The generic sampler as XLA clusters: the arguments of
+    `keras_stn.ops.sampling.generic.sample`; points made pixels outside."""
+    points = generic.pixel_points(images, points, align_corners, normalized)
+    return xla_compiled(
+        generic.sample_finite_pixels,
+        images,
+        points,
+        mode=mode,
+        padding_mode=padding_mode,
+        align_corners=align_corners,
+    )
 
 
 def xla_compiled(function, *tensors: Tensor, **options) -> Tensor:

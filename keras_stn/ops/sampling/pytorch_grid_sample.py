@@ -1,55 +1,52 @@
-"""A backend's own sampling kernel, used by the sampler where it applies.
+"""PyTorch's own sampling kernel, a path of the sampler on the torch backend.
 
-PyTorch has a fused sampling kernel, `torch.nn.functional.grid_sample`,
-whose conventions the `keras.ops` sampler follows (see
-`keras_stn.ops.grid_sample`). On the torch backend it replaces the dozens of
-small ops of the generic path by one kernel each way, which matters most on
-small inputs, where eager per-op overhead dominates. The numbers are the
-same up to float rounding in the order of sums; whole pixel coordinates,
-such as the identity transform's, are read exactly as the generic sampler
-reads them (see `native_sample_pixels`). Where autograd records the
-sampling of images of more than one channel, keras-stn's C++ kernel of
-`keras_stn.ops.torch_sampling` runs instead.
+PyTorch has a fused sampling kernel, `torch.nn.functional.grid_sample`, whose
+conventions the `keras.ops` sampler follows (see
+`keras_stn.ops.sampling.generic`). On the torch backend it replaces the dozens
+of small ops of the generic path by one kernel each way, which matters most on
+small inputs, where eager per-op overhead dominates. The numbers are the same
+up to float rounding in the order of sums; whole pixel coordinates, such as the
+identity transform's, are read exactly as the generic sampler reads them (see
+`native_sample_pixels`). Where autograd records bilinear sampling (of more
+than one channel at a normalized grid), keras-stn's C++ kernel of
+`keras_stn.ops.sampling.cpp_kernel.torch_ctypes` runs instead
+(`keras_stn.ops.sampling.dispatch`).
 """
 
 import math
 
 import keras
 
-from keras_stn.ops.coordinates import are_static
-from keras_stn.ops.nonfinite import MARGIN
-from keras_stn.ops.nonfinite import NORMALIZED_MARGIN
+from keras_stn.ops.sampling.nonfinite import MARGIN
+from keras_stn.ops.sampling.nonfinite import NORMALIZED_MARGIN
 from keras_stn.typing import Tensor
 
-NATIVE_DTYPES = ("float32", "float64")
+# What the kernel takes. ONNX export records the generic sampler instead (ONNX
+# has no operator for the `nextafter` that keeps the kernel's numbers exact),
+# and so do sizes that `torch.export` leaves symbolic (the padding to
+# power-of-two sizes would fix them).
+DTYPES = ("float32", "float64")
 # The padding modes of `native_sample_pixels`.
 PIXEL_PADDING_MODES = ("zeros", "border")
 
 
-def has_native_sampler(images: Tensor) -> bool:
-    """Whether the current backend has a native kernel for these images.
-
-    Args:
-        images: the channels-last batch to sample.
-
-    Returns:
-        `True` on the torch backend for float32 and float64 images of
-        known sizes, except while `torch.onnx.export` records the model:
-        ONNX has no operator for the `nextafter` that keeps the kernel's
-        numbers exact, so the generic sampler is recorded instead. Sizes
-        that `torch.export` leaves symbolic (dynamic shapes) also take the
-        generic sampler, since the kernel's padding to power-of-two sizes
-        would fix them.
-    """
-    if keras.backend.backend() != "torch":
-        return False
-    import torch
-
-    return (
-        keras.backend.standardize_dtype(images.dtype) in NATIVE_DTYPES
-        and are_static(images.shape[1:-1])
-        and not torch.onnx.is_in_onnx_export()
-    )
+def sample(
+    images: Tensor,
+    points: Tensor | list[Tensor],
+    *,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    normalized: bool,
+) -> Tensor:
+    """Sample with PyTorch's kernel: the arguments of
+    `keras_stn.ops.sampling.generic.sample`, for float32 or float64 images
+    of known sizes, and `"zeros"` or `"border"` padding at pixel points."""
+    if normalized:
+        return native_grid_sample(
+            images, points, mode, padding_mode, align_corners
+        )
+    return native_sample_pixels(images, points, mode, padding_mode)
 
 
 def native_grid_sample(
@@ -72,8 +69,8 @@ def native_grid_sample(
 
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`. NaN and
-        infinite points follow the rule of `keras_stn.ops.nonfinite`, which
-        the kernel alone does not (its backward pass crashes on some).
+        infinite points follow the rule of `nonfinite`, which the kernel
+        alone does not (its backward pass crashes on some).
     """
     import torch
 
@@ -102,7 +99,7 @@ def native_sample_pixels(
 ) -> Tensor:
     """Sample channels-last images at pixel coordinates with PyTorch's kernel.
 
-    The same contract as `keras_stn.ops.grid_sample.sample_pixels`, for
+    The same contract as `generic.sample_finite_pixels`, for
     `"zeros"` and `"border"` padding (which do not depend on
     `align_corners`).
 
@@ -156,14 +153,15 @@ def native_sample_pixels(
 
 
 def _finite(points, low, high, padding_mode, single_pixel_axes=None):
-    """`keras_stn.ops.nonfinite.finite_points`, in a few PyTorch ops.
+    """`nonfinite.finite_points`, in a few PyTorch ops.
 
     The same rule, fused, and skipped in eager calls whose points need
     nothing (finite, and within `[low, high]` with `"zeros"` and `"border"`
     padding): at MNIST size the `keras.ops` version costs more than the
     kernel itself, and marking the outputs costs two passes over them.
     Traced calls (`torch.compile`, `torch.export`), which cannot branch on
-    values, always apply it.
+    values, and tensors on other devices than the CPU, which would wait for
+    the device to branch, always apply it.
 
     Args:
         points: coordinates, `(..., rank)`, `x, y[, z]` last.
@@ -185,8 +183,8 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     import torch
 
     values = points.detach()
-    traced = torch.compiler.is_compiling()  # torch.compile and torch.export
-    if not traced and _ordinary(values, low, high, padding_mode):
+    branch = not torch.compiler.is_compiling() and values.device.type == "cpu"
+    if branch and _ordinary(values, low, high, padding_mode):
         return points, None
     if padding_mode == "reflection":
         invalid = ~torch.isfinite(values)
@@ -222,7 +220,7 @@ def _ordinary(values, low, high, padding_mode):
 
 
 def _mark_invalid(outputs, invalid):
-    """`keras_stn.ops.nonfinite.mark_invalid`, for the flags of `_finite`."""
+    """`nonfinite.mark_invalid`, for the flags of `_finite`."""
     if invalid is None:
         return outputs
     return outputs.masked_fill(invalid[..., None], float("nan"))

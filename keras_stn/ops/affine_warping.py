@@ -2,11 +2,11 @@
 
 from keras import ops
 
-from keras_stn.ops.affine_grid import affine_pixel_grid
-from keras_stn.ops.grid_sample import from_channels_last
-from keras_stn.ops.grid_sample import prepare_images
-from keras_stn.ops.grid_sample import sample_pixels
-from keras_stn.ops.homogeneous import check_matrix
+from keras_stn.ops.grids.affine import affine_pixel_grid
+from keras_stn.ops.grids.homogeneous import check_matrix
+from keras_stn.ops.sampling.sampler import from_channels_last
+from keras_stn.ops.sampling.sampler import prepare_images
+from keras_stn.ops.sampling.sampler import sample_pixels
 from keras_stn.ops.validation import check_bool
 from keras_stn.ops.validation import check_same_batch
 from keras_stn.ops.validation import standardize_size

@@ -2,10 +2,10 @@
 
 from keras import ops
 
-from keras_stn.ops.homogeneous import check_matrix
-from keras_stn.ops.homogeneous import map_points
-from keras_stn.ops.homogeneous import normalized_grid
-from keras_stn.ops.homogeneous import pixel_grid
+from keras_stn.ops.grids.homogeneous import check_matrix
+from keras_stn.ops.grids.homogeneous import map_points
+from keras_stn.ops.grids.homogeneous import normalized_grid
+from keras_stn.ops.grids.homogeneous import pixel_grid
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -61,7 +61,7 @@ def affine_pixel_grid(
 
     The result equals `unnormalize(affine_grid(theta, output_size))` for an
     input of `input_size`, but is computed by
-    `keras_stn.ops.homogeneous.pixel_grid`, so that the identity transform
+    `keras_stn.ops.grids.homogeneous.pixel_grid`, so that the identity transform
     lands exactly on the pixel centres.
 
     Args:

@@ -3,7 +3,7 @@
 Where autograd records the sampler (a training step: gradients enabled
 and an argument that requires them), bilinear (trilinear) sampling with
 `"zeros"` or `"border"` padding runs its forward and backward passes as the
-C++ kernel of `keras_stn/ops/kernels/bilinear_sampling.h`, called through
+C++ kernel of `bilinear_sampling.h`, called through
 `ctypes` on torch's number of intra-op threads, with the generic sampler's
 numbers (its rule for NaN and infinite points included) up to float
 rounding. The backward pass computes only the gradients autograd needs;
@@ -11,11 +11,11 @@ where autograd records it in turn (`create_graph=True`, for second
 derivatives), it computes them through the generic sampler instead.
 `grid_sample` hands the kernel its grid as it is.
 
-Elsewhere PyTorch's own `grid_sample` runs (`keras_stn.ops.native_sampling`):
+Elsewhere PyTorch's own `grid_sample` runs (`pytorch_grid_sample`):
 without gradients (inference), while `torch.compile` or `torch.export`
 traces the model (an opaque call would break the graph or the artifact),
 on other devices than the CPU, and where no C++ compiler can build the
-kernel (`keras_stn.ops.compiled_kernels`).
+kernel (`keras_stn.ops.sampling.cpp_kernel.build`).
 """
 
 import ctypes
@@ -24,66 +24,49 @@ import pathlib
 
 import keras
 
-from keras_stn.ops.compiled_kernels import KERNEL_PADDING_MODES
-from keras_stn.ops.compiled_kernels import compiled_library
-from keras_stn.ops.compiled_kernels import coordinates_code
-from keras_stn.ops.compiled_kernels import kernel_samples
-from keras_stn.ops.compiled_kernels import pixel_points
+from keras_stn.ops.sampling.cpp_kernel.build import KERNEL_PADDING_MODES
+from keras_stn.ops.sampling.cpp_kernel.build import compiled_library
+from keras_stn.ops.sampling.cpp_kernel.build import coordinates_code
+from keras_stn.ops.sampling.generic import pixel_points
+from keras_stn.ops.sampling.generic import sample_bilinear
 from keras_stn.typing import Tensor
 
 # The kernel's dtype codes.
 KERNEL_DTYPE_CODES = {"float32": 0, "float64": 1}
 
 
-def has_torch_kernel(
-    images: Tensor, points: list[Tensor], mode: str, padding_mode: str
-) -> bool:
-    """Whether `torch_sample` applies to these arguments here.
-
-    One channel samples faster with PyTorch's kernel here, whose calls
-    cost less around them: 1.31x against 1.39-1.47x the time of PyTorch's
-    bare kernel at MNIST size, 128x28x28x1, though the two kernels alone
-    take the same time there.
-
-    Args:
-        images, points, mode, padding_mode: as for
-            `keras_stn.ops.compiled_kernels.kernel_samples`.
-
-    Returns:
-        `True` on the torch backend where the kernel computes this
-        sampling (`keras_stn.ops.compiled_kernels.kernel_samples`) for
-        images of more than one channel, autograd records it, nothing
-        traces it, every tensor is on the CPU, and where the kernel could be
-        built.
-    """
-    if keras.backend.backend() != "torch":
-        return False
+def sample(
+    images: Tensor,
+    points: Tensor | list[Tensor],
+    *,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    normalized: bool,
+) -> Tensor:
+    """Sample with the kernel through ctypes: the arguments of
+    `keras_stn.ops.sampling.generic.sample`, in the kernel's case
+    (`keras_stn.ops.sampling.cpp_kernel.build.kernel_samples`)."""
     import torch
 
-    tensors = [images, *points]
-    return (
-        torch.is_grad_enabled()
-        and any(tensor.requires_grad for tensor in tensors)
-        and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
-        and all(tensor.device.type == "cpu" for tensor in tensors)
-        and images.shape[-1] != 1
-        and kernel_samples(images, points, mode, padding_mode)
-        and _library() is not None
+    del mode  # Bilinear.
+    if isinstance(points, (list, tuple)):
+        points = torch.stack(points, dim=-1)
+    return _kernel_sample(
+        images, points, padding_mode, align_corners if normalized else None
     )
 
 
-def torch_sample(
-    images: Tensor,
-    points: Tensor,
-    padding_mode: str,
-    generic,
-    align_corners: bool | None = None,
-) -> Tensor:
+def available() -> bool:
+    """Whether the kernel's library could be built and loaded here."""
+    return _library() is not None
+
+
+def _kernel_sample(images, points, padding_mode, align_corners):
     """Sample channels-last images bilinearly at points.
 
-    The numbers of `keras_stn.ops.grid_sample.sample_pixels` (for points in
-    pixels) or of `grid_sample` (for normalized points) for bilinear
+    The numbers of the generic sampler (for points in pixels or
+    normalized ones) for bilinear
     sampling with `"zeros"` or `"border"` padding.
 
     Args:
@@ -91,9 +74,6 @@ def torch_sample(
         points: float tensor of shape `(batch, *output_shape, rank)`, the
             points' coordinates in the order `x, y[, z]`.
         padding_mode: `"zeros"` or `"border"`.
-        generic: the generic sampler, `generic(images, points,
-            padding_mode)` with points in pixels, one tensor per axis, which
-            computes second derivatives.
         align_corners: `None` for coordinates in pixels (pixel `i` has its
             centre at `i`); else normalized ones, with this convention.
 
@@ -103,7 +83,7 @@ def torch_sample(
     output_shape = points.shape[1:-1]
     flat = points.reshape(points.shape[0], -1, points.shape[-1])
     outputs = _sampling_function().apply(
-        images, flat, padding_mode, generic, align_corners
+        images, flat, padding_mode, align_corners
     )
     return outputs.reshape(*points.shape[:1], *output_shape, images.shape[-1])
 
@@ -111,13 +91,13 @@ def torch_sample(
 @functools.cache
 def _sampling_function():
     """The kernel as a `torch.autograd.Function` of `(images, points,
-    padding_mode, generic, align_corners)`, points of shape `(batch,
-    points, rank)`."""
+    padding_mode, align_corners)`, points of shape `(batch, points,
+    rank)`."""
     import torch
 
     class Sample(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, images, points, padding_mode, generic, align_corners):
+        def forward(ctx, images, points, padding_mode, align_corners):
             options = (
                 KERNEL_PADDING_MODES[padding_mode],
                 coordinates_code(align_corners),
@@ -130,7 +110,7 @@ def _sampling_function():
             )
             ctx.save_for_backward(images, points)
             ctx.options = options
-            ctx.generic = functools.partial(generic, padding_mode=padding_mode)
+            ctx.padding_mode = padding_mode
             ctx.align_corners = align_corners
             return outputs
 
@@ -144,9 +124,14 @@ def _sampling_function():
                 # arguments, so that the gradients are partial ones where
                 # the points were computed from the images.
                 images, points = images.view_as(images), points.view_as(points)
-                outputs = ctx.generic(
-                    images, pixel_points(images, points, ctx.align_corners)
+                align_corners = ctx.align_corners
+                pixels = pixel_points(
+                    images,
+                    points,
+                    bool(align_corners),
+                    align_corners is not None,
                 )
+                outputs = sample_bilinear(images, pixels, ctx.padding_mode)
                 inputs = zip((images, points), wants, strict=True)
                 wanted = [tensor for tensor, want in inputs if want]
                 found = iter(
@@ -157,7 +142,7 @@ def _sampling_function():
                 grad_images, grad_points = (
                     next(found) if w else None for w in wants
                 )
-                return grad_images, grad_points, None, None, None
+                return grad_images, grad_points, None, None
             grad_images = torch.empty_like(images) if wants[0] else None
             grad_points = torch.empty_like(points) if wants[1] else None
             if any(wants):
@@ -169,7 +154,7 @@ def _sampling_function():
                     grad_points,
                 ]
                 _call("KerasStnBilinearGradients", buffers, ctx.options)
-            return grad_images, grad_points, None, None, None
+            return grad_images, grad_points, None, None
 
     return Sample
 

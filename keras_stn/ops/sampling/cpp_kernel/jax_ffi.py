@@ -1,16 +1,15 @@
 """The bilinear sampler as a C++ kernel on JAX's CPU.
 
-XLA's CPU code runs the generic sampler's gathers and, in the backward
-pass, its scatter-add one element at a time on one thread; they made the
-sampler 2-6x slower than PyTorch's fused kernel, forward and backward
-(docs/benchmarks.md). Where a model is differentiated, this module runs
-the forward and backward passes of bilinear (trilinear) sampling with
-`"zeros"` and `"border"` padding as the C++ kernel of
-`keras_stn/ops/kernels/bilinear_sampling.h`, called through XLA's foreign
-function interface on its intra-op threads, with the generic sampler's
-numbers (its rule for NaN and infinite points included) up to float
-rounding. The backward pass computes only the gradients that are used: a
-transformer at a model's input needs its grid's, not its input images'.
+XLA's CPU code runs the generic sampler's gathers and, in the backward pass,
+its scatter-add one element at a time on one thread; they made the sampler 2-6x
+slower than PyTorch's fused kernel, forward and backward (docs/benchmarks.md).
+Where a model is differentiated, this module runs the forward and backward
+passes of bilinear (trilinear) sampling with `"zeros"` and `"border"` padding
+as the C++ kernel of `bilinear_sampling.h`, called through XLA's foreign
+function interface on its intra-op threads, with the generic sampler's numbers
+(its rule for NaN and infinite points included) up to float rounding. The
+backward pass computes only the gradients that are used: a transformer at a
+model's input needs its grid's, not its input images'.
 
 Without differentiation, the kernel runs in eager calls and in Keras'
 `fit`, `evaluate` and `predict`; what a model exports holds plain XLA
@@ -20,7 +19,7 @@ model that another tracer calls directly (jax2onnx) samples with the
 generic `keras.ops` sampler (see `_kernel_without_differentiation`). The
 kernel's operations also lower to the generic sampler on platforms other
 than the CPU, and where no C++ compiler can build the kernel
-(`keras_stn.ops.compiled_kernels`).
+(`keras_stn.ops.sampling.cpp_kernel.build`).
 """
 
 import ctypes
@@ -28,15 +27,14 @@ import functools
 import math
 import pathlib
 
-import keras
 import numpy as np
 
-from keras_stn.ops.compiled_kernels import KERNEL_PADDING_MODES
-from keras_stn.ops.compiled_kernels import compiled_library
-from keras_stn.ops.compiled_kernels import coordinates_code
-from keras_stn.ops.compiled_kernels import kernel_samples
-from keras_stn.ops.compiled_kernels import pixel_points
-from keras_stn.ops.private_api import private_function
+from keras_stn.ops.sampling.cpp_kernel.build import KERNEL_PADDING_MODES
+from keras_stn.ops.sampling.cpp_kernel.build import compiled_library
+from keras_stn.ops.sampling.cpp_kernel.build import coordinates_code
+from keras_stn.ops.sampling.cpp_kernel.private_api import private_function
+from keras_stn.ops.sampling.generic import pixel_points
+from keras_stn.ops.sampling.generic import sample_bilinear
 from keras_stn.typing import Tensor
 
 # The FFI handlers of `kernels/jax_bilinear_sampling.cc`, by the gradients
@@ -49,35 +47,39 @@ GRADIENT_TARGETS = {
 }
 
 
-def has_jax_kernel(
-    images: Tensor, points: list[Tensor], mode: str, padding_mode: str
-) -> bool:
-    """Whether `jax_sample` applies to these arguments.
+def sample(
+    images: Tensor,
+    points: Tensor | list[Tensor],
+    *,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    normalized: bool,
+) -> Tensor:
+    """Sample with the kernel through XLA's FFI: the arguments of
+    `keras_stn.ops.sampling.generic.sample`, in the kernel's case
+    (`keras_stn.ops.sampling.cpp_kernel.build.kernel_samples`)."""
+    import jax.numpy as jnp
 
-    Args:
-        images, points, mode, padding_mode: as for
-            `keras_stn.ops.compiled_kernels.kernel_samples`.
-
-    Returns:
-        `True` on the JAX backend where the kernel computes this sampling
-        (`keras_stn.ops.compiled_kernels.kernel_samples`).
-    """
-    return keras.backend.backend() == "jax" and kernel_samples(
-        images, points, mode, padding_mode
+    del mode  # Bilinear.
+    if isinstance(points, (list, tuple)):
+        # Stacked here, where XLA fuses the stacking into the points'
+        # computation.
+        points = jnp.stack(points, axis=-1)
+    return _kernel_sample(
+        images,
+        points,
+        padding_mode,
+        sample_bilinear,
+        align_corners if normalized else None,
     )
 
 
-def jax_sample(
-    images: Tensor,
-    points: Tensor,
-    padding_mode: str,
-    generic,
-    align_corners: bool | None = None,
-) -> Tensor:
+def _kernel_sample(images, points, padding_mode, generic, align_corners):
     """Sample channels-last images bilinearly at points.
 
-    The numbers of `keras_stn.ops.grid_sample.sample_pixels` (for points in
-    pixels) or of `grid_sample` (for normalized points) for bilinear
+    The numbers of the generic sampler (for points in pixels or
+    normalized ones) for bilinear
     sampling with `"zeros"` or `"border"` padding.
 
     Args:
@@ -104,11 +106,11 @@ def jax_sample(
 
 
 def _generic_sample(images, points, padding_mode, generic, align_corners):
-    """The generic sampler on the kernel's arguments: `generic` at
-    `pixel_points(images, points, align_corners)`."""
-    return generic(
-        images, pixel_points(images, points, align_corners), padding_mode
-    )
+    """The generic sampler on the kernel's arguments: `generic` at the
+    points in pixels (`align_corners=None`) or normalized."""
+    normalized = align_corners is not None
+    points = pixel_points(images, points, bool(align_corners), normalized)
+    return generic(images, points, padding_mode)
 
 
 def _kernel_without_differentiation(images):

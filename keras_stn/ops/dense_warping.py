@@ -13,10 +13,10 @@ axes, `(row, column)` or `(depth, row, column)`, as in VoxelMorph.
 from keras import ops
 
 from keras_stn.ops.coordinates import pixel_indices
-from keras_stn.ops.grid_sample import from_channels_last
-from keras_stn.ops.grid_sample import prepare_images
-from keras_stn.ops.grid_sample import sample_pixels
 from keras_stn.ops.precision import at_least_float32
+from keras_stn.ops.sampling.sampler import from_channels_last
+from keras_stn.ops.sampling.sampler import prepare_images
+from keras_stn.ops.sampling.sampler import sample_pixels
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_indexing
 from keras_stn.ops.validation import check_same_batch
@@ -134,6 +134,7 @@ def warp_pixels(
     mode: str,
     padding_mode: str,
     implementation: str = "auto",
+    inference: bool = False,
 ) -> Tensor:
     """`warp` of channels-last images by a channels-last `"xy"` field.
 
@@ -144,6 +145,8 @@ def warp_pixels(
         mode: the sampling mode.
         padding_mode: the padding mode.
         implementation: `"auto"` or `"keras"`.
+        inference: whether a layer samples outside training, as for
+            `keras_stn.ops.sampling.sampler.sample_pixels`.
 
     Returns:
         Tensor of the shape and dtype of `images`.
@@ -158,7 +161,13 @@ def warp_pixels(
         )
     ]
     return sample_pixels(
-        images, points, mode, padding_mode, False, implementation
+        images,
+        points,
+        mode,
+        padding_mode,
+        False,
+        implementation,
+        inference=inference,
     )
 
 

@@ -1,0 +1,202 @@
+"""Which implementation samples: the sampler's paths, decided here alone.
+
+`grid_sample` (a normalized grid) and `sample_pixels` (points in pixels)
+hand every sampling to `sample`, which picks its path with `choose_path`:
+the first row of this table whose conditions hold, with
+`implementation="auto"` (`"keras"` always takes the generic sampler).
+Every path gives the generic sampler's numbers, its rule for NaN and
+infinite points included, up to float rounding (`tests/test_native_sampling.py`).
+
+| path (module) | backend | where | why |
+|---|---|---|---|
+| generic (`generic`) | TensorFlow | a layer outside training (`predict`, `model.export`) | an exported graph must hold TensorFlow's own ops, which every converter takes (tf2onnx cannot convert XLA clusters; the kernel's ops would need keras-stn to load) |
+| C++ kernel, as TensorFlow ops (`cpp_kernel.tensorflow_ops`) | TensorFlow | kernel case (below), a tape records the sampling, outside XLA compilation, no GPU, kernel built | the forward and only the recorded gradients in one fused pass each; TensorFlow's plain ops run one by one |
+| C++ kernel, through XLA's FFI (`cpp_kernel.jax_ffi`) | JAX | kernel case, JAX's default backend the CPU | XLA's CPU gathers and scatter-add run one element at a time on one thread; its operations lower to the generic sampler in `jax.export` (and on other platforms, where its backward pass would compute the forward pass again), and direct traces (jax2onnx) take the generic sampler |
+| C++ kernel, through ctypes (`cpp_kernel.torch_ctypes`) | torch | kernel case, more than one channel or points in pixels, autograd records the sampling, not traced (`torch.compile`, `torch.export`, ONNX), CPU tensors, kernel built | faster than PyTorch's kernel both ways on feature maps and volumes, and than its pixel path (power-of-two padding, a rounding guard) on any channels; at a normalized grid of one channel PyTorch's kernel costs less around each call |
+| PyTorch's `grid_sample` (`pytorch_grid_sample`) | torch | float32 or float64, spatial sizes known, not in ONNX export; points in pixels need `"zeros"` or `"border"` padding | one fused kernel each way instead of dozens of eager ops; pixel points are exact only through padding to power-of-two sizes, which moves the mirror lines of `"reflection"` |
+| XLA clusters (`xla_clusters`) | TensorFlow | everything else | the generic sampler's ops fused by XLA: forward, and one cluster per gradient |
+| generic (`generic`) | JAX, torch | everything else | every mode, padding mode and dtype, differentiable to any order |
+
+The kernel case: bilinear (trilinear) sampling with `"zeros"` or `"border"`
+padding of float32 or float64 images at points of the same dtype
+(`cpp_kernel.build.kernel_samples`).
+
+Every path module has the same `sample(images, points, *, mode,
+padding_mode, align_corners, normalized)`; `docs/design/sampler-paths.md`
+has the measurements behind each row.
+"""
+
+import functools
+import types
+
+import keras
+from keras import ops
+
+from keras_stn.ops.coordinates import are_static
+from keras_stn.ops.sampling import generic
+from keras_stn.ops.sampling import pytorch_grid_sample
+from keras_stn.ops.sampling import xla_clusters
+from keras_stn.ops.sampling.antialiasing import antialiased_sample
+from keras_stn.ops.sampling.cpp_kernel import jax_ffi
+from keras_stn.ops.sampling.cpp_kernel import tensorflow_ops
+from keras_stn.ops.sampling.cpp_kernel import torch_ctypes
+from keras_stn.ops.sampling.cpp_kernel.build import kernel_samples
+from keras_stn.typing import Tensor
+
+
+def sample(
+    images: Tensor,
+    points: Tensor | list[Tensor],
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    *,
+    normalized: bool = False,
+    implementation: str = "auto",
+    antialias: bool = False,
+    inference: bool = False,
+) -> Tensor:
+    """Sample channels-last images on the path that `choose_path` picks.
+
+    Args:
+        images: float tensor of shape `(batch, *spatial, channels)`,
+            checked.
+        points: a normalized grid of shape `(batch, *output_shape, rank)`
+            (`normalized=True`), or points in pixels, one tensor of shape
+            `(batch, *output_shape)` per axis, in the order `x, y[, z]`.
+        mode: `"bilinear"`, `"nearest"` or `"bicubic"`.
+        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
+        align_corners: the convention of the grid.
+        normalized: whether `points` is a normalized grid.
+        implementation: `"auto"` or `"keras"`.
+        antialias: whether to read a mip pyramid where the points are
+            sparser than the pixels (`keras_stn.ops.sampling.antialiasing`);
+            each level is sampled on its own path.
+        inference: whether a layer samples outside training.
+
+    Returns:
+        Tensor of shape `(batch, *output_shape, channels)`.
+    """
+    output_shape = (
+        tuple(points.shape[1:-1]) if normalized else tuple(points[0].shape[1:])
+    )
+    if 0 in output_shape:
+        # No output points, so nothing to read (not every path reshapes an
+        # empty grid).
+        return ops.zeros(
+            (ops.shape(images)[0], *output_shape, ops.shape(images)[-1]),
+            images.dtype,
+        )
+    options = {
+        "mode": mode,
+        "padding_mode": padding_mode,
+        "align_corners": align_corners,
+    }
+    if antialias:
+        level = functools.partial(
+            sample,
+            **options,
+            implementation=implementation,
+            inference=inference,
+        )
+        pixels = generic.pixel_points(images, points, align_corners, normalized)
+        return antialiased_sample(images, pixels, level)
+    if images.shape[0] == 0:
+        # Nothing to sample, but not every path gathers from an empty
+        # operand (JAX's `take` then drops the indices' axes): sample one
+        # blank example and drop it, which keeps the shapes and gradients.
+        return sample(
+            _with_blank_example(images),
+            _with_blank_example(points)
+            if normalized
+            else [_with_blank_example(point) for point in points],
+            **options,
+            normalized=normalized,
+            implementation=implementation,
+            inference=inference,
+        )[:0]
+    path = choose_path(
+        images,
+        points,
+        mode,
+        padding_mode,
+        normalized=normalized,
+        implementation=implementation,
+        inference=inference,
+    )
+    return path.sample(images, points, **options, normalized=normalized)
+
+
+def choose_path(
+    images: Tensor,
+    points: Tensor | list[Tensor],
+    mode: str,
+    padding_mode: str,
+    *,
+    normalized: bool = False,
+    implementation: str = "auto",
+    inference: bool = False,
+) -> types.ModuleType:
+    """The module that samples these arguments here: the table's first row.
+
+    Args:
+        images, points, mode, padding_mode, normalized, implementation,
+            inference: as for `sample`.
+
+    Returns:
+        The path's module, whose `sample` function samples.
+    """
+    if implementation == "keras":
+        return generic
+    backend = keras.backend.backend()
+    tensors = [points] if normalized else list(points)
+    kernel_case = kernel_samples(images, tensors, mode, padding_mode)
+    if backend == "tensorflow":
+        if inference:
+            return generic
+        if (
+            kernel_case
+            and tensorflow_ops.tape_records(images, *tensors)
+            and not tensorflow_ops.in_xla_compilation()
+            and not tensorflow_ops.has_gpus()
+            and tensorflow_ops.available()
+        ):
+            return tensorflow_ops
+        return xla_clusters
+    if backend == "jax":
+        import jax
+
+        on_cpu = jax.default_backend() == "cpu"
+        return jax_ffi if kernel_case and on_cpu else generic
+    if backend == "torch":
+        import torch
+
+        if (
+            kernel_case
+            and (images.shape[-1] != 1 or not normalized)
+            and torch.is_grad_enabled()
+            and any(tensor.requires_grad for tensor in (images, *tensors))
+            and not torch.compiler.is_compiling()
+            and not torch.onnx.is_in_onnx_export()
+            and all(t.device.type == "cpu" for t in (images, *tensors))
+            and torch_ctypes.available()
+        ):
+            return torch_ctypes
+        if (
+            keras.backend.standardize_dtype(images.dtype)
+            in pytorch_grid_sample.DTYPES
+            and are_static(images.shape[1:-1])
+            and not torch.onnx.is_in_onnx_export()
+            and (
+                normalized
+                or padding_mode in pytorch_grid_sample.PIXEL_PADDING_MODES
+            )
+        ):
+            return pytorch_grid_sample
+    return generic
+
+
+def _with_blank_example(tensor):
+    """`tensor` with one more example of zeros along its batch axis."""
+    blank = ops.zeros((1, *tensor.shape[1:]), tensor.dtype)
+    return ops.concatenate([tensor, blank])
