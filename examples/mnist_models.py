@@ -21,6 +21,7 @@ the ST net's with an affine transformer. All layers but the last use ReLU.
 """
 
 import bisect
+from collections.abc import Callable
 
 import keras
 
@@ -112,10 +113,10 @@ def _st_classifier(
         localization_net = _convolutional_localization_net(
             localization_batch_norm
         )
-        head = _convolutional_head(ST_CNN_WIDTH)
+        head = convolutional_head(ST_CNN_WIDTH)
     else:
-        localization_net = _dense_localization_net()
-        head = _dense_head(ST_FCN_WIDTH)
+        localization_net = dense_localization_net()
+        head = dense_head(ST_FCN_WIDTH)
     transformer = SpatialTransformer(
         localization_net,
         transform=transform,
@@ -129,29 +130,62 @@ def _st_classifier(
 
 def _plain_classifier(model, input_size, output_size):
     """The plain net whose parameter count is closest to its ST net's."""
-    head = _convolutional_head if model == "cnn" else _dense_head
+    head = convolutional_head if model == "cnn" else dense_head
     target = _st_classifier(
         f"st-{model}", input_size, output_size, "affine"
     ).count_params()
+    shape = (None, input_size, input_size, 1)
+    width = closest_width(
+        lambda width: count_parameters(head(width), shape), target
+    )
+    return _sequential(model, input_size, head(width))
 
-    def count(width):
-        return _count_parameters(head(width), (None, input_size, input_size, 1))
 
-    # Parameter counts grow with the width: bisect for the first width at
-    # or above the target, then keep it or the one below, whichever is
-    # closer.
+def closest_width(count: Callable[[int], int], target: int) -> int:
+    """The width whose parameter count is closest to `target`.
+
+    Args:
+        count: the parameter count of a net of a given width, growing with
+            the width.
+        target: the parameter count to match.
+
+    Returns:
+        The width from 1 to 1024 whose `count` is closest to `target`.
+
+    Example:
+
+    >>> closest_width(lambda width: 10 * width, 1234)
+    123
+    """
+    # Bisect for the first width at or above the target, then keep it or
+    # the one below, whichever is closer.
     widths = range(1, _MAX_WIDTH + 1)
     width = widths[bisect.bisect_left(widths, target, key=count)]
     if width > 1 and target - count(width - 1) < count(width) - target:
         width -= 1
-    return _sequential(model, input_size, head(width))
+    return width
 
 
-def _count_parameters(layers, input_shape):
+def count_parameters(
+    layers: list[keras.layers.Layer], input_shape: tuple
+) -> int:
     """The parameter count of unbuilt convolution, pooling and dense layers.
 
     From their output shapes alone, without creating (and, on JAX,
     compiling the initializers of) their weights.
+
+    Args:
+        layers: the layers, in the order they apply; layers other than
+            `Conv2D` and `Dense` are counted as weightless.
+        input_shape: the shape of their input, batch axis included.
+
+    Returns:
+        The number of weights of the layers once built.
+
+    Example:
+
+    >>> count_parameters(dense_head(8), (None, 28, 28, 1))
+    6442
     """
     count = 0
     shape = input_shape
@@ -171,25 +205,45 @@ def _sequential(name, input_size, layers):
     )
 
 
-def _convolutional_head(width):
-    """The CNN: two convolutions with max pooling, then softmax."""
+def convolutional_head(
+    width: int, num_classes: int = NUM_CLASSES
+) -> list[keras.layers.Layer]:
+    """The CNN's layers: two convolutions with max pooling, then softmax.
+
+    Args:
+        width: the filters of each 5x5 convolution.
+        num_classes: the units of the softmax layer.
+
+    Returns:
+        The layers, unbuilt.
+    """
     return [
         keras.layers.Conv2D(width, 5, padding="same", activation="relu"),
         keras.layers.MaxPooling2D(2),
         keras.layers.Conv2D(width, 5, padding="same", activation="relu"),
         keras.layers.MaxPooling2D(2),
         keras.layers.Flatten(),
-        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+        keras.layers.Dense(num_classes, activation="softmax"),
     ]
 
 
-def _dense_head(width):
-    """The FCN: two fully connected layers, then softmax."""
+def dense_head(
+    width: int, num_classes: int = NUM_CLASSES
+) -> list[keras.layers.Layer]:
+    """The FCN's layers: two fully connected layers, then softmax.
+
+    Args:
+        width: the units of each of the two hidden layers.
+        num_classes: the units of the softmax layer.
+
+    Returns:
+        The layers, unbuilt.
+    """
     return [
         keras.layers.Flatten(),
         keras.layers.Dense(width, activation="relu"),
         keras.layers.Dense(width, activation="relu"),
-        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+        keras.layers.Dense(num_classes, activation="softmax"),
     ]
 
 
@@ -208,8 +262,13 @@ def _convolutional_localization_net(batch_norm=False):
     return keras.Sequential(layers, name="localization_net")
 
 
-def _dense_localization_net():
-    """The ST-FCN's localization net: 3 fully connected layers of 32."""
+def dense_localization_net() -> keras.Sequential:
+    """The ST-FCN's localization net: 3 fully connected layers of 32.
+
+    Returns:
+        A `keras.Sequential` named `"localization_net"`, unbuilt, that
+        flattens its input.
+    """
     layers = [keras.layers.Flatten()]
     layers += [keras.layers.Dense(32, activation="relu") for _ in range(3)]
     return keras.Sequential(layers, name="localization_net")
