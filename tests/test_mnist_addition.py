@@ -158,7 +158,7 @@ def attention_reading_pixels(first_pixel, images):
         output_size=(28, 28),
         normalize_features=False,
     )
-    layer(images[:1])
+    layer.build(images.shape)
     kernel, bias = layer.theta_regressor.get_weights()
     kernel = np.zeros_like(kernel)
     kernel[np.arange(first_pixel, first_pixel + 3), np.arange(3)] = 1.0
