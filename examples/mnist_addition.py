@@ -10,7 +10,7 @@ parameter count of the affine 2xST-FCN, as in the paper:
 - CNN: two 5x5 convolutions of 32 filters with 2x2 max pooling, softmax
   (`mnist_models.convolutional_head`, the distorted-MNIST ST-CNN's head).
   A seventh of the others' parameters: matching them takes 112 filters,
-  about 50 times the 2xST-FCN's training time on a CPU.
+  about 50 times the FCN-based nets' training time on a CPU.
 - ST-FCN: a transformer (localization net: 3 fully connected layers of 32)
   sampling a 28x28 view of both channels, then an FCN.
 - 2xST-FCN: two transformers in parallel, each reading both channels and
