@@ -67,7 +67,7 @@ from mnist_data import take_first
 from mnist_models import ST_CNN_WIDTH
 from mnist_models import convolutional_head
 from mnist_models import count_parameters
-from mnist_models import matching_width
+from mnist_models import closest_width
 
 MODELS = ("cnn", "st-cnn")
 DIGIT = 28
@@ -323,7 +323,11 @@ def build_model(model: str, size: int = VOLUME) -> keras.Sequential:
     if model == "st-cnn":
         return _st_cnn(size)
     target = st_cnn_parameters(size)
-    width = matching_width(convolutional_head, (None, size, size, 1), target)
+    shape = (None, size, size, 1)
+    width = closest_width(
+        lambda width: count_parameters(convolutional_head(width), shape),
+        target,
+    )
     return _sequential(
         "cnn", size, _projection(size, size) + convolutional_head(width)
     )

@@ -116,8 +116,8 @@ def _st_classifier(
         )
         head = convolutional_head(ST_CNN_WIDTH)
     else:
-        localization_net = _dense_localization_net()
-        head = _dense_head(ST_FCN_WIDTH)
+        localization_net = dense_localization_net()
+        head = dense_head(ST_FCN_WIDTH)
     transformer = SpatialTransformer(
         localization_net,
         transform=transform,
@@ -131,42 +131,35 @@ def _st_classifier(
 
 def _plain_classifier(model, input_size, output_size):
     """The plain net whose parameter count is closest to its ST net's."""
-    head = convolutional_head if model == "cnn" else _dense_head
+    head = convolutional_head if model == "cnn" else dense_head
     target = _st_classifier(
         f"st-{model}", input_size, output_size, "affine"
     ).count_params()
-
-    width = matching_width(head, (None, input_size, input_size, 1), target)
+    shape = (None, input_size, input_size, 1)
+    width = closest_width(
+        lambda width: count_parameters(head(width), shape), target
+    )
     return _sequential(model, input_size, head(width))
 
 
-def matching_width(
-    head: Callable[[int], list[keras.layers.Layer]],
-    input_shape: tuple,
-    target: int,
-) -> int:
-    """The width of a head whose parameter count is closest to `target`.
-
-    Parameter counts grow with the width: bisect for the first width at or
-    above the target, then keep it or the one below, whichever is closer.
+def closest_width(count: Callable[[int], int], target: int) -> int:
+    """The width whose parameter count is closest to `target`.
 
     Args:
-        head: maps a width to unbuilt layers, as `convolutional_head`.
-        input_shape: the shape of the head's input, batch first.
+        count: the parameter count of a net of a given width, growing with
+            the width.
         target: the parameter count to match.
 
     Returns:
-        A width from 1 to 1024.
+        The width from 1 to 1024 whose `count` is closest to `target`.
 
     Example:
 
-    >>> matching_width(convolutional_head, (None, 28, 28, 1), 5746)
-    8
+    >>> closest_width(lambda width: 10 * width, 1234)
+    123
     """
-
-    def count(width):
-        return count_parameters(head(width), input_shape)
-
+    # Bisect for the first width at or above the target, then keep it or
+    # the one below, whichever is closer.
     widths = range(1, _MAX_WIDTH + 1)
     width = widths[bisect.bisect_left(widths, target, key=count)]
     if width > 1 and target - count(width - 1) < count(width) - target:
@@ -179,23 +172,22 @@ def count_parameters(
 ) -> int:
     """The parameter count of unbuilt convolution, pooling and dense layers.
 
-    Convolutions are `Conv2D` or `Conv3D`, channels last.
-
-    From their output shapes alone, without creating (and, on JAX,
+    Convolutions are `Conv2D` or `Conv3D`, channels last. From their output
+    shapes alone, without creating (and, on JAX,
     compiling the initializers of) their weights.
 
     Args:
-        layers: convolution, pooling, flattening and dense layers, in the
-            order they apply.
-        input_shape: the shape of their input, batch first.
+        layers: the layers, in the order they apply; layers other than
+            convolutions and `Dense` are counted as weightless.
+        input_shape: the shape of their input, batch axis included.
 
     Returns:
-        Their number of weights.
+        The number of weights of the layers once built.
 
     Example:
 
-    >>> count_parameters(convolutional_head(8), (None, 28, 28, 1))
-    5746
+    >>> count_parameters(dense_head(8), (None, 28, 28, 1))
+    6442
     """
     count = 0
     shape = input_shape
@@ -215,25 +207,17 @@ def _sequential(name, input_size, layers):
     )
 
 
-def convolutional_head(width: int) -> list[keras.layers.Layer]:
+def convolutional_head(
+    width: int, num_classes: int = NUM_CLASSES
+) -> list[keras.layers.Layer]:
     """The CNN's layers: two convolutions with max pooling, then softmax.
 
-    Two 5x5 convolutions of `width` filters ("same" padding, ReLU), each
-    followed by 2x2 max pooling, then a dense softmax layer of 10 classes.
-
     Args:
-        width: the convolutions' filters.
+        width: the filters of each 5x5 convolution.
+        num_classes: the units of the softmax layer.
 
     Returns:
-        The unbuilt layers, for a `keras.Sequential` on images.
-
-    Example:
-
-    >>> cnn = keras.Sequential([keras.Input((28, 28, 1))])
-    >>> for layer in convolutional_head(8):
-    ...     cnn.add(layer)
-    >>> cnn.output_shape
-    (None, 10)
+        The layers, unbuilt.
     """
     return [
         keras.layers.Conv2D(width, 5, padding="same", activation="relu"),
@@ -241,17 +225,27 @@ def convolutional_head(width: int) -> list[keras.layers.Layer]:
         keras.layers.Conv2D(width, 5, padding="same", activation="relu"),
         keras.layers.MaxPooling2D(2),
         keras.layers.Flatten(),
-        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+        keras.layers.Dense(num_classes, activation="softmax"),
     ]
 
 
-def _dense_head(width):
-    """The FCN: two fully connected layers, then softmax."""
+def dense_head(
+    width: int, num_classes: int = NUM_CLASSES
+) -> list[keras.layers.Layer]:
+    """The FCN's layers: two fully connected layers, then softmax.
+
+    Args:
+        width: the units of each of the two hidden layers.
+        num_classes: the units of the softmax layer.
+
+    Returns:
+        The layers, unbuilt.
+    """
     return [
         keras.layers.Flatten(),
         keras.layers.Dense(width, activation="relu"),
         keras.layers.Dense(width, activation="relu"),
-        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+        keras.layers.Dense(num_classes, activation="softmax"),
     ]
 
 
@@ -270,8 +264,13 @@ def _convolutional_localization_net(batch_norm=False):
     return keras.Sequential(layers, name="localization_net")
 
 
-def _dense_localization_net():
-    """The ST-FCN's localization net: 3 fully connected layers of 32."""
+def dense_localization_net() -> keras.Sequential:
+    """The ST-FCN's localization net: 3 fully connected layers of 32.
+
+    Returns:
+        A `keras.Sequential` named `"localization_net"`, unbuilt, that
+        flattens its input.
+    """
     layers = [keras.layers.Flatten()]
     layers += [keras.layers.Dense(32, activation="relu") for _ in range(3)]
     return keras.Sequential(layers, name="localization_net")

@@ -145,6 +145,27 @@ def test_draw_transformer_shows_several_transformers_and_channels_first():
     )
 
 
+def test_draw_transformer_shows_two_channels_in_magenta_and_cyan():
+    layer = SpatialTransformer(output_size=(16, 16))
+    # Channel 0 lights the left half, channel 1 the top half.
+    images = np.zeros((1, 16, 16, 2), "float32")
+    images[0, :, :8, 0] = 1.0
+    images[0, :8, :, 1] = 1.0
+    layer(images)
+    picture = draw_transformer(layer, images)
+    # 16x16 drawn 7x larger; the output panel (the identity's) beside the
+    # input's. The centres of its quarters: both, channel 1, channel 0,
+    # neither.
+    top, left = MARGIN, MARGIN + 112 + MARGIN
+    quarters = [
+        picture[top + row * 56 + 28, left + col * 56 + 28]
+        for row in (0, 1)
+        for col in (0, 1)
+    ]
+    expected = [[255, 255, 255], [0, 255, 255], [255, 0, 255], [0, 0, 0]]
+    np.testing.assert_array_equal(quarters, expected)
+
+
 @pytest.mark.parametrize("every_n_epochs", [0, 1.5, True])
 def test_bad_every_n_epochs(every_n_epochs):
     with pytest.raises(ValueError, match="`every_n_epochs`"):

@@ -10,6 +10,8 @@ from keras_stn.ops.sampled_regions import sampled_boxes
 from keras_stn.ops.sampled_regions import sampled_outlines
 from keras_stn.typing import Tensor
 
+# The colours of the two channels of two-channel images.
+TWO_CHANNEL_COLOURS = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
 # Outline colours of the transformers' sampling grids, in turn.
 OUTLINE_COLOURS = [(255, 48, 48), (48, 200, 48), (48, 140, 255), (255, 200, 0)]
 BACKGROUND = (32, 32, 32)
@@ -24,9 +26,10 @@ def draw_transformer(layer, images: Tensor, columns: int = 1) -> np.ndarray:
     sampling grid drawn on it (the region of the input that the output
     shows, `keras_stn.ops.sampled_outlines`) over its bounding box in a
     darker shade (`keras_stn.ops.sampled_boxes`), then the transformer
-    outputs. Values are scaled per example from
-    the input's range; one channel is drawn in grey, three as RGB, others as
-    their mean. Needs Pillow.
+    outputs. Values are scaled per example from the input's range; one
+    channel is drawn in grey, two in magenta (the first) and cyan (the
+    second), so that where both are bright it is white, three as RGB, others
+    as their mean. Needs Pillow.
 
     Args:
         layer: a built `keras_stn.SpatialTransformer` on images (4-D).
@@ -143,7 +146,9 @@ def _to_picture(image, low, high, scale):
     """A Pillow RGB image of a `(height, width, channels)` array."""
     from PIL import Image
 
-    if image.shape[-1] != 3:
+    if image.shape[-1] == 2:
+        image = image @ TWO_CHANNEL_COLOURS.astype(image.dtype)
+    elif image.shape[-1] != 3:
         image = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
     span = high - low if high > low else 1.0
     pixels = np.clip((image - low) / span * 255.0, 0, 255).astype(np.uint8)
