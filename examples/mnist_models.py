@@ -109,7 +109,7 @@ def _st_classifier(
 ):
     """An ST-CNN or ST-FCN."""
     if model == "st-cnn":
-        localization_net = _convolutional_localization_net(
+        localization_net = convolutional_localization_net(
             localization_batch_norm
         )
         head = _convolutional_head(ST_CNN_WIDTH)
@@ -193,8 +193,19 @@ def _dense_head(width):
     ]
 
 
-def _convolutional_localization_net(batch_norm=False):
-    """The ST-CNN's localization net (see the module docstring)."""
+def convolutional_localization_net(
+    batch_norm: bool = False,
+) -> keras.Sequential:
+    """The ST-CNN's localization net (see the module docstring).
+
+    Args:
+        batch_norm: whether each convolution's output is normalized
+            (`BatchNormalization` after it).
+
+    Returns:
+        A `keras.Sequential` named `"localization_net"`, from images to
+        50 features.
+    """
     layers = [keras.layers.MaxPooling2D(2)]
     for _ in range(2):
         layers.append(
