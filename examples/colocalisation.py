@@ -522,7 +522,9 @@ def localisation_metrics(boxes: np.ndarray, true_boxes: np.ndarray) -> dict:
         A dict: `iou_share_percent`, the share of boxes whose IoU with
         their true box is above `IOU_THRESHOLD` (the paper's measure);
         `mean_iou`; `centre_box_share_percent`, the same share for the
-        canvas' centred 28x28 box, a baseline; `mean_centre_error`, the
+        canvas' centred 28x28 box, a baseline; `digit_box_share_percent`,
+        the same share for 28x28 boxes at the predicted boxes' centres
+        (where the boxes are, whatever their size); `mean_centre_error`, the
         mean distance of the boxes' centres, in pixels; and
         `mean_predicted_side`, the boxes' mean width, in pixels.
 
@@ -537,11 +539,17 @@ def localisation_metrics(boxes: np.ndarray, true_boxes: np.ndarray) -> dict:
     centred = np.array([CANVAS - DIGIT] * 2 + [CANVAS + DIGIT] * 2) / 2 - 0.5
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     true_centres = (true_boxes[:, :2] + true_boxes[:, 2:]) / 2
+    # The digit-sized boxes at the predicted centres.
+    low = centres - DIGIT / 2
     return {
         "iou_share_percent": _percent(iou > IOU_THRESHOLD),
         "mean_iou": round(float(np.mean(iou)), 3),
         "centre_box_share_percent": _percent(
             box_iou(centred, true_boxes) > IOU_THRESHOLD
+        ),
+        "digit_box_share_percent": _percent(
+            box_iou(np.concatenate([low, low + DIGIT], 1), true_boxes)
+            > IOU_THRESHOLD
         ),
         "mean_centre_error": round(
             float(np.mean(np.linalg.norm(centres - true_centres, axis=1))), 1

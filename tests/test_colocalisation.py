@@ -186,7 +186,8 @@ def test_one_training_step_moves_the_windows(tmp_path):
     np.testing.assert_allclose(before, [[3.7, 3.7, 79.3, 79.3]] * 8, atol=1e-4)
 
     model.compile(
-        optimizer=keras.optimizers.Adam(0.1), loss=colocalisation.TripletLoss()
+        optimizer=keras.optimizers.Adam(0.1),
+        loss=colocalisation.TripletLoss(),
     )
     history = model.fit(canvases, np.zeros(8), batch_size=8, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -243,3 +244,20 @@ def test_default_output_dir_names_the_run():
     args = colocalisation.parse_args(["--clutter", "--fixed-scale"])
     assert str(args.output_dir).endswith("cluttered_fixed_scale")
     assert colocalisation.parse_args([]).digits == list(range(10))
+
+
+def test_localisation_metrics_by_hand():
+    true_boxes = np.array([[0.0, 0.0, 28.0, 28.0], [10.0, 10.0, 38.0, 38.0]])
+    # A 42-pixel box centred on the first digit: IoU 784 / 1764 < 0.5; the
+    # second box is the true one moved by 3 and 4 pixels.
+    boxes = np.array([[-7.0, -7.0, 35.0, 35.0], [13.0, 14.0, 41.0, 42.0]])
+    metrics = colocalisation.localisation_metrics(boxes, true_boxes)
+    assert metrics["mean_iou"] == pytest.approx(
+        (784 / 1764 + 25 * 24 / (2 * 784 - 25 * 24)) / 2, abs=1e-3
+    )
+    assert metrics["iou_share_percent"] == 50.0
+    assert metrics["digit_box_share_percent"] == 100.0
+    assert metrics["mean_centre_error"] == 2.5  # (0 + 5) / 2
+    assert metrics["mean_predicted_side"] == 35.0
+    # The centred box (27.5 to 55.5) meets neither digit's box enough.
+    assert metrics["centre_box_share_percent"] == 0.0
