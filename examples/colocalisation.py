@@ -18,10 +18,16 @@ in clutter).
 
 Here `e` is the flattened features (before the softmax) of
 `mnist_models.build_classifier("cnn", 28)`, trained on the 28x28 training
-digits of every class for `--encoder-epochs` and then frozen; the
-localization net is `mnist_models.convolutional_localization_net()`. The
-random crops have the digit's size (a third of the canvas) and lie wholly
-on the canvas. Each image's partner `m` is the next one of its batch.
+digits of every class for `--encoder-epochs` and then frozen, scaled to
+unit length (so that squared distances are of the order of the margin).
+The localization net is `mnist_models.convolutional_localization_net()`;
+the transform is `CanvasWindow`, attention windows that stay on the canvas
+and between the digit's size and the canvas', starting with 90% of it
+(`--fixed-scale`: digit-sized windows from the centre). The random crops
+have the digit's size (a third of the canvas) and lie wholly on the
+canvas. Each image's partner `m` is the next one of its batch. The loss's
+other minima, and why these choices avoid some of them:
+docs/experiments/colocalisation.md.
 
 Usage (`--help` lists the options):
 
