@@ -100,7 +100,7 @@ def distort(
     size = CANVAS_SIZES[distortion]
     canvases = _resample(images.astype("float32") / 255.0, source_points, size)
     if distortion == "cluttered":
-        _add_clutter(canvases, images, rng)
+        add_clutter(canvases, images, rng)
     return np.clip(canvases, 0.0, 1.0)[..., None], parameters
 
 
@@ -296,22 +296,44 @@ def _draw_cluttered(images, rng):
     return _affine_source_points(forward, shifts, size), {"shift": shifts}
 
 
-def _add_clutter(canvases, images, rng):
-    """Add `CLUTTER_PATCHES` crops of other random digits to each canvas.
+def add_clutter(
+    canvases: np.ndarray,
+    images: np.ndarray,
+    rng: np.random.Generator,
+    patches: int = CLUTTER_PATCHES,
+    size: int = CLUTTER_SIZE,
+) -> None:
+    """Add crops of random digits to each canvas, in place.
 
-    Each crop is `CLUTTER_SIZE` pixels square, taken at a random place of a
-    random digit's central 20x20 box (where the ink is) and put at a random
-    place of the canvas, keeping the brighter pixel where it overlaps.
+    Each crop is `size` pixels square, taken at a random place of a random
+    digit's central 20x20 box (where the ink is) and put at a random place
+    of the canvas, keeping the brighter pixel where it overlaps.
+
+    Args:
+        canvases: float32 canvases `(n, height, height)` with values in
+            [0, 1], changed in place.
+        images: the uint8 digits `(m, 28, 28)` that the crops come from.
+        rng: the generator that draws the crops and their places.
+        patches: how many crops each canvas gets.
+        size: the crops' side, in pixels, at most 12.
+
+    Example:
+
+    >>> canvases = np.zeros((2, 40, 40), "float32")
+    >>> add_clutter(canvases, np.full((3, 28, 28), 255, "uint8"),
+    ...             np.random.default_rng(0), patches=1, size=5)
+    >>> (canvases.sum(axis=(1, 2)) == 25).tolist()
+    [True, True]
     """
-    n, size = len(canvases), canvases.shape[1]
-    shape = (n, CLUTTER_PATCHES)
+    n, side = len(canvases), canvases.shape[1]
+    shape = (n, patches)
     sources = rng.integers(0, len(images), shape)
-    low, high = 4, DIGIT - 4 - CLUTTER_SIZE + 1
+    low, high = 4, DIGIT - 4 - size + 1
     source_corners = rng.integers(low, high, shape + (2,))
-    canvas_corners = rng.integers(0, size - CLUTTER_SIZE + 1, shape + (2,))
+    canvas_corners = rng.integers(0, side - size + 1, shape + (2,))
     pixels = images.astype("float32") / 255.0
-    span = np.arange(CLUTTER_SIZE)
-    for patch in range(CLUTTER_PATCHES):
+    span = np.arange(size)
+    for patch in range(patches):
         rows = source_corners[:, patch, 0, None] + span
         cols = source_corners[:, patch, 1, None] + span
         crops = pixels[

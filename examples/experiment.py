@@ -131,23 +131,28 @@ def add_data_arguments(
 
 
 def cosine_adam(
-    epochs: int, train_samples: int, batch_size: int
+    epochs: int,
+    train_samples: int,
+    batch_size: int,
+    learning_rate: float = 1e-3,
 ) -> keras.optimizers.Adam:
-    """Adam whose learning rate decays from 1e-3 to 0 along a cosine.
+    """Adam whose learning rate decays to 0 along a cosine.
 
-    The decay spans the run's training steps: `epochs` times the batches
-    that `train_samples` make, the last one possibly smaller.
+    It starts at `learning_rate`; the decay spans the run's training
+    steps: `epochs` times the batches that `train_samples` make, the last
+    one possibly smaller.
 
     Args:
         epochs: the run's epochs.
         train_samples: the number of training samples.
         batch_size: the batch size.
+        learning_rate: the initial learning rate.
 
     Returns:
         The optimizer.
     """
     steps = epochs * -(-train_samples // batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(1e-3, steps)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
     return keras.optimizers.Adam(schedule)
 
 

@@ -65,9 +65,9 @@ from experiment import save_results
 from mnist_data import load_mnist
 from mnist_data import take_first
 from mnist_models import ST_CNN_WIDTH
+from mnist_models import closest_width
 from mnist_models import convolutional_head
 from mnist_models import count_parameters
-from mnist_models import closest_width
 
 MODELS = ("cnn", "st-cnn")
 DIGIT = 28

@@ -111,7 +111,7 @@ def _st_classifier(
 ):
     """An ST-CNN or ST-FCN."""
     if model == "st-cnn":
-        localization_net = _convolutional_localization_net(
+        localization_net = convolutional_localization_net(
             localization_batch_norm
         )
         head = convolutional_head(ST_CNN_WIDTH)
@@ -249,8 +249,19 @@ def dense_head(
     ]
 
 
-def _convolutional_localization_net(batch_norm=False):
-    """The ST-CNN's localization net (see the module docstring)."""
+def convolutional_localization_net(
+    batch_norm: bool = False,
+) -> keras.Sequential:
+    """The ST-CNN's localization net (see the module docstring).
+
+    Args:
+        batch_norm: whether each convolution's output is normalized
+            (`BatchNormalization` after it).
+
+    Returns:
+        A `keras.Sequential` named `"localization_net"`, from images to
+        50 features.
+    """
     layers = [keras.layers.MaxPooling2D(2)]
     for _ in range(2):
         layers.append(
