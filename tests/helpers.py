@@ -12,6 +12,7 @@ import scipy.ndimage
 import torch
 
 from keras_stn.ops.sampling import dispatch
+from keras_stn.ops.sampling.options import SamplingOptions
 
 BACKEND = keras.backend.backend()
 
@@ -204,10 +205,8 @@ def takes_path(module, images, points, mode, padding_mode, normalized=False):
     """Whether the sampler's dispatch samples these points (pixels, one
     tensor per axis; or a normalized grid) with the path of `module`
     (`keras_stn.ops.sampling.dispatch.choose_path`)."""
-    chosen = dispatch.choose_path(
-        images, points, mode, padding_mode, normalized=normalized
-    )
-    return chosen is module
+    options = SamplingOptions(mode, padding_mode, False, normalized)
+    return dispatch.choose_path(images, points, options) is module
 
 
 def random_images_and_upstream(rng, size, data_format):

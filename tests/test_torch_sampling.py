@@ -16,6 +16,7 @@ from keras import ops
 
 from keras_stn import SpatialTransformer
 from keras_stn.ops import grid_sample
+from keras_stn.ops.sampling.options import SamplingOptions
 
 from helpers import BACKEND
 from helpers import random_sampling_problem
@@ -161,19 +162,16 @@ def test_pytorch_kernel_off_the_cpu_reads_no_values():
         (False, pixels, ("zeros", "border")),
     ):
         for padding_mode in padding_modes:
-            options = {
-                "mode": "bilinear",
-                "padding_mode": padding_mode,
-                "align_corners": False,
-                "normalized": normalized,
-            }
-            expected = pytorch_grid_sample.sample(images, points, **options)
+            options = SamplingOptions(
+                "bilinear", padding_mode, False, normalized
+            )
+            expected = pytorch_grid_sample.sample(images, points, options)
             outputs = pytorch_grid_sample.sample(
                 images.to("meta"),
                 points.to("meta")
                 if normalized
                 else [point.to("meta") for point in points],
-                **options,
+                options,
             )
             assert outputs.device.type == "meta"
             assert outputs.shape == expected.shape

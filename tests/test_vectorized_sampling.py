@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_stn.ops.sampling.options import SamplingOptions
+
 from helpers import BACKEND
 from helpers import random_sampling_problem
 from helpers import torch_grid_sample
@@ -62,16 +64,14 @@ def kernel_gradients(images, points, upstream, padding_mode, align_corners):
     comes from the differentiated call, the one that runs the kernel.
     """
 
+    normalized = align_corners is not None
+
     def loss(images, upstream, *points):
         points = list(points) if len(points) > 1 else points[0]
-        output = kernel.sample(
-            images,
-            points,
-            mode="bilinear",
-            padding_mode=padding_mode,
-            align_corners=bool(align_corners),
-            normalized=align_corners is not None,
+        options = SamplingOptions(
+            "bilinear", padding_mode, bool(align_corners), normalized
         )
+        output = kernel.sample(images, points, options)
         return ops.sum(output * upstream)
 
     arrays = points if isinstance(points, list) else [points]

@@ -21,9 +21,9 @@ The kernel case: bilinear (trilinear) sampling with `"zeros"` or `"border"`
 padding of float32 or float64 images at points of the same dtype
 (`cpp_kernel.build.kernel_samples`).
 
-Every path module has the same `sample(images, points, *, mode,
-padding_mode, align_corners, normalized)`; `docs/design/sampler-paths.md`
-has the measurements behind each row.
+Every path module has the same `sample(images, points, options)`
+(`keras_stn.ops.sampling.options.SamplingOptions`);
+`docs/design/sampler-paths.md` has the measurements behind each row.
 """
 
 import functools
@@ -41,17 +41,15 @@ from keras_stn.ops.sampling.cpp_kernel import jax_ffi
 from keras_stn.ops.sampling.cpp_kernel import tensorflow_ops
 from keras_stn.ops.sampling.cpp_kernel import torch_ctypes
 from keras_stn.ops.sampling.cpp_kernel.build import kernel_samples
+from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
 
 def sample(
     images: Tensor,
     points: Tensor | list[Tensor],
-    mode: str,
-    padding_mode: str,
-    align_corners: bool,
+    options: SamplingOptions,
     *,
-    normalized: bool = False,
     implementation: str = "auto",
     antialias: bool = False,
     inference: bool = False,
@@ -61,13 +59,9 @@ def sample(
     Args:
         images: float tensor of shape `(batch, *spatial, channels)`,
             checked.
-        points: a normalized grid of shape `(batch, *output_shape, rank)`
-            (`normalized=True`), or points in pixels, one tensor of shape
-            `(batch, *output_shape)` per axis, in the order `x, y[, z]`.
-        mode: `"bilinear"`, `"nearest"` or `"bicubic"`.
-        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
-        align_corners: the convention of the grid.
-        normalized: whether `points` is a normalized grid.
+        points: a normalized grid or points in pixels, as
+            `options.normalized` says.
+        options: the sampling's options (`SamplingOptions`).
         implementation: `"auto"` or `"keras"`.
         antialias: whether to read a mip pyramid where the points are
             sparser than the pixels (`keras_stn.ops.sampling.antialiasing`);
@@ -77,9 +71,11 @@ def sample(
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`.
     """
-    output_shape = (
-        tuple(points.shape[1:-1]) if normalized else tuple(points[0].shape[1:])
-    )
+    choices = {"implementation": implementation, "inference": inference}
+    if options.normalized:
+        output_shape = tuple(points.shape[1:-1])
+    else:
+        output_shape = tuple(points[0].shape[1:])
     if 0 in output_shape:
         # No output points, so nothing to read (not every path reshapes an
         # empty grid).
@@ -87,67 +83,48 @@ def sample(
             (ops.shape(images)[0], *output_shape, ops.shape(images)[-1]),
             images.dtype,
         )
-    options = {
-        "mode": mode,
-        "padding_mode": padding_mode,
-        "align_corners": align_corners,
-    }
     if antialias:
-        level = functools.partial(
-            sample,
-            **options,
-            implementation=implementation,
-            inference=inference,
+        pixels = generic.pixel_points(
+            images, points, options.align_corners, options.normalized
         )
-        pixels = generic.pixel_points(images, points, align_corners, normalized)
+        level = functools.partial(
+            sample, options=options._replace(normalized=False), **choices
+        )
         return antialiased_sample(images, pixels, level)
     if images.shape[0] == 0:
         # Nothing to sample, but not every path gathers from an empty
         # operand (JAX's `take` then drops the indices' axes): sample one
         # blank example and drop it, which keeps the shapes and gradients.
-        return sample(
-            _with_blank_example(images),
-            _with_blank_example(points)
-            if normalized
-            else [_with_blank_example(point) for point in points],
-            **options,
-            normalized=normalized,
-            implementation=implementation,
-            inference=inference,
-        )[:0]
-    path = choose_path(
-        images,
-        points,
-        mode,
-        padding_mode,
-        normalized=normalized,
-        implementation=implementation,
-        inference=inference,
-    )
-    return path.sample(images, points, **options, normalized=normalized)
+        if options.normalized:
+            points = _with_blank_example(points)
+        else:
+            points = [_with_blank_example(point) for point in points]
+        images = _with_blank_example(images)
+        return sample(images, points, options, **choices)[:0]
+    path = choose_path(images, points, options, **choices)
+    return path.sample(images, points, options)
 
 
 def choose_path(
     images: Tensor,
     points: Tensor | list[Tensor],
-    mode: str,
-    padding_mode: str,
+    options: SamplingOptions,
     *,
-    normalized: bool = False,
     implementation: str = "auto",
     inference: bool = False,
 ) -> types.ModuleType:
     """The module that samples these arguments here: the table's first row.
 
     Args:
-        images, points, mode, padding_mode, normalized, implementation,
-            inference: as for `sample`.
+        images, points, options, implementation, inference: as for
+            `sample`.
 
     Returns:
         The path's module, whose `sample` function samples.
     """
     if implementation == "keras":
         return generic
+    mode, padding_mode, _, normalized = options
     backend = keras.backend.backend()
     tensors = [points] if normalized else list(points)
     kernel_case = kernel_samples(images, tensors, mode, padding_mode)

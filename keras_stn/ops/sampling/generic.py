@@ -20,6 +20,7 @@ from keras_stn.ops.coordinates import unnormalize
 from keras_stn.ops.precision import at_least_float32
 from keras_stn.ops.sampling.nonfinite import finite_points
 from keras_stn.ops.sampling.nonfinite import mark_invalid
+from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
 # The parameter of Keys' cubic convolution kernel that PyTorch's bicubic
@@ -28,32 +29,19 @@ CUBIC_A = -0.75
 
 
 def sample(
-    images: Tensor,
-    points: Tensor | list[Tensor],
-    *,
-    mode: str,
-    padding_mode: str,
-    align_corners: bool,
-    normalized: bool,
+    images: Tensor, points: Tensor | list[Tensor], options: SamplingOptions
 ) -> Tensor:
     """Sample channels-last images with `keras.ops` alone.
 
     Args:
         images: float tensor of shape `(batch, *spatial, channels)`.
-        points: the sampling points: one tensor of shape `(batch,
-            *output_shape)` per spatial axis, in the order `x, y[, z]`, or
-            one tensor of shape `(batch, *output_shape, rank)`.
-        mode: `"bilinear"`, `"nearest"` or `"bicubic"`.
-        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
-        align_corners: the convention of the grid (it sets the mirror lines
-            of `"reflection"` padding, and reads normalized points).
-        normalized: whether the points are normalized coordinates (as
-            `grid_sample` takes them) rather than pixels (pixel `i` has its
-            centre at `i`).
+        points: the sampling points, as `options.normalized` says.
+        options: the sampling's options (`SamplingOptions`).
 
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`.
     """
+    mode, padding_mode, align_corners, normalized = options
     points = pixel_points(images, points, align_corners, normalized)
     return sample_finite_pixels(
         images, points, mode, padding_mode, align_corners

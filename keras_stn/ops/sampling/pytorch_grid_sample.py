@@ -19,6 +19,7 @@ import keras
 
 from keras_stn.ops.sampling.nonfinite import MARGIN
 from keras_stn.ops.sampling.nonfinite import NORMALIZED_MARGIN
+from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
 # What the kernel takes. ONNX export records the generic sampler instead (ONNX
@@ -31,17 +32,12 @@ PIXEL_PADDING_MODES = ("zeros", "border")
 
 
 def sample(
-    images: Tensor,
-    points: Tensor | list[Tensor],
-    *,
-    mode: str,
-    padding_mode: str,
-    align_corners: bool,
-    normalized: bool,
+    images: Tensor, points: Tensor | list[Tensor], options: SamplingOptions
 ) -> Tensor:
     """Sample with PyTorch's kernel: the arguments of
     `keras_stn.ops.sampling.generic.sample`, for float32 or float64 images
     of known sizes, and `"zeros"` or `"border"` padding at pixel points."""
+    mode, padding_mode, align_corners, normalized = options
     if normalized:
         return native_grid_sample(
             images, points, mode, padding_mode, align_corners

@@ -9,6 +9,7 @@ check their arguments and hand the sampling to
 from keras import ops
 
 from keras_stn.ops.sampling import dispatch
+from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.ops.validation import channels_last_batch
 from keras_stn.ops.validation import check_bool
 from keras_stn.ops.validation import check_float_dtype
@@ -114,10 +115,7 @@ def grid_sample(
     outputs = dispatch.sample(
         images,
         grid,
-        mode,
-        padding_mode,
-        align_corners,
-        normalized=True,
+        SamplingOptions(mode, padding_mode, align_corners, normalized=True),
         implementation=implementation,
         antialias=antialias,
     )
@@ -200,9 +198,7 @@ def sample_pixels(
     return dispatch.sample(
         images,
         points,
-        mode,
-        padding_mode,
-        align_corners,
+        SamplingOptions(mode, padding_mode, align_corners, normalized=False),
         implementation=implementation,
         antialias=antialias,
         inference=inference,

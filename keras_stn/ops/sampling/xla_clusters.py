@@ -30,20 +30,16 @@ already compiles with XLA.
 import functools
 
 from keras_stn.ops.sampling import generic
+from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
 
 def sample(
-    images: Tensor,
-    points: Tensor | list[Tensor],
-    *,
-    mode: str,
-    padding_mode: str,
-    align_corners: bool,
-    normalized: bool,
+    images: Tensor, points: Tensor | list[Tensor], options: SamplingOptions
 ) -> Tensor:
     """The generic sampler as XLA clusters: the arguments of
     `keras_stn.ops.sampling.generic.sample`; points made pixels outside."""
+    mode, padding_mode, align_corners, normalized = options
     points = generic.pixel_points(images, points, align_corners, normalized)
     return xla_compiled(
         generic.sample_finite_pixels,

@@ -28,6 +28,7 @@ import warnings
 
 import keras
 
+from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
 # The kernel's C++ sources, beside this module.
@@ -54,6 +55,35 @@ BUILD_SECONDS = {
 }
 # The kernel's padding modes, and their codes in its `padding` attribute.
 KERNEL_PADDING_MODES = {"zeros": 0, "border": 1}
+
+
+def kernel_convention(options: SamplingOptions) -> bool | None:
+    """The kernel's convention of points: `None` for points in pixels, else
+    the `align_corners` of normalized ones.
+
+    Args:
+        options: the sampling's options.
+
+    Returns:
+        `None`, or `options.align_corners`.
+    """
+    return options.align_corners if options.normalized else None
+
+
+def stacked(points: Tensor | list[Tensor]) -> Tensor:
+    """Points of one tensor per axis stacked along a last axis, as JAX's
+    and torch's bindings take them (a tensor is returned as it is).
+
+    Args:
+        points: one tensor of shape `(batch, *output_shape)` per axis, or
+            one tensor of shape `(batch, *output_shape, rank)`.
+
+    Returns:
+        Tensor of shape `(batch, *output_shape, rank)`.
+    """
+    if isinstance(points, (list, tuple)):
+        return keras.ops.stack(points, axis=-1)
+    return points
 
 
 def coordinates_code(align_corners: bool | None) -> int:

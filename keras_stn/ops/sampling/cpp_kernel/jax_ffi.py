@@ -32,9 +32,12 @@ import numpy as np
 from keras_stn.ops.sampling.cpp_kernel.build import KERNEL_PADDING_MODES
 from keras_stn.ops.sampling.cpp_kernel.build import compiled_library
 from keras_stn.ops.sampling.cpp_kernel.build import coordinates_code
+from keras_stn.ops.sampling.cpp_kernel.build import kernel_convention
+from keras_stn.ops.sampling.cpp_kernel.build import stacked
 from keras_stn.ops.sampling.cpp_kernel.private_api import private_function
 from keras_stn.ops.sampling.generic import pixel_points
 from keras_stn.ops.sampling.generic import sample_bilinear
+from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
 # The FFI handlers of `kernels/jax_bilinear_sampling.cc`, by the gradients
@@ -48,30 +51,17 @@ GRADIENT_TARGETS = {
 
 
 def sample(
-    images: Tensor,
-    points: Tensor | list[Tensor],
-    *,
-    mode: str,
-    padding_mode: str,
-    align_corners: bool,
-    normalized: bool,
+    images: Tensor, points: Tensor | list[Tensor], options: SamplingOptions
 ) -> Tensor:
-    """Sample with the kernel through XLA's FFI: the arguments of
-    `keras_stn.ops.sampling.generic.sample`, in the kernel's case
-    (`keras_stn.ops.sampling.cpp_kernel.build.kernel_samples`)."""
-    import jax.numpy as jnp
-
-    del mode  # Bilinear.
-    if isinstance(points, (list, tuple)):
-        # Stacked here, where XLA fuses the stacking into the points'
-        # computation.
-        points = jnp.stack(points, axis=-1)
+    """Sample with the kernel through XLA's FFI (`generic.sample`'s
+    arguments, bilinear); XLA fuses the stacking of points given per axis
+    into their computation."""
     return _kernel_sample(
         images,
-        points,
-        padding_mode,
+        stacked(points),
+        options.padding_mode,
         sample_bilinear,
-        align_corners if normalized else None,
+        kernel_convention(options),
     )
 
 

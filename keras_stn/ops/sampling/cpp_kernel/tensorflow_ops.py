@@ -25,26 +25,19 @@ from keras_stn.ops.sampling import generic
 from keras_stn.ops.sampling.cpp_kernel.build import KERNEL_PADDING_MODES
 from keras_stn.ops.sampling.cpp_kernel.build import compiled_library
 from keras_stn.ops.sampling.cpp_kernel.build import coordinates_code
+from keras_stn.ops.sampling.cpp_kernel.build import kernel_convention
 from keras_stn.ops.sampling.cpp_kernel.private_api import private_function
+from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
 
 def sample(
-    images: Tensor,
-    points: Tensor | list[Tensor],
-    *,
-    mode: str,
-    padding_mode: str,
-    align_corners: bool,
-    normalized: bool,
+    images: Tensor, points: Tensor | list[Tensor], options: SamplingOptions
 ) -> Tensor:
-    """Sample with the kernel's TensorFlow ops: the arguments of
-    `keras_stn.ops.sampling.generic.sample`, in the kernel's case
-    (`keras_stn.ops.sampling.cpp_kernel.build.kernel_samples`)."""
-    del mode  # Bilinear.
-    return _kernel_sample(
-        images, points, padding_mode, align_corners if normalized else None
-    )
+    """Sample with the kernel's TensorFlow ops, which read points given
+    per axis as they are (`generic.sample`'s arguments, bilinear)."""
+    convention = kernel_convention(options)
+    return _kernel_sample(images, points, options.padding_mode, convention)
 
 
 def available() -> bool:

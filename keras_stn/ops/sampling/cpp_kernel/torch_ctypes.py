@@ -27,8 +27,11 @@ import keras
 from keras_stn.ops.sampling.cpp_kernel.build import KERNEL_PADDING_MODES
 from keras_stn.ops.sampling.cpp_kernel.build import compiled_library
 from keras_stn.ops.sampling.cpp_kernel.build import coordinates_code
+from keras_stn.ops.sampling.cpp_kernel.build import kernel_convention
+from keras_stn.ops.sampling.cpp_kernel.build import stacked
 from keras_stn.ops.sampling.generic import pixel_points
 from keras_stn.ops.sampling.generic import sample_bilinear
+from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
 # The kernel's dtype codes.
@@ -36,24 +39,13 @@ KERNEL_DTYPE_CODES = {"float32": 0, "float64": 1}
 
 
 def sample(
-    images: Tensor,
-    points: Tensor | list[Tensor],
-    *,
-    mode: str,
-    padding_mode: str,
-    align_corners: bool,
-    normalized: bool,
+    images: Tensor, points: Tensor | list[Tensor], options: SamplingOptions
 ) -> Tensor:
-    """Sample with the kernel through ctypes: the arguments of
-    `keras_stn.ops.sampling.generic.sample`, in the kernel's case
-    (`keras_stn.ops.sampling.cpp_kernel.build.kernel_samples`)."""
-    import torch
-
-    del mode  # Bilinear.
-    if isinstance(points, (list, tuple)):
-        points = torch.stack(points, dim=-1)
+    """Sample with the kernel through ctypes (`generic.sample`'s
+    arguments, bilinear)."""
+    convention = kernel_convention(options)
     return _kernel_sample(
-        images, points, padding_mode, align_corners if normalized else None
+        images, stacked(points), options.padding_mode, convention
     )
 
 
