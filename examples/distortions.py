@@ -25,6 +25,8 @@ import numpy as np
 from scipy import interpolate
 from scipy import ndimage
 
+from arguments import check_choice
+
 DIGIT = 28
 CANVAS_SIZES = {
     "rotated": 28,
@@ -77,11 +79,7 @@ def distort(
     >>> canvases.shape, sorted(parameters)
     ((2, 42, 42, 1), ['angle', 'scale', 'shift'])
     """
-    if distortion not in CANVAS_SIZES:
-        raise ValueError(
-            "Invalid value for argument `distortion`. Expected one of "
-            f"{', '.join(DISTORTIONS)}. Received distortion={distortion!r}"
-        )
+    check_choice(distortion, "distortion", DISTORTIONS)
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (DIGIT, DIGIT):
         raise ValueError(

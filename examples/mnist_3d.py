@@ -56,6 +56,7 @@ from scipy import ndimage
 from keras_stn import SpatialTransformer
 from keras_stn import transforms
 
+from arguments import check_choice
 from experiment import TRANSFORMER_NAME
 from experiment import add_training_arguments
 from experiment import cosine_adam
@@ -310,11 +311,7 @@ def build_model(model: str, size: int = VOLUME) -> keras.Sequential:
     >>> build_model("cnn", 16).output_shape
     (None, 10)
     """
-    if model not in MODELS:
-        raise ValueError(
-            "Invalid value for argument `model`. Expected one of "
-            f"{', '.join(MODELS)}. Received model={model!r}"
-        )
+    check_choice(model, "model", MODELS)
     if isinstance(size, bool) or not isinstance(size, int) or size % 4:
         raise ValueError(
             "Invalid value for argument `size`. Expected a positive multiple "

@@ -48,6 +48,7 @@ import numpy as np
 from keras_stn import SpatialTransformer
 from keras_stn.callbacks import draw_transformer
 
+from arguments import check_choice
 from distortions import CANVAS_SIZES
 from distortions import DIGIT
 from experiment import PICTURE_SAMPLES
@@ -114,16 +115,8 @@ def build_model(
     >>> abs(fcn.count_params() / two_st.count_params() - 1) < 0.01
     True
     """
-    if model not in MODELS:
-        raise ValueError(
-            "Invalid value for argument `model`. Expected one of "
-            f"{', '.join(MODELS)}. Received model={model!r}"
-        )
-    if transform not in TRANSFORMS:
-        raise ValueError(
-            "Invalid value for argument `transform`. Expected one of "
-            f"{', '.join(TRANSFORMS)}. Received transform={transform!r}"
-        )
+    check_choice(model, "model", MODELS)
+    check_choice(transform, "transform", TRANSFORMS)
     if model == "2xst-fcn":
         return _st_net(
             model, 2, transform, ST_FCN_WIDTH, theta_scale, view_size

@@ -28,6 +28,8 @@ import keras
 
 from keras_stn import SpatialTransformer
 
+from arguments import check_choice
+
 MODELS = ("fcn", "cnn", "st-fcn", "st-cnn")
 TRANSFORMS = ("affine", "projective", "tps")
 NUM_CLASSES = 10
@@ -76,16 +78,8 @@ def build_classifier(
     >>> abs(cnn.count_params() / st_cnn.count_params() - 1) < 0.05
     True
     """
-    if model not in MODELS:
-        raise ValueError(
-            "Invalid value for argument `model`. Expected one of "
-            f"{', '.join(MODELS)}. Received model={model!r}"
-        )
-    if transform not in TRANSFORMS:
-        raise ValueError(
-            "Invalid value for argument `transform`. Expected one of "
-            f"{', '.join(TRANSFORMS)}. Received transform={transform!r}"
-        )
+    check_choice(model, "model", MODELS)
+    check_choice(transform, "transform", TRANSFORMS)
     output_size = output_size or input_size
     if model.startswith("st-"):
         return _st_classifier(

@@ -39,6 +39,7 @@ import numpy as np
 
 from keras_stn import SpatialTransformer
 
+from arguments import check_choice
 from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import save_model
@@ -145,11 +146,7 @@ def build_reader(model: str, size: int = CANVAS) -> keras.Model:
     >>> tuple(outputs["length"].shape), tuple(outputs["digit_1"].shape)
     ((1, 5), (1, 11))
     """
-    if model not in MODELS:
-        raise ValueError(
-            "Invalid value for argument `model`. Expected one of "
-            f"{', '.join(MODELS)}. Received model={model!r}"
-        )
+    check_choice(model, "model", MODELS)
     inputs = keras.Input((size, size, 3))
     view = (size // 2, size)
     if model == "cnn":
