@@ -8,6 +8,7 @@ runs, and the same calls give PyTorch's numbers through their own paths.
 """
 
 import importlib
+from unittest import mock
 
 import keras
 import numpy as np
@@ -98,16 +99,30 @@ def test_kernel_only_where_it_applies():
     assert not applies(padding="reflection")
     assert not applies(mode="nearest")
     assert not applies(images.half(), grid.half())
-    # One channel at a normalized grid samples faster with PyTorch's
-    # kernel; at points in pixels, PyTorch's path pads and guards them.
+    # In training, one channel at a normalized grid samples faster with
+    # PyTorch's kernel; at points in pixels, PyTorch's path pads and guards
+    # them. Without gradients, the kernel's forward pass costs less.
     assert applies(images[..., :1])
     assert not takes_path(
         torch_sampling, images[..., :1], grid, "bilinear", "zeros", True
     )
+    assert takes_path(
+        torch_sampling,
+        images[..., :1],
+        grid.detach(),
+        "bilinear",
+        "zeros",
+        True,
+    )
     assert takes_path(torch_sampling, images, grid, "bilinear", "zeros", True)
-    # Nothing to differentiate, or inference.
-    assert not applies(grid=grid.detach())
+    assert applies(grid=grid.detach())
     with torch.no_grad():
+        assert applies()
+        assert takes_path(
+            torch_sampling, images[..., :1], grid, "bilinear", "zeros", True
+        )
+    # TorchScript's tracer cannot record a call through ctypes.
+    with mock.patch.object(torch.jit, "is_tracing", lambda: True):
         assert not applies()
 
 
@@ -220,15 +235,17 @@ def test_outputs_and_gradients_match_pytorch(
     expected_calls = [
         ("KerasStnBilinearSample", ()),
         ("KerasStnBilinearGradients", ("images", "points")),
+        ("KerasStnBilinearSample", ()),
     ]
-    # Differentiated, the kernel; the last call, not, PyTorch's.
+    # Differentiated, the kernel both ways; the last call, its forward pass.
     assert calls == (expected_calls if BACKEND == "torch" else [])
 
 
 def test_a_transformer_at_the_input_takes_only_the_grids_gradient(
     monkeypatch,
 ):
-    """`fit`: the kernel, without the images' gradient; `predict`: not."""
+    """`fit`: the kernel, without the images' gradient; `predict`: its
+    forward pass."""
     calls = recorded_calls(monkeypatch)
     rng = np.random.default_rng(2)
     images = rng.normal(size=(8, 12, 12, 3)).astype("float32")
@@ -249,7 +266,9 @@ def test_a_transformer_at_the_input_takes_only_the_grids_gradient(
     ] * 2
     assert calls == (steps if BACKEND == "torch" else [])
     model.predict(images, verbose=0)
-    assert len(calls) == (4 if BACKEND == "torch" else 0)
+    assert calls[4:] == (
+        [("KerasStnBilinearSample", ())] if BACKEND == "torch" else []
+    )
 
 
 def test_traced_models_take_pytorchs_kernel(monkeypatch):

@@ -20,6 +20,7 @@ import keras
 from keras_stn.ops.sampling.nonfinite import MARGIN
 from keras_stn.ops.sampling.nonfinite import NORMALIZED_MARGIN
 from keras_stn.ops.sampling.options import SamplingOptions
+from keras_stn.ops.sampling.torch_values import readable
 from keras_stn.typing import Tensor
 
 # What the kernel takes. ONNX export records the generic sampler instead (ONNX
@@ -155,9 +156,9 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     nothing (finite, and within `[low, high]` with `"zeros"` and `"border"`
     padding): at MNIST size the `keras.ops` version costs more than the
     kernel itself, and marking the outputs costs two passes over them.
-    Traced calls (`torch.compile`, `torch.export`), which cannot branch on
-    values, and tensors on other devices than the CPU, which would wait for
-    the device to branch, always apply it.
+    Where the values may not be read (`torch_values.readable`: traced
+    calls, tensors on other devices than the CPU, `torch.func`
+    transforms), it always applies.
 
     Args:
         points: coordinates, `(..., rank)`, `x, y[, z]` last.
@@ -179,8 +180,7 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     import torch
 
     values = points.detach()
-    branch = not torch.compiler.is_compiling() and values.device.type == "cpu"
-    if branch and _ordinary(values, low, high, padding_mode):
+    if readable(values) and _ordinary(values, low, high, padding_mode):
         return points, None
     if padding_mode == "reflection":
         invalid = ~torch.isfinite(values)

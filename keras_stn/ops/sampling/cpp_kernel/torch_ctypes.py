@@ -1,21 +1,22 @@
-"""The bilinear sampler as a C++ kernel on torch's CPU, in training.
+"""The bilinear sampler as a C++ kernel on torch's CPU.
 
-Where autograd records the sampler (a training step: gradients enabled
-and an argument that requires them), bilinear (trilinear) sampling with
-`"zeros"` or `"border"` padding runs its forward and backward passes as the
-C++ kernel of `bilinear_sampling.h`, called through
-`ctypes` on torch's number of intra-op threads, with the generic sampler's
-numbers (its rule for NaN and infinite points included) up to float
-rounding. The backward pass computes only the gradients autograd needs;
-where autograd records it in turn (`create_graph=True`, for second
-derivatives), it computes them through the generic sampler instead.
-`grid_sample` hands the kernel its grid as it is.
+Bilinear (trilinear) sampling with `"zeros"` or `"border"` padding runs its
+forward pass, and where autograd records it (a training step: gradients
+enabled and an argument that requires them) its backward pass, as the C++
+kernel of `bilinear_sampling.h`, called through `ctypes` on torch's number
+of intra-op threads, with the generic sampler's numbers (its rule for NaN
+and infinite points included) up to float rounding. The backward pass
+computes only the gradients autograd needs; where autograd records it in
+turn (`create_graph=True`, for second derivatives), it computes them
+through the generic sampler instead. `grid_sample` hands the kernel its
+grid as it is.
 
-Elsewhere PyTorch's own `grid_sample` runs (`pytorch_grid_sample`):
-without gradients (inference), while `torch.compile` or `torch.export`
-traces the model (an opaque call would break the graph or the artifact),
-on other devices than the CPU, and where no C++ compiler can build the
-kernel (`keras_stn.ops.sampling.cpp_kernel.build`).
+Elsewhere PyTorch's own `grid_sample` runs (`pytorch_grid_sample`), or the
+generic sampler: while a tracer records the model (`torch.compile`,
+`torch.export`, `torch.jit.trace`, ONNX export: an opaque call would break
+the graph or the artifact), under `torch.func` transforms, on other devices
+than the CPU (`keras_stn.ops.sampling.torch_values`), and where no C++
+compiler can build the kernel (`keras_stn.ops.sampling.cpp_kernel.build`).
 """
 
 import ctypes
@@ -72,12 +73,35 @@ def _kernel_sample(images, points, padding_mode, align_corners):
     Returns:
         Tensor of shape `(batch, *output_shape, channels)`.
     """
+    import torch
+
     output_shape = points.shape[1:-1]
     flat = points.reshape(points.shape[0], -1, points.shape[-1])
-    outputs = _sampling_function().apply(
-        images, flat, padding_mode, align_corners
-    )
+    if torch.is_grad_enabled() and (images.requires_grad or flat.requires_grad):
+        outputs = _sampling_function().apply(
+            images, flat, padding_mode, align_corners
+        )
+    else:
+        options = _kernel_options(padding_mode, align_corners)
+        outputs = _forward(images, flat, options)
     return outputs.reshape(*points.shape[:1], *output_shape, images.shape[-1])
+
+
+def _kernel_options(padding_mode, align_corners):
+    """The kernel's padding and coordinates codes."""
+    return KERNEL_PADDING_MODES[padding_mode], coordinates_code(align_corners)
+
+
+def _forward(images, points, options):
+    """The kernel's forward pass: points of shape `(batch, points, rank)`,
+    outputs of shape `(batch, points, channels)`."""
+    outputs = images.new_empty((*points.shape[:2], images.shape[-1]))
+    _call(
+        "KerasStnBilinearSample",
+        [images.contiguous(), points.contiguous(), outputs],
+        options,
+    )
+    return outputs
 
 
 @functools.cache
@@ -90,16 +114,8 @@ def _sampling_function():
     class Sample(torch.autograd.Function):
         @staticmethod
         def forward(ctx, images, points, padding_mode, align_corners):
-            options = (
-                KERNEL_PADDING_MODES[padding_mode],
-                coordinates_code(align_corners),
-            )
-            outputs = images.new_empty((*points.shape[:2], images.shape[-1]))
-            _call(
-                "KerasStnBilinearSample",
-                [images.contiguous(), points.contiguous(), outputs],
-                options,
-            )
+            options = _kernel_options(padding_mode, align_corners)
+            outputs = _forward(images, points, options)
             ctx.save_for_backward(images, points)
             ctx.options = options
             ctx.padding_mode = padding_mode
