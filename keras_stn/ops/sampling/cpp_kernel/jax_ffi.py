@@ -9,7 +9,9 @@ as the C++ kernel of `bilinear_sampling.h`, called through XLA's foreign
 function interface on its intra-op threads, with the generic sampler's numbers
 (its rule for NaN and infinite points included) up to float rounding. The
 backward pass computes only the gradients that are used: a transformer at a
-model's input needs its grid's, not its input images'.
+model's input needs its grid's, not its input images'. Forward mode
+(`jax.jvp`, `jax.jacfwd`) and second derivatives go through the generic
+sampler's derivatives (see `_sampler`).
 
 Without differentiation, the kernel runs in eager calls and in Keras'
 `fit`, `evaluate` and `predict`; what a model exports holds plain XLA
@@ -129,73 +131,68 @@ def _kernel_without_differentiation(images):
 
 @functools.cache
 def _sampler(kernel_without_differentiation: bool):
-    """Sampling whose forward and backward passes under `jax.vjp` are the
-    kernel's: `sample(images, points, padding_mode, generic,
-    align_corners)` with points of shape `(batch, points, rank)`; without
-    differentiation, the kernel's or the generic sampler's forward pass."""
+    """Sampling whose derivatives are the kernel's where JAX transposes
+    them: `sample(images, points, padding_mode, generic, align_corners)`
+    with points of shape `(batch, points, rank)`; without differentiation,
+    the kernel's or the generic sampler's forward pass.
+
+    A `jax.custom_jvp`: its forward-mode derivative is the primitive
+    `tangent`, linear in the tangents of the arguments, which forward mode
+    (`jax.jvp`, `jax.jacfwd`) computes through the generic sampler, and
+    reverse mode (`jax.grad`, `jax.vjp`) transposes into the kernel's
+    gradients of the perturbed arguments only.
+    """
     import jax
 
-    sample_primitive, gradients_primitive = _primitives()
+    sample_primitive, tangent_primitive, _ = _primitives()
+    options = ("padding_mode", "generic", "align_corners")
 
-    def kernel_sample(images, points, padding_mode, generic, align_corners):
+    def kernel_sample(images, points, *values):
         return sample_primitive.bind(
-            images,
-            points,
-            padding_mode=padding_mode,
-            generic=generic,
-            align_corners=align_corners,
+            images, points, **dict(zip(options, values, strict=True))
         )
 
     primal = _generic_sample
     if kernel_without_differentiation:
         primal = kernel_sample
-    sample = jax.custom_vjp(primal, nondiff_argnums=(2, 3, 4))
+    sample = jax.custom_jvp(primal, nondiff_argnums=(2, 3, 4))
 
-    def forward(images, points, padding_mode, generic, align_corners):
-        wants = tuple(
-            name
-            for name, primal in (("images", images), ("points", points))
-            if primal.perturbed
+    def derivative(padding_mode, generic, align_corners, primals, tangents):
+        values = (padding_mode, generic, align_corners)
+        outputs = kernel_sample(*primals, *values)
+        perturbed = [
+            (name, tangent)
+            for name, tangent in zip(
+                ("images", "points"), tangents, strict=True
+            )
+            if not isinstance(tangent, jax.custom_derivatives.SymbolicZero)
+        ]
+        names = tuple(name for name, _ in perturbed)
+        tangent = tangent_primitive.bind(
+            *primals,
+            *(tangent for _, tangent in perturbed),
+            wants=names,
+            **dict(zip(options, values, strict=True)),
         )
-        images, points = images.value, points.value
-        outputs = kernel_sample(
-            images, points, padding_mode, generic, align_corners
-        )
-        # The gradients wanted, as the keys of a dict of empty leaves: a
-        # residual can only hold arrays, but its structure is static.
-        return outputs, (images, points, dict.fromkeys(wants, ()))
+        return outputs, tangent
 
-    def backward(padding_mode, generic, align_corners, residuals, upstream):
-        images, points, wants = residuals
-        wants = tuple(wants)
-        zero = isinstance(upstream, jax.custom_derivatives.SymbolicZero)
-        if not wants or zero:
-            return None, None
-        gradients = gradients_primitive.bind(
-            images,
-            points,
-            upstream,
-            padding_mode=padding_mode,
-            generic=generic,
-            align_corners=align_corners,
-            wants=wants,
-        )
-        gradients = dict(zip(wants, gradients, strict=True))
-        return gradients.get("images"), gradients.get("points")
-
-    sample.defvjp(forward, backward, symbolic_zeros=True)
+    sample.defjvp(derivative, symbolic_zeros=True)
     return sample
 
 
 @functools.cache
 def _primitives():
-    """The kernel's JAX primitives: the forward pass, and the gradients.
+    """The kernel's JAX primitives: the forward pass, its tangent, and the
+    gradients.
 
     `sample(images, points, *, padding_mode, generic, align_corners) ->
-    outputs` and `gradients(images, points, upstream, *, padding_mode,
-    generic, align_corners, wants) -> [grad_images][, grad_points]`, each
-    lowered to the kernel on the CPU, and to the generic sampler (or its
-    `jax.vjp`) elsewhere and for `jax.export`.
+    outputs`; `tangent(images, points, *tangents, *, wants, ...) ->
+    outputs' tangent`, linear in the tangents of the arguments that `wants`
+    names (`"images"`, `"points"`), whose transpose is `gradients(images,
+    points, upstream, *, wants, ...) -> [grad_images][, grad_points]`.
+    `sample` and `gradients` lower to the kernel on the CPU, and to the
+    generic sampler (or its `jax.vjp`) elsewhere and for `jax.export`;
+    `tangent` always lowers to the generic sampler's `jax.jvp`.
     """
     import jax
     import jax.numpy as jnp
@@ -203,6 +200,18 @@ def _primitives():
     from jax.interpreters import ad
     from jax.interpreters import batching
     from jax.interpreters import mlir
+
+    def generic_tangent(images, points, *tangents, wants, **options):
+        given = dict(zip(wants, tangents, strict=True))
+        _, outputs_tangent = jax.jvp(
+            functools.partial(_generic_sample, **options),
+            (images, points),
+            (
+                given.get("images", jnp.zeros_like(images)),
+                given.get("points", jnp.zeros_like(points)),
+            ),
+        )
+        return outputs_tangent
 
     def generic_gradients(images, points, upstream, *, wants, **options):
         _, vjp = jax.vjp(
@@ -212,7 +221,7 @@ def _primitives():
         found = {"images": grad_images, "points": grad_points}
         return [found[name] for name in wants]
 
-    def sample_shape(images, points, **_):
+    def sample_shape(images, points, *_, **__):
         return jax.core.ShapedArray(
             (*points.shape[:2], images.shape[-1]), images.dtype
         )
@@ -223,6 +232,24 @@ def _primitives():
             jax.core.ShapedArray(found[name].shape, found[name].dtype)
             for name in wants
         ]
+
+    def transposed(
+        gradients, upstream, images, points, *tangents, wants, **options
+    ):
+        """The tangent's transpose: the kernel's gradients of the
+        arguments whose tangents are the unknowns."""
+        unknown = tuple(
+            name
+            for name, tangent in zip(wants, tangents, strict=True)
+            if ad.is_undefined_primal(tangent)
+        )
+        found = {}
+        if unknown and not isinstance(upstream, ad.Zero):
+            results = gradients.bind(
+                images, points, upstream, wants=unknown, **options
+            )
+            found = dict(zip(unknown, results, strict=True))
+        return [None, None, *(found.get(name) for name in wants)]
 
     def lowering(generic_rule, target_of):
         def rule(
@@ -296,10 +323,12 @@ def _primitives():
         return jax.jit(functools.partial(primitive.bind, **params))
 
     sample = Primitive("keras_stn_bilinear_sample")
+    tangent = Primitive("keras_stn_bilinear_tangent")
     gradients = Primitive("keras_stn_bilinear_gradients")
     gradients.multiple_results = True
     for primitive, shapes, generic_function, target_of in (
         (sample, sample_shape, _generic_sample, lambda: SAMPLE_TARGET),
+        (tangent, sample_shape, generic_tangent, None),
         (
             gradients,
             gradient_shapes,
@@ -317,14 +346,16 @@ def _primitives():
             generic_function, multiple_results=primitive.multiple_results
         )
         mlir.register_lowering(primitive, generic_rule)
-        mlir.register_lowering(
-            primitive, lowering(generic_rule, target_of), platform="cpu"
-        )
+        if target_of is not None:
+            mlir.register_lowering(
+                primitive, lowering(generic_rule, target_of), platform="cpu"
+            )
         batching.primitive_batchers[primitive] = batched(primitive)
         ad.primitive_jvps[primitive] = differentiated(
             primitive, generic_function
         )
-    return sample, gradients
+    ad.primitive_transposes[tangent] = functools.partial(transposed, gradients)
+    return sample, tangent, gradients
 
 
 def build_kernel() -> pathlib.Path | None:
