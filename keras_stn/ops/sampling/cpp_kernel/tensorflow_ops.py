@@ -30,6 +30,15 @@ from keras_stn.ops.sampling.cpp_kernel.private_api import private_function
 from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
+# The names of the functions that Keras traces for its steps
+# (`keras/src/backend/tensorflow/trainer.py`).
+KERAS_STEP_FUNCTIONS = (
+    "one_step_on_data",
+    "one_step_on_data_distributed",
+    "multi_step_on_data",
+    "multi_step_on_iterator",
+)
+
 
 def sample(
     images: Tensor, points: Tensor | list[Tensor], options: SamplingOptions
@@ -184,6 +193,28 @@ def tape_records(*tensors: Tensor) -> bool:
         return should_record is not None and bool(should_record(tensors))
     except Exception:  # A private API that fails means "don't know".
         return False
+
+
+def runs_in_this_process() -> bool:
+    """Whether what samples now runs in this process only, never exported.
+
+    Eager calls do, and the graphs of Keras' own steps (`fit`, `evaluate`,
+    `predict`), which Keras traces as functions of known names. Any other
+    graph may be saved and converted (`model.export`, SavedModel, ONNX,
+    LiteRT, a user's `tf.function`), so it must hold TensorFlow's own ops.
+    Where a Keras release renames its steps, the answer is `False`: the
+    sampler takes the plain ops (the same numbers, slower).
+    """
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return True
+    graph = tf.compat.v1.get_default_graph()
+    while graph is not None:
+        if getattr(graph, "name", None) in KERAS_STEP_FUNCTIONS:
+            return True
+        graph = getattr(graph, "outer_graph", None)
+    return False
 
 
 def in_xla_compilation() -> bool:
