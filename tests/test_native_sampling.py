@@ -1,15 +1,12 @@
 """The backends' fast sampling paths against the `keras.ops` sampler.
 
-`implementation="auto"` samples with PyTorch's `grid_sample` on the torch
-backend (`keras_stn.ops.sampling.pytorch_grid_sample`), with the generic
-sampler compiled by XLA on TensorFlow (`keras_stn.ops.sampling.xla_clusters`)
-and, where it is differentiated, bilinearly with keras-stn's C++ kernel on JAX
-(`keras_stn.ops.sampling.cpp_kernel.jax_ffi`); `"keras"` always with the
-generic sampler as it is. The two must give the same outputs and gradients, and
-the identity must stay exact.
-"""
+`implementation="auto"` samples on the path that
+`keras_stn.ops.sampling.dispatch` picks: keras-stn's C++ kernel (bilinear,
+zeros or border padding) on every backend, PyTorch's `grid_sample` on torch,
+the generic sampler compiled by XLA on TensorFlow; `"keras"` always with the
+generic sampler as it is. The two must give the same outputs and gradients,
+and the identity must stay exact."""
 
-import importlib
 import itertools
 
 import keras
@@ -21,7 +18,7 @@ from keras import ops
 from keras_stn import SpatialTransformer
 from keras_stn.ops import grid_sample
 from keras_stn.ops import warp_affine
-from keras_stn.ops.sampling.cpp_kernel import torch_ctypes
+from keras_stn.ops.sampling import dispatch
 
 from helpers import BACKEND
 from helpers import random_images_and_upstream
@@ -211,36 +208,33 @@ def test_identity_stays_exact(spatial, padding_mode):
     np.testing.assert_array_equal(auto_grads[0], grads[0])
 
 
-def count_fast_path_calls(monkeypatch):
-    """Count the calls of the backend's fast path from now on.
+def record_paths(monkeypatch):
+    """Record the path of each sampling from now on: the names of the
+    modules that `dispatch.choose_path` picks."""
+    paths = []
+    original = dispatch.choose_path
 
-    PyTorch's `grid_sample` on torch, the XLA-compiled sampler on
-    TensorFlow, the C++ kernel's sampler on JAX.
-    """
-    calls = []
-    if BACKEND == "torch":
-        module, name = torch.nn.functional, "grid_sample"
-    else:
-        module = importlib.import_module(
-            {
-                "tensorflow": "keras_stn.ops.sampling.xla_clusters",
-                "jax": "keras_stn.ops.sampling.cpp_kernel.jax_ffi",
-            }[BACKEND]
-        )
-        name = "sample"
-    original = getattr(module, name)
+    def recorded(*args, **kwargs):
+        module = original(*args, **kwargs)
+        paths.append(module.__name__.rsplit(".", 1)[-1])
+        return module
 
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
+    monkeypatch.setattr(dispatch, "choose_path", recorded)
+    return paths
 
-    monkeypatch.setattr(module, name, counted)
-    return calls
+
+# Each backend's path for an eager call of the kernel's case (bilinear,
+# float32, zeros or border padding).
+KERNEL_PATHS = {
+    "torch": "torch_ctypes",
+    "tensorflow": "tensorflow_ops",
+    "jax": "jax_ffi",
+}
 
 
 @pytest.mark.parametrize("implementation", ("auto", "keras"))
 def test_which_implementation_runs(monkeypatch, implementation):
-    calls = count_fast_path_calls(monkeypatch)
+    paths = record_paths(monkeypatch)
     images = np.random.default_rng(3).normal(size=(2, 8, 8, 1))
     identity = np.tile(np.eye(2, 3), (2, 1, 1))
     for padding_mode in ("zeros", "border", "reflection"):
@@ -251,23 +245,20 @@ def test_which_implementation_runs(monkeypatch, implementation):
             data_format="channels_last",
             implementation=implementation,
         )
-    # On torch, reflection (whose mirror lines the padded images would
-    # move) samples with the generic sampler, and so it does on JAX, whose
-    # kernel has no reflection; XLA compiles every mode.
-    expected = {"torch": 2, "tensorflow": 3, "jax": 2}[BACKEND]
-    if implementation == "keras":
-        expected = 0
-    assert len(calls) == expected
-    # float16 images: generic on torch and JAX, compiled on TensorFlow.
+    # float16 images: the kernel takes float32 and float64 only.
     warp_affine(
         images.astype("float16"),
         identity.astype("float16"),
         data_format="channels_last",
         implementation=implementation,
     )
-    if BACKEND == "tensorflow" and implementation == "auto":
-        expected += 1
-    assert len(calls) == expected
+    # The kernel has no reflection; XLA compiles every mode and dtype on
+    # TensorFlow, the generic sampler runs them elsewhere.
+    other = "xla_clusters" if BACKEND == "tensorflow" else "generic"
+    expected = [KERNEL_PATHS[BACKEND]] * 2 + [other] * 2
+    if implementation == "keras":
+        expected = ["generic"] * 4
+    assert paths == expected
 
 
 def test_layer_implementations_agree():
@@ -295,30 +286,14 @@ def test_layer_implementations_agree():
 
 
 @pytest.mark.parametrize("training", (True, False))
-def test_layer_uses_xla_in_training_only(monkeypatch, training):
-    """On TensorFlow, inference records plain ops, which exporters accept.
-
-    On JAX the kernel's sampler is called either way, and runs the kernel
-    only under differentiation (`tests/test_jax_sampling.py`); on torch the
-    C++ kernel samples either way, since autograd records the layer's
-    weights.
-    """
-    if BACKEND == "torch":
-        calls = []
-        original = torch_ctypes.sample
-        monkeypatch.setattr(
-            torch_ctypes,
-            "sample",
-            lambda *args, **kwargs: (
-                calls.append(1) or original(*args, **kwargs)
-            ),
-        )
-    else:
-        calls = count_fast_path_calls(monkeypatch)
+def test_layer_samples_with_the_kernel_in_eager_calls(monkeypatch, training):
+    """An eager call runs in this process only: the kernel samples, in
+    training or not (exports are traced apart: `tests/test_export.py`,
+    `tests/test_tf_sampling.py`)."""
+    paths = record_paths(monkeypatch)
     layer = SpatialTransformer(output_size=(6, 6))
     layer(np.ones((2, 8, 8, 1), "float32"), training=training)
-    expected = {"torch": 1, "tensorflow": int(training), "jax": 1}[BACKEND]
-    assert len(calls) == expected
+    assert paths == [KERNEL_PATHS[BACKEND]]
 
 
 def test_bad_implementation():

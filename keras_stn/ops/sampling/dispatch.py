@@ -10,7 +10,7 @@ infinite points included, up to float rounding (`tests/test_native_sampling.py`)
 | path (module) | backend | where | why |
 |---|---|---|---|
 | generic (`generic`) | TensorFlow | a layer outside training, in a graph that may be exported (`model.export`, a user's `tf.function`: any but Keras' own steps, `tensorflow_ops.runs_in_this_process`) | an exported graph must hold TensorFlow's own ops, which every converter takes (tf2onnx cannot convert XLA clusters; the kernel's ops would need keras-stn to load) |
-| C++ kernel, as TensorFlow ops (`cpp_kernel.tensorflow_ops`) | TensorFlow | kernel case (below), a tape records the sampling or a layer samples outside training in this process (eager calls, `predict`, `evaluate`), outside XLA compilation, no GPU, kernel built | the forward and only the recorded gradients in one fused pass each; TensorFlow's plain ops run one by one |
+| C++ kernel, as TensorFlow ops (`cpp_kernel.tensorflow_ops`) | TensorFlow | kernel case (below), a tape records the sampling or it runs in this process only (eager calls, Keras' `fit`, `evaluate` and `predict` steps), outside XLA compilation, no GPU, kernel built | the forward and only the recorded gradients in one fused pass each; TensorFlow's plain ops run one by one |
 | C++ kernel, through XLA's FFI (`cpp_kernel.jax_ffi`) | JAX | kernel case, JAX's default backend the CPU | XLA's CPU gathers and scatter-add run one element at a time on one thread; its operations lower to the generic sampler in `jax.export` (and on other platforms, where its backward pass would compute the forward pass again), and direct traces (jax2onnx) take the generic sampler |
 | C++ kernel, through ctypes (`cpp_kernel.torch_ctypes`) | torch | kernel case, not a normalized grid of one channel where autograd records the sampling, not traced (`torch.compile`, `torch.export`, `torch.jit.trace`, ONNX), plain CPU tensors (no `torch.func` transform: `torch_values`), kernel built | faster than PyTorch's kernel both ways on feature maps and volumes, and than its pixel path (power-of-two padding, a rounding guard) on any channels; without gradients, also on one channel, where PyTorch's path must first read the points' extremes; in training at a normalized grid of one channel PyTorch's kernel costs less around each call |
 | generic (`generic`) | torch | a `torch.func` transform or forward-mode AD reaches an argument (`torch_values.transformed`) | the kernel needs buffers and drops tangents, and PyTorch's `grid_sample` has no forward-mode derivative (`jacfwd`, `torch.func.hessian`) |
@@ -131,11 +131,14 @@ def choose_path(
     tensors = [points] if normalized else list(points)
     kernel_case = kernel_samples(images, tensors, mode, padding_mode)
     if backend == "tensorflow":
-        if inference and not tensorflow_ops.runs_in_this_process():
+        in_this_process = tensorflow_ops.runs_in_this_process()
+        if inference and not in_this_process:
             return generic
         if (
             kernel_case
-            and (inference or tensorflow_ops.tape_records(images, *tensors))
+            and (
+                in_this_process or tensorflow_ops.tape_records(images, *tensors)
+            )
             and not tensorflow_ops.in_xla_compilation()
             and not tensorflow_ops.has_gpus()
             and tensorflow_ops.available()
