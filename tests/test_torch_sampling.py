@@ -294,6 +294,58 @@ def test_traced_models_take_pytorchs_kernel(monkeypatch):
     np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)
 
 
+def test_compiled_inference_calls_the_kernel_as_an_operator():
+    """`torch.compile` of a call without gradients holds the kernel's
+    operator, with the kernel's numbers; a compiled training step and
+    `torch.export` hold PyTorch's `grid_sample`."""
+    images, grid, upstream = random_sampling_problem(5, SIZE)
+    expected = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )
+    if BACKEND != "torch":
+        output = grid_sample(images, grid, data_format="channels_last")
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(output), expected[0], rtol=1e-5, atol=1e-5
+        )
+        return
+    import torch
+
+    graphs = []
+
+    def operators(graph_module, inputs):
+        graphs.append(
+            {
+                str(node.target)
+                for node in graph_module.graph.nodes
+                if node.op == "call_function"
+            }
+        )
+        return graph_module.forward
+
+    def sample(images, grid):
+        return grid_sample(images, grid, data_format="channels_last")
+
+    compiled = torch.compile(sample, backend=operators, fullgraph=True)
+    images, grid = torch.tensor(images), torch.tensor(grid)
+    with torch.no_grad():
+        output = compiled(images, grid)
+    np.testing.assert_allclose(
+        output.numpy(), expected[0], rtol=1e-5, atol=1e-5
+    )
+    assert "keras_stn.bilinear_sample" in graphs[-1]
+    compiled(images, grid.requires_grad_())
+    assert "keras_stn.bilinear_sample" not in graphs[-1]
+
+    class Sample(torch.nn.Module):
+        def forward(self, images, grid):
+            return sample(images, grid)
+
+    exported = torch.export.export(Sample(), (images, grid.detach()))
+    targets = {str(node.target) for node in exported.graph.nodes}
+    assert "aten.grid_sampler.default" in targets
+    assert not any("keras_stn" in target for target in targets)
+
+
 def test_without_a_compiler_pytorchs_kernel_runs(monkeypatch):
     images, grid, upstream = random_sampling_problem(4, SIZE)
     expected = torch_grid_sample(

@@ -12,7 +12,7 @@ infinite points included, up to float rounding (`tests/test_native_sampling.py`)
 | generic (`generic`) | TensorFlow | a layer outside training, in a graph that may be exported (`model.export`, a user's `tf.function`: any but Keras' own steps, `tensorflow_ops.runs_in_this_process`) | an exported graph must hold TensorFlow's own ops, which every converter takes (tf2onnx cannot convert XLA clusters; the kernel's ops would need keras-stn to load) |
 | C++ kernel, as TensorFlow ops (`cpp_kernel.tensorflow_ops`) | TensorFlow | kernel case (below), a tape records the sampling or it runs in this process only (eager calls, Keras' `fit`, `evaluate` and `predict` steps), outside XLA compilation, no GPU, kernel built | the forward and only the recorded gradients in one fused pass each; TensorFlow's plain ops run one by one |
 | C++ kernel, through XLA's FFI (`cpp_kernel.jax_ffi`) | JAX | kernel case, JAX's default backend the CPU | XLA's CPU gathers and scatter-add run one element at a time on one thread; its operations lower to the generic sampler in `jax.export` (and on other platforms, where its backward pass would compute the forward pass again), and direct traces (jax2onnx) take the generic sampler |
-| C++ kernel, through ctypes (`cpp_kernel.torch_ctypes`) | torch | kernel case, not a normalized grid of one channel where autograd records the sampling, not traced (`torch.compile`, `torch.export`, `torch.jit.trace`, ONNX), plain CPU tensors (no `torch.func` transform: `torch_values`), kernel built | faster than PyTorch's kernel both ways on feature maps and volumes, and than its pixel path (power-of-two padding, a rounding guard) on any channels; without gradients, also on one channel, where PyTorch's path must first read the points' extremes; in training at a normalized grid of one channel PyTorch's kernel costs less around each call |
+| C++ kernel, through ctypes (`cpp_kernel.torch_ctypes`) | torch | kernel case, not a normalized grid of one channel where autograd records the sampling, not exported or traced (`torch.export`, `torch.jit.trace`, ONNX), under `torch.compile` only where autograd does not record it (then as an opaque operator), CPU tensors, kernel built | faster than PyTorch's kernel both ways on feature maps and volumes, and than its pixel path (power-of-two padding, a rounding guard) on any channels; without gradients, also on one channel, where PyTorch's path must first read the points' extremes; in training at a normalized grid of one channel PyTorch's kernel costs less around each call |
 | generic (`generic`) | torch | a `torch.func` transform or forward-mode AD reaches an argument (`torch_values.transformed`) | the kernel needs buffers and drops tangents, and PyTorch's `grid_sample` has no forward-mode derivative (`jacfwd`, `torch.func.hessian`) |
 | PyTorch's `grid_sample` (`pytorch_grid_sample`) | torch | float32 or float64, spatial sizes known, not in ONNX export; points in pixels need `"zeros"` or `"border"` padding | one fused kernel each way instead of dozens of eager ops; pixel points are exact only through padding to power-of-two sizes, which moves the mirror lines of `"reflection"` |
 | XLA clusters (`xla_clusters`) | TensorFlow | everything else | the generic sampler's ops fused by XLA: forward, and one cluster per gradient |
@@ -155,23 +155,20 @@ def choose_path(
 
         if torch_values.transformed(images, *tensors):
             return generic
-        onnx_export = torch.onnx.is_in_onnx_export()
         records = torch.is_grad_enabled() and any(
             tensor.requires_grad for tensor in (images, *tensors)
         )
         if (
             kernel_case
             and (images.shape[-1] != 1 or not normalized or not records)
-            and not onnx_export
-            and torch_values.readable(images, *tensors)
-            and torch_ctypes.available()
+            and torch_ctypes.takes(images, *tensors, records=records)
         ):
             return torch_ctypes
         if (
             keras.backend.standardize_dtype(images.dtype)
             in pytorch_grid_sample.DTYPES
             and are_static(images.shape[1:-1])
-            and not onnx_export
+            and not torch.onnx.is_in_onnx_export()
             and (
                 normalized
                 or padding_mode in pytorch_grid_sample.PIXEL_PADDING_MODES

@@ -1,15 +1,14 @@
-"""Whether a torch path may read its tensors' values and buffers here.
+"""What the torch paths may do with their tensors here, beyond their shapes.
 
-Two torch paths look at more than their tensors' shapes: the C++ kernel
-(`cpp_kernel.torch_ctypes`) hands their buffers to C, and PyTorch's
-`grid_sample` path (`pytorch_grid_sample`) skips the rule for NaN and
-infinite points when one read of the points' extremes shows that none needs
-it. Neither may do so in three cases, which `readable` tells apart with
-public APIs only:
+PyTorch's `grid_sample` path (`pytorch_grid_sample`) skips the rule for NaN
+and infinite points when one read of the points' extremes shows that none
+needs it, and the C++ kernel (`cpp_kernel.torch_ctypes`) hands the tensors'
+buffers to C. Neither may in these cases, which this module tells apart
+with public APIs only:
 
 - a tracer records the model (`torch.compile`, `torch.export`,
-  `torch.jit.trace`): it sees shapes, not values, and an opaque C call or
-  a branch on values would be frozen into, or break, its graph;
+  `torch.jit.trace`): it sees shapes, not values, so a branch on values
+  would be frozen into its graph (`readable`);
 - the tensors live on another device than the CPU (a read waits for it);
 - a `torch.func` transform (`vmap`, `grad`, `jacrev`, `jacfwd`) wraps
   them, or forward-mode AD (`torch.autograd.forward_ad`) gives them

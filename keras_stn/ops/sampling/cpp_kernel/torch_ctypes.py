@@ -11,12 +11,15 @@ turn (`create_graph=True`, for second derivatives), it computes them
 through the generic sampler instead. `grid_sample` hands the kernel its
 grid as it is.
 
-Elsewhere PyTorch's own `grid_sample` runs (`pytorch_grid_sample`), or the
-generic sampler: while a tracer records the model (`torch.compile`,
-`torch.export`, `torch.jit.trace`, ONNX export: an opaque call would break
-the graph or the artifact), under `torch.func` transforms, on other devices
-than the CPU (`keras_stn.ops.sampling.torch_values`), and where no C++
-compiler can build the kernel (`keras_stn.ops.sampling.cpp_kernel.build`).
+`torch.compile` calls the forward pass as an opaque operator where
+autograd does not record the sampling (`takes`). Elsewhere PyTorch's own
+`grid_sample` runs (`pytorch_grid_sample`), or the generic sampler: in
+compiled training steps, while a model is exported or traced
+(`torch.export`, `torch.jit.trace`, ONNX export: the artifact must hold
+PyTorch's own operations), under `torch.func` transforms
+(`keras_stn.ops.sampling.torch_values`), on other devices than the CPU, and
+where no C++ compiler can build the kernel
+(`keras_stn.ops.sampling.cpp_kernel.build`).
 """
 
 import ctypes
@@ -55,6 +58,38 @@ def available() -> bool:
     return _library() is not None
 
 
+def takes(*tensors: Tensor, records: bool) -> bool:
+    """Whether the kernel may sample these torch tensors here.
+
+    It reads CPU memory, so every tensor must be on the CPU. Eager calls
+    call it through ctypes; `torch.compile` calls its forward pass as an
+    opaque operator (`keras_stn::bilinear_sample`) where autograd does not
+    record the sampling. What is exported (`torch.export`, ONNX) and what
+    TorchScript traces holds PyTorch's own operations instead.
+
+    Args:
+        *tensors: the images and the points, torch tensors (no
+            `torch.func` wrappers: `torch_values.transformed`).
+        records: whether autograd records the sampling.
+
+    Returns:
+        Whether `sample` may take them.
+    """
+    import torch
+
+    if (
+        torch.onnx.is_in_onnx_export()
+        or torch.jit.is_tracing()
+        or not all(tensor.device.type == "cpu" for tensor in tensors)
+    ):
+        return False
+    if torch.compiler.is_compiling() and (
+        records or torch.compiler.is_exporting()
+    ):
+        return False
+    return available()
+
+
 def _kernel_sample(images, points, padding_mode, align_corners):
     """Sample channels-last images bilinearly at points.
 
@@ -81,6 +116,10 @@ def _kernel_sample(images, points, padding_mode, align_corners):
         outputs = _sampling_function().apply(
             images, flat, padding_mode, align_corners
         )
+    elif torch.compiler.is_compiling():
+        outputs = torch.ops.keras_stn.bilinear_sample(
+            images, flat, *_kernel_options(padding_mode, align_corners)
+        )
     else:
         options = _kernel_options(padding_mode, align_corners)
         outputs = _forward(images, flat, options)
@@ -102,6 +141,27 @@ def _forward(images, points, options):
         options,
     )
     return outputs
+
+
+def _define_operator():
+    """Define the kernel's forward pass as a torch operator, which
+    `torch.compile` calls as it is: `torch.ops.keras_stn.bilinear_sample(
+    images, points, padding, coordinates) -> outputs`, with `_forward`'s
+    shapes and the kernel's option codes."""
+    import torch
+
+    @torch.library.custom_op("keras_stn::bilinear_sample", mutates_args=())
+    def bilinear_sample(
+        images: torch.Tensor,
+        points: torch.Tensor,
+        padding: int,
+        coordinates: int,
+    ) -> torch.Tensor:
+        return _forward(images, points, (padding, coordinates))
+
+    @bilinear_sample.register_fake
+    def _(images, points, padding, coordinates):
+        return images.new_empty((*points.shape[:2], images.shape[-1]))
 
 
 @functools.cache
@@ -218,3 +278,12 @@ def _library():
     """The kernel's C library, loaded (built on first use), or `None`."""
     path = build_kernel()
     return None if path is None else ctypes.CDLL(str(path))
+
+
+if keras.backend.backend() == "torch":
+    import torch
+
+    # `torch.compile` asks `available` once, while it traces, and calls the
+    # operator.
+    torch.compiler.assume_constant_result(available)
+    _define_operator()
