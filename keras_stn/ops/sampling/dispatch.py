@@ -12,7 +12,7 @@ infinite points included, up to float rounding (`tests/test_native_sampling.py`)
 | generic (`generic`) | TensorFlow | a layer outside training, in a graph that may be exported (`model.export`, a user's `tf.function`: any but Keras' own steps, `tensorflow_ops.runs_in_this_process`) | an exported graph must hold TensorFlow's own ops, which every converter takes (tf2onnx cannot convert XLA clusters; the kernel's ops would need keras-stn to load) |
 | C++ kernel, as TensorFlow ops (`cpp_kernel.tensorflow_ops`) | TensorFlow | kernel case (below), a tape records the sampling or it runs in this process only (eager calls, Keras' `fit`, `evaluate` and `predict` steps), outside XLA compilation, no GPU, kernel built | the forward and only the recorded gradients in one fused pass each; TensorFlow's plain ops run one by one |
 | C++ kernel, through XLA's FFI (`cpp_kernel.jax_ffi`) | JAX | kernel case, JAX's default backend the CPU | XLA's CPU gathers and scatter-add run one element at a time on one thread; its operations lower to the generic sampler in `jax.export` (and on other platforms, where its backward pass would compute the forward pass again), and direct traces (jax2onnx) take the generic sampler |
-| C++ kernel, through ctypes (`cpp_kernel.torch_ctypes`) | torch | kernel case, not a normalized grid of one channel where autograd records the sampling, not exported or traced (`torch.export`, `torch.jit.trace`, ONNX), under `torch.compile` only where autograd does not record it (then as an opaque operator), CPU tensors, kernel built | faster than PyTorch's kernel both ways on feature maps and volumes, and than its pixel path (power-of-two padding, a rounding guard) on any channels; without gradients, also on one channel, where PyTorch's path must first read the points' extremes; in training at a normalized grid of one channel PyTorch's kernel costs less around each call |
+| C++ kernel, through ctypes (`cpp_kernel.torch_ctypes`) | torch | kernel case; points in pixels, or a normalized grid of 2 or more channels where autograd records the sampling, of 16 or more without gradients; not exported or traced (`torch.export`, `torch.jit.trace`, ONNX), under `torch.compile` only where autograd does not record it (then as an opaque operator), CPU tensors, kernel built | faster than PyTorch's kernel both ways on feature maps and volumes, and than its pixel path (power-of-two padding, a rounding guard) on any channels; without gradients PyTorch's forward pass, vectorized over the points, wins at a normalized grid of few channels; in training at a normalized grid of one channel PyTorch's kernel costs less around each call |
 | generic (`generic`) | torch | a `torch.func` transform or forward-mode AD reaches an argument (`torch_values.transformed`) | the kernel needs buffers and drops tangents, and PyTorch's `grid_sample` has no forward-mode derivative (`jacfwd`, `torch.func.hessian`) |
 | PyTorch's `grid_sample` (`pytorch_grid_sample`) | torch | float32 or float64, spatial sizes known, not in ONNX export; points in pixels need `"zeros"` or `"border"` padding | one fused kernel each way instead of dozens of eager ops; pixel points are exact only through padding to power-of-two sizes, which moves the mirror lines of `"reflection"` |
 | XLA clusters (`xla_clusters`) | TensorFlow | everything else | the generic sampler's ops fused by XLA: forward, and one cluster per gradient |
@@ -45,6 +45,10 @@ from keras_stn.ops.sampling.cpp_kernel import torch_ctypes
 from keras_stn.ops.sampling.cpp_kernel.build import kernel_samples
 from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
+
+# Without gradients, on torch, the C++ kernel samples a normalized grid
+# faster than PyTorch's `grid_sample` from this many channels on.
+INFERENCE_KERNEL_MIN_CHANNELS = 16
 
 
 def sample(
@@ -160,7 +164,7 @@ def choose_path(
         )
         if (
             kernel_case
-            and (images.shape[-1] != 1 or not normalized or not records)
+            and _torch_kernel_pays(images.shape[-1], normalized, records)
             and torch_ctypes.takes(images, *tensors, records=records)
         ):
             return torch_ctypes
@@ -176,6 +180,22 @@ def choose_path(
         ):
             return pytorch_grid_sample
     return generic
+
+
+def _torch_kernel_pays(channels, normalized, records):
+    """Whether the C++ kernel samples faster than PyTorch's `grid_sample`
+    path on torch (measured side by side in `docs/design/sampler-paths.md`).
+
+    At points in pixels, where PyTorch's path pads the images and guards
+    the points, it does. At a normalized grid it does for several channels
+    in training (forward and backward), and for many without gradients:
+    PyTorch's forward pass is vectorized over the points, the kernel's over
+    the channels. The same rule holds under `torch.compile`, so that a
+    compiled model gives its eager numbers bit for bit.
+    """
+    if not normalized:
+        return True
+    return channels >= (2 if records else INFERENCE_KERNEL_MIN_CHANNELS)
 
 
 def _with_blank_example(tensor):
