@@ -5,8 +5,9 @@ Per-example gradients (`torch.func.vmap` of `torch.func.grad`, `jax.vmap` of
 privacy and meta-learning take them, run through `grid_sample` on every
 backend, whichever path samples; so does forward-mode differentiation
 (`torch.func.jacfwd` and `torch.autograd.forward_ad`, `jax.jacfwd`,
-`tf.autodiff.ForwardAccumulator`). Oracle: PyTorch's `grid_sample` and its
-reverse-mode gradients, in float64.
+`tf.autodiff.ForwardAccumulator`), and forward over reverse for
+Hessian-vector products. Oracle: PyTorch's `grid_sample` and its
+reverse-mode gradients (twice for the Hessian), in float64.
 """
 
 import functools
@@ -162,3 +163,51 @@ def test_forward_mode_derivative_matches_pytorchs_reverse_mode():
     with float64_enabled():
         derivative = forward_mode_derivative(images, grid, tangent)
     np.testing.assert_allclose(derivative, expected, rtol=1e-9, atol=1e-9)
+
+
+def forward_over_reverse_hvp(images, grid, vector):
+    """The Hessian of `sum(grid_sample(images, grid) ** 2)` with respect to
+    the grid times `vector`, forward mode over reverse mode."""
+
+    def loss(points):
+        return ops.sum(grid_sample(images, points) ** 2)
+
+    if BACKEND == "torch":
+        _, product = torch.func.jvp(
+            torch.func.grad(lambda g: loss(g)),
+            (torch.tensor(grid),),
+            (torch.tensor(vector),),
+        )
+        return product.numpy()
+    if BACKEND == "jax":
+        import jax
+
+        return np.asarray(jax.jvp(jax.grad(loss), (grid,), (vector,))[1])
+    import tensorflow as tf
+
+    grid = tf.constant(grid)
+    with tf.autodiff.ForwardAccumulator(grid, tf.constant(vector)) as forward:
+        with tf.GradientTape() as tape:
+            tape.watch(grid)
+            value = loss(grid)
+        gradient = tape.gradient(value, grid)
+    return np.asarray(forward.jvp(gradient))
+
+
+def test_hessian_vector_product_matches_pytorchs_double_backward():
+    """Forward over reverse, as `jax.hessian` and TensorFlow's
+    Hessian-vector products take it, against PyTorch's reverse over
+    reverse."""
+    images, grid, _ = sampling_problem()
+    vector = np.random.default_rng(1).normal(size=grid.shape)
+    points = torch.tensor(grid, requires_grad=True)
+    outputs = torch.nn.functional.grid_sample(
+        torch.tensor(images).movedim(-1, 1), points, align_corners=False
+    )
+    (gradient,) = torch.autograd.grad(
+        (outputs**2).sum(), points, create_graph=True
+    )
+    (expected,) = torch.autograd.grad(gradient, points, torch.tensor(vector))
+    with float64_enabled():
+        product = forward_over_reverse_hvp(images, grid, vector)
+    np.testing.assert_allclose(product, expected.numpy(), rtol=1e-9, atol=1e-9)

@@ -19,6 +19,7 @@ kernel (`keras_stn.ops.sampling.cpp_kernel.build`).
 """
 
 import functools
+import math
 import pathlib
 
 from keras_stn.ops.sampling import generic
@@ -30,6 +31,13 @@ from keras_stn.ops.sampling.cpp_kernel.private_api import private_function
 from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
+# The kernel's gradient ops: whether each computes the images' gradient and
+# the points'.
+GRADIENT_OPS = {
+    "KerasStnBilinearGradImages": (True, False),
+    "KerasStnBilinearGradPoints": (False, True),
+    "KerasStnBilinearGradBoth": (True, True),
+}
 # The names of the functions that Keras traces for its steps
 # (`keras/src/backend/tensorflow/trainer.py`).
 KERAS_STEP_FUNCTIONS = (
@@ -85,40 +93,20 @@ def _kernel_sample(images, points, padding_mode, align_corners):
     }
     arrays = list(points) if isinstance(points, (list, tuple)) else [points]
     per_axis = len(arrays) > 1
-    shape = tf.shape(arrays[0])
+    # The sizes as numbers where the graph knows them (fewer ops around
+    # the kernel), else as tensors.
+    static = arrays[0].shape.is_fully_defined()
+    shape = arrays[0].shape.as_list() if static else tf.shape(arrays[0])
     output_dims = shape if per_axis else shape[:-1]
     # No -1 in the shape: TensorFlow cannot infer it for an empty batch.
-    flat_shape = [output_dims[0], tf.reduce_prod(output_dims[1:])]
+    flat_shape = [output_dims[0], _product(output_dims[1:], static)]
     if not per_axis:
         flat_shape.append(shape[-1])
-    flat = [tf.reshape(array, tf.stack(flat_shape)) for array in arrays]
+    if not static:
+        flat_shape = tf.stack(flat_shape)
+    flat = [tf.reshape(array, flat_shape) for array in arrays]
     # Only the gradients that a tape records are computed.
     wants_images, wants_points = tape_records(images), tape_records(*arrays)
-
-    def generic_gradients(images, flat, upstream):
-        """The wanted gradients, from the generic sampler's graph."""
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch([images, *flat])
-            points = flat if per_axis else flat[0]
-            outputs = generic.sample_bilinear(
-                images,
-                generic.pixel_points(
-                    images,
-                    points,
-                    bool(align_corners),
-                    align_corners is not None,
-                ),
-                padding_mode,
-            )
-        gradients = tape.gradient(
-            outputs,
-            [images, *flat],
-            upstream,
-            unconnected_gradients=tf.UnconnectedGradients.ZERO,
-        )
-        return (gradients[:1] if wants_images else []) + (
-            gradients[1:] if wants_points else []
-        )
 
     @tf.custom_gradient
     def kernel_gradients(images, upstream, *flat):
@@ -143,7 +131,14 @@ def _kernel_sample(images, points, padding_mode, align_corners):
             inputs = [images, upstream, *flat]
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(inputs)
-                first = generic_gradients(images, flat, upstream)
+                first = _generic_gradients(
+                    images,
+                    flat,
+                    upstream,
+                    padding_mode,
+                    align_corners,
+                    (wants_images, wants_points),
+                )
             cotangents = [
                 tf.zeros_like(gradient) if cotangent is None else cotangent
                 for gradient, cotangent in zip(first, cotangents, strict=True)
@@ -172,11 +167,117 @@ def _kernel_sample(images, points, padding_mode, align_corners):
         return outputs, backward
 
     outputs = sample_op(images, *flat)
+    return _unflattened(outputs, images, arrays[0], output_dims, per_axis)
+
+
+def _generic_gradients(
+    images, flat, upstream, padding_mode, align_corners, wants
+):
+    """The kernel's gradients, from the generic sampler's graph.
+
+    Args:
+        images: the kernel's images.
+        flat: its points, a list of one tensor (of shape `(batch, points,
+            rank)`) or of one per axis.
+        upstream: the outputs' gradient.
+        padding_mode: `"zeros"` or `"border"`.
+        align_corners: `None` for points in pixels; else the convention of
+            normalized points.
+        wants: whether the images' gradient and the points' are wanted.
+
+    Returns:
+        The wanted gradients: the images', then one per points tensor.
+    """
+    import tensorflow as tf
+
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch([images, *flat])
+        points = flat if len(flat) > 1 else flat[0]
+        outputs = generic.sample_bilinear(
+            images,
+            generic.pixel_points(
+                images, points, bool(align_corners), align_corners is not None
+            ),
+            padding_mode,
+        )
+    gradients = tape.gradient(
+        outputs,
+        [images, *flat],
+        upstream,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    return (gradients[:1] if wants[0] else []) + (
+        gradients[1:] if wants[1] else []
+    )
+
+
+def _register_gradients():
+    """Enter gradients of the kernel's ops in TensorFlow's registry.
+
+    Tapes differentiate the kernel through `_kernel_sample`'s own gradient
+    functions; forward accumulators (`tf.autodiff.ForwardAccumulator`:
+    forward mode, and Hessian-vector products forward over a tape's
+    gradient) look the ops up in the registry. Theirs come from the generic
+    sampler's graph, which is differentiable to any order.
+    """
+    import tensorflow as tf
+
+    def options(op):
+        padding = op.get_attr("padding")
+        coordinates = op.get_attr("coordinates")
+        padding_mode = next(
+            name
+            for name, code in KERNEL_PADDING_MODES.items()
+            if code == padding
+        )
+        return padding_mode, (None, False, True)[coordinates]
+
+    @tf.RegisterGradient("KerasStnBilinearSample")
+    def _sample_gradients(op, upstream):
+        images, *flat = op.inputs
+        return _generic_gradients(
+            images, flat, upstream, *options(op), (True, True)
+        )
+
+    for name, wants in GRADIENT_OPS.items():
+
+        def second_derivatives(op, *cotangents, wants=wants):
+            images, *flat, upstream = op.inputs
+            inputs = [images, *flat, upstream]
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(inputs)
+                first = _generic_gradients(
+                    images, flat, upstream, *options(op), wants
+                )
+            return tape.gradient(
+                first,
+                inputs,
+                list(cotangents),
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+
+        tf.RegisterGradient(name)(second_derivatives)
+
+
+def _product(sizes, static):
+    """The product of sizes: numbers where `static`, else a tensor's."""
+    import tensorflow as tf
+
+    return math.prod(sizes) if static else tf.reduce_prod(sizes)
+
+
+def _unflattened(outputs, images, points, output_dims, per_axis):
+    """The kernel's outputs, `(batch, points, channels)`, in the points'
+    output shape, with the static shape where the graph knows it."""
+    import tensorflow as tf
+
+    channels = images.shape[-1]
+    if isinstance(output_dims, list) and channels is not None:
+        return tf.reshape(outputs, [*output_dims, channels])
     output_shape = tf.concat([output_dims, tf.shape(images)[-1:]], axis=0)
     outputs = tf.reshape(outputs, output_shape)
-    # The static shape, where the graph knows it.
-    static_dims = arrays[0].shape if per_axis else arrays[0].shape[:-1]
-    return tf.ensure_shape(outputs, [*static_dims, images.shape[-1]])
+    static_dims = points.shape if per_axis else points.shape[:-1]
+    return tf.ensure_shape(outputs, [*static_dims, channels])
 
 
 def tape_records(*tensors: Tensor) -> bool:
@@ -266,4 +367,8 @@ def _library():
     import tensorflow as tf
 
     path = build_kernel()
-    return None if path is None else tf.load_op_library(str(path))
+    if path is None:
+        return None
+    library = tf.load_op_library(str(path))
+    _register_gradients()
+    return library
