@@ -54,7 +54,6 @@ import keras_stn
 from keras_stn import SpatialTransformer
 from keras_stn.callbacks import TransformerSnapshot
 
-from distortions import DIGIT
 from distortions import add_clutter
 from experiment import PICTURE_SAMPLES
 from experiment import TRANSFORMER_NAME
@@ -62,6 +61,8 @@ from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import positive_int
 from experiment import save_results
+from mnist_data import DIGIT
+from mnist_data import check_digits
 from mnist_data import load_mnist
 from mnist_models import build_classifier
 from mnist_models import convolutional_localization_net
@@ -115,12 +116,7 @@ def place_digits(
     >>> boxes[0, 2] - boxes[0, 0]
     np.float32(28.0)
     """
-    images = np.asarray(images)
-    if images.ndim != 3 or images.shape[1:] != (DIGIT, DIGIT):
-        raise ValueError(
-            "Invalid value for argument `images`. Expected MNIST digits of "
-            f"shape (n, {DIGIT}, {DIGIT}). Received shape {images.shape}"
-        )
+    images = check_digits(images)
     rng = np.random.default_rng(seed)
     n = len(images)
     corners = rng.integers(0, CANVAS - DIGIT + 1, (n, 2))

@@ -8,6 +8,11 @@ projectively (P) or elastically (E) distorted, or translated in clutter
 transformers of the RTS and TC nets sample a 28x28 view of their larger
 canvas; the others keep the input's size (`--view-size` changes it).
 
+Two protocols (`--protocol`): `fixed` trains on one distortion of the
+training digits, drawn once from the seed; `fresh` distorts them anew each
+epoch, as the paper does on the fly (`FreshDistortions`). Both test on one
+distortion of the test digits, drawn from the seed + 1.
+
 Usage (`--help` lists the options):
 
     KERAS_BACKEND=jax python examples/distorted_mnist.py \\
@@ -23,12 +28,14 @@ picture at the start and after each epoch in `snapshots/`.
 
 import argparse
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
+import numpy as np
 
+from arguments import check_choice
 from distortions import CANVAS_SIZES
-from distortions import DIGIT
 from distortions import DISTORTIONS
 from distortions import distort
 from experiment import add_training_arguments
@@ -37,6 +44,7 @@ from experiment import positive_int
 from experiment import save_model
 from experiment import save_results
 from experiment import transformer_snapshots
+from mnist_data import DIGIT
 from mnist_data import load_mnist
 from mnist_data import take_first
 from mnist_models import MODELS
@@ -46,6 +54,7 @@ from mnist_models import build_classifier
 # The distortions whose transformer samples a digit-sized view of a larger
 # canvas.
 ZOOMED = ("rts", "cluttered")
+PROTOCOLS = ("fixed", "fresh")
 
 
 def prepare_data(
@@ -54,6 +63,7 @@ def prepare_data(
     seed: int,
     train_samples: int | None = None,
     test_samples: int | None = None,
+    protocol: str = "fixed",
 ) -> tuple[tuple, tuple]:
     """Load MNIST, keep the first samples, and distort them.
 
@@ -64,11 +74,15 @@ def prepare_data(
             `seed + 1`.
         train_samples: how many training images to keep; `None` for all.
         test_samples: how many test images to keep; `None` for all.
+        protocol: one of `PROTOCOLS`; under `"fresh"`, the training digits
+            are left undistorted, for `FreshDistortions`.
 
     Returns:
         `((x_train, y_train), (x_test, y_test))`: float32 images of shape
-        `(n, size, size, 1)` and int32 labels.
+        `(n, size, size, 1)` (under `"fresh"`, `x_train` are the uint8
+        digits `(n, 28, 28)`) and int32 labels.
     """
+    check_choice(protocol, "protocol", PROTOCOLS)
     (x_train, y_train), (x_test, y_test) = load_mnist(path)
     x_train, y_train = take_first(
         (x_train, y_train), train_samples, "--train-samples"
@@ -76,9 +90,83 @@ def prepare_data(
     x_test, y_test = take_first(
         (x_test, y_test), test_samples, "--test-samples"
     )
-    train = distort(x_train, distortion, seed)[0], y_train.astype("int32")
+    if protocol == "fixed":
+        x_train = distort(x_train, distortion, seed)[0]
+    train = x_train, y_train.astype("int32")
     test = distort(x_test, distortion, seed + 1)[0], y_test.astype("int32")
     return train, test
+
+
+class FreshDistortions(keras.utils.PyDataset):
+    """Training batches of digits distorted anew each epoch, without end.
+
+    Epoch `e` distorts the digits with a seed drawn from `(seed, e)` and
+    visits them in an order drawn from the same seed, so that the sequence
+    of epochs depends only on the digits, `distortion` and `seed`. Batch
+    `i` is batch `i % steps_per_epoch` of epoch `i // steps_per_epoch`:
+    what it holds depends on its index only, not on when Keras calls the
+    epoch callbacks, so `fit` takes `steps_per_epoch=steps_per_epoch`.
+    While an epoch trains, a background thread distorts the next one.
+
+    Args:
+        digits: uint8 digits of shape `(n, 28, 28)`.
+        labels: their labels, `(n,)`.
+        distortion: one of `distortions.DISTORTIONS`.
+        seed: seed of the distortions.
+        batch_size: the batch size; each epoch's last batch may be smaller.
+    """
+
+    def __init__(
+        self,
+        digits: np.ndarray,
+        labels: np.ndarray,
+        distortion: str,
+        seed: int,
+        batch_size: int,
+    ):
+        super().__init__()
+        self.digits, self.labels = digits, labels
+        self.distortion, self.seed = distortion, seed
+        self.batch_size = batch_size
+        self.steps_per_epoch = -(-len(digits) // batch_size)
+        self.epoch = 0
+        self._executor = ThreadPoolExecutor(max_workers=1)
+        self._images, self._batch_labels = self.draw(0)
+        self._next = self._executor.submit(self.draw, 1)
+
+    def draw(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distort and shuffle the training set of one epoch.
+
+        Args:
+            epoch: the epoch, from 0.
+
+        Returns:
+            `(images, labels)`: float32 images `(n, size, size, 1)` and
+            their labels, in the epoch's order.
+        """
+        sequence = np.random.SeedSequence((self.seed, epoch))
+        epoch_seed = int(sequence.generate_state(1)[0])
+        order = np.random.default_rng(epoch_seed).permutation(len(self.digits))
+        images = distort(self.digits[order], self.distortion, epoch_seed)[0]
+        return images, self.labels[order]
+
+    @property
+    def num_batches(self) -> None:
+        return None
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        epoch, step = divmod(index, self.steps_per_epoch)
+        if epoch < self.epoch:
+            raise IndexError(
+                f"Batch {index} is from epoch {epoch}, whose distortion is "
+                f"gone: the dataset is at epoch {self.epoch}."
+            )
+        while self.epoch < epoch:
+            self.epoch += 1
+            self._images, self._batch_labels = self._next.result()
+            self._next = self._executor.submit(self.draw, self.epoch + 1)
+        batch = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        return self._images[batch], self._batch_labels[batch]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -127,6 +215,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="ST nets: read a prefiltered input where the transformer zooms "
         "out (SpatialTransformer's antialias)",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="fixed",
+        help="fixed: one distortion of the training digits for the whole "
+        "run; fresh: a new one each epoch (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="Adam's initial learning rate, decayed to 0 along a cosine "
+        "(default: %(default)s)",
+    )
     add_training_arguments(parser, epochs=8, batch_size=64)
     args = parser.parse_args(argv)
     if args.output_dir is None:
@@ -137,6 +239,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             name += f"_view{args.view_size}"
         if args.antialias:
             name += "_antialias"
+        if args.protocol == "fresh":
+            name += "_fresh"
         args.output_dir = Path("outputs") / "distorted_mnist" / name
     return args
 
@@ -156,7 +260,24 @@ def main(argv: list[str] | None = None) -> dict:
         args.seed,
         args.train_samples,
         args.test_samples,
+        args.protocol,
     )
+    if args.protocol == "fresh":
+        batches = FreshDistortions(
+            x_train, y_train, args.distortion, args.seed, args.batch_size
+        )
+        # The batches come shuffled, epoch by epoch.
+        training_data = {
+            "x": batches,
+            "steps_per_epoch": batches.steps_per_epoch,
+            "shuffle": False,
+        }
+    else:
+        training_data = {
+            "x": x_train,
+            "y": y_train,
+            "batch_size": args.batch_size,
+        }
     size = CANVAS_SIZES[args.distortion]
     output_size = args.view_size or (
         DIGIT if args.distortion in ZOOMED else size
@@ -171,16 +292,16 @@ def main(argv: list[str] | None = None) -> dict:
         args.antialias,
     )
     model.compile(
-        optimizer=cosine_adam(args.epochs, len(x_train), args.batch_size),
+        optimizer=cosine_adam(
+            args.epochs, len(x_train), args.batch_size, args.learning_rate
+        ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     transformed = args.model.startswith("st-")
     callbacks = [transformer_snapshots(args, x_test)] if transformed else []
     model.fit(
-        x_train,
-        y_train,
-        batch_size=args.batch_size,
+        **training_data,
         epochs=args.epochs,
         verbose=args.verbose,
         callbacks=callbacks,
@@ -201,8 +322,10 @@ def main(argv: list[str] | None = None) -> dict:
         "error_percent": round(100 * (1 - float(accuracy)), 2),
         "accuracy": float(accuracy),
         "loss": float(loss),
+        "protocol": args.protocol,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
         "backend": keras.backend.backend(),
         "seconds": round(time.perf_counter() - start, 1),
         "train_samples": len(x_train),

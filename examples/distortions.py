@@ -26,8 +26,9 @@ from scipy import interpolate
 from scipy import ndimage
 
 from arguments import check_choice
+from mnist_data import DIGIT
+from mnist_data import check_digits
 
-DIGIT = 28
 CANVAS_SIZES = {
     "rotated": 28,
     "rts": 42,
@@ -80,12 +81,7 @@ def distort(
     ((2, 42, 42, 1), ['angle', 'scale', 'shift'])
     """
     check_choice(distortion, "distortion", DISTORTIONS)
-    images = np.asarray(images)
-    if images.ndim != 3 or images.shape[1:] != (DIGIT, DIGIT):
-        raise ValueError(
-            "Invalid value for argument `images`. Expected MNIST digits of "
-            f"shape (n, {DIGIT}, {DIGIT}). Received shape {images.shape}"
-        )
+    images = check_digits(images)
     rng = np.random.default_rng(seed)
     draw = {
         "rotated": _draw_rotated,

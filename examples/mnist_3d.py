@@ -63,6 +63,8 @@ from experiment import cosine_adam
 from experiment import positive_int
 from experiment import save_model
 from experiment import save_results
+from mnist_data import DIGIT
+from mnist_data import check_digits
 from mnist_data import load_mnist
 from mnist_data import take_first
 from mnist_models import ST_CNN_WIDTH
@@ -71,7 +73,6 @@ from mnist_models import convolutional_head
 from mnist_models import count_parameters
 
 MODELS = ("cnn", "st-cnn")
-DIGIT = 28
 VOLUME = 32
 SLAB_DEPTH = 4
 MAX_TILT = 90.0
@@ -249,12 +250,7 @@ def place_digits(
 
 def _check_digits(images, size):
     """`images` as an array, after checking it and `size`."""
-    images = np.asarray(images)
-    if images.ndim != 3 or images.shape[1:] != (DIGIT, DIGIT):
-        raise ValueError(
-            "Invalid value for argument `images`. Expected MNIST digits of "
-            f"shape (n, {DIGIT}, {DIGIT}). Received shape {images.shape}"
-        )
+    images = check_digits(images)
     if isinstance(size, bool) or not isinstance(size, int) or size < DIGIT:
         raise ValueError(
             "Invalid value for argument `size`. Expected an integer of at "

@@ -50,7 +50,6 @@ from keras_stn.callbacks import draw_transformer
 
 from arguments import check_choice
 from distortions import CANVAS_SIZES
-from distortions import DIGIT
 from experiment import PICTURE_SAMPLES
 from experiment import TRANSFORMER_NAME
 from experiment import add_training_arguments
@@ -62,6 +61,7 @@ from experiment import transformer_snapshots
 from mnist_addition_data import CHANNELS
 from mnist_addition_data import NUM_CLASSES
 from mnist_addition_data import prepare_data
+from mnist_data import DIGIT
 from mnist_models import ST_CNN_WIDTH
 from mnist_models import ST_FCN_WIDTH
 from mnist_models import TRANSFORMS

@@ -10,6 +10,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+# The side of an MNIST digit, in pixels.
+DIGIT = 28
 DEFAULT_DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_subset.npz"
 )
@@ -68,3 +70,34 @@ def take_first(
             f"images in the data. Received {count}."
         )
     return tuple(array[:count] for array in arrays)
+
+
+def check_digits(images) -> np.ndarray:
+    """Check that `images` are MNIST digits, of shape `(n, 28, 28)`.
+
+    Args:
+        images: the argument `images` of an example function.
+
+    Returns:
+        `images` as a NumPy array.
+
+    Raises:
+        ValueError: if they have another shape.
+
+    Example:
+
+    >>> check_digits(np.zeros((2, 28, 28), "uint8")).shape
+    (2, 28, 28)
+    >>> try:
+    ...     check_digits(np.zeros((28, 28), "uint8"))
+    ... except ValueError as error:
+    ...     print(str(error).split(". ")[-1])
+    Received shape (28, 28)
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (DIGIT, DIGIT):
+        raise ValueError(
+            "Invalid value for argument `images`. Expected MNIST digits of "
+            f"shape (n, {DIGIT}, {DIGIT}). Received shape {images.shape}"
+        )
+    return images

@@ -9,7 +9,8 @@ Every `results.json` under the given folders goes into a Markdown table:
 distorted-MNIST runs (from `distorted_mnist.py`) as test error per model and
 distortion, beside the paper's figure where it has one; street-number runs
 (from `street_numbers.py`) as sequence error per model. Each cell also gives
-the run's wall time and backend.
+the run's wall time and backend, and for distorted-MNIST runs with fresh
+distortions each epoch, the protocol and epochs.
 """
 
 import argparse
@@ -62,10 +63,17 @@ def collect(folders: list[Path]) -> list[dict]:
 
 
 def _cell(error: float, result: dict, paper: float | None) -> str:
-    """One table cell: our error, the paper's, and the run's wall time."""
+    """One table cell: our error, the paper's, and the run's wall time.
+
+    Distorted-MNIST runs that distorted the training digits anew each epoch
+    (`--protocol fresh`) say so, with their epochs.
+    """
     paper_text = f" ({paper})" if paper is not None else ""
     minutes = result["seconds"] / 60
-    return f"**{error:.2f}**{paper_text}, {minutes:.0f} min {result['backend']}"
+    cell = f"**{error:.2f}**{paper_text}, {minutes:.0f} min {result['backend']}"
+    if result.get("protocol") == "fresh":
+        cell += f", fresh, {result['epochs']} epochs"
+    return cell
 
 
 def mnist_table(results: list[dict]) -> str:

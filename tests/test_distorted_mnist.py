@@ -1,6 +1,7 @@
 """The distorted-MNIST experiment, `examples/distorted_mnist.py`: short
 end-to-end runs on a tiny fake data set, for ST and plain nets."""
 
+import itertools
 import json
 
 import keras
@@ -158,3 +159,124 @@ def test_bad_options_exit_with_a_clear_message(fake_mnist, tmp_path, capsys):
     with pytest.raises(SystemExit):
         distorted_mnist.main(argv + ["--epochs", "0"])
     assert "expected a positive integer" in capsys.readouterr().err
+
+
+def fresh_distortions(fake_mnist, seed, dataset=None):
+    """The fresh-protocol training batches of 200 fake digits, batch 64."""
+    (digits, labels), _ = distorted_mnist.prepare_data(
+        fake_mnist, "rts", seed, 200, 8, protocol="fresh"
+    )
+    dataset = dataset or distorted_mnist.FreshDistortions
+    return dataset(digits, labels, "rts", seed, 64)
+
+
+def epoch_batches(dataset, epoch):
+    """One epoch's images and labels, joined, read batch by batch."""
+    steps = dataset.steps_per_epoch
+    indices = range(epoch * steps, (epoch + 1) * steps)
+    batches = [dataset[index] for index in indices]
+    return tuple(np.concatenate(part) for part in zip(*batches, strict=True))
+
+
+def test_fresh_distortions_change_each_epoch_and_follow_the_seed(fake_mnist):
+    dataset = fresh_distortions(fake_mnist, seed=3)
+    assert dataset.steps_per_epoch == 4
+    assert dataset.num_batches is None
+    epochs = [epoch_batches(dataset, epoch) for epoch in range(3)]
+    (digits, labels), _ = distorted_mnist.prepare_data(
+        fake_mnist, "rts", 3, 200, 8, protocol="fresh"
+    )
+    assert digits.shape == (200, 28, 28)
+    for images, epoch_labels in epochs:
+        assert images.shape == (200, 42, 42, 1)
+        # Every digit once an epoch, in a new order.
+        np.testing.assert_array_equal(np.sort(epoch_labels), np.sort(labels))
+    for (first, first_labels), (second, second_labels) in itertools.pairwise(
+        epochs
+    ):
+        assert not np.array_equal(first_labels, second_labels)
+        # Not only shuffled but distorted anew: scaled differently, the
+        # digits carry other amounts of ink.
+        first_ink = np.sort(first.sum(axis=(1, 2, 3)))
+        second_ink = np.sort(second.sum(axis=(1, 2, 3)))
+        assert np.abs(first_ink - second_ink).mean() > 1.0
+    # The same seed draws the same epochs; another seed, others.
+    again = fresh_distortions(fake_mnist, seed=3)
+    other = fresh_distortions(fake_mnist, seed=4)
+    for epoch, (images, epoch_labels) in enumerate(epochs):
+        same_images, same_labels = epoch_batches(again, epoch)
+        np.testing.assert_array_equal(same_images, images)
+        np.testing.assert_array_equal(same_labels, epoch_labels)
+        assert not np.allclose(epoch_batches(other, epoch)[0], images)
+    # The batches of past epochs are gone.
+    with pytest.raises(IndexError, match="from epoch 1"):
+        dataset[5]
+
+
+def test_fit_sees_each_epochs_distortion(fake_mnist):
+    class Recording(distorted_mnist.FreshDistortions):
+        def __getitem__(self, index):
+            batch = super().__getitem__(index)
+            self.seen[index] = batch
+            return batch
+
+    Recording.seen = {}
+    dataset = fresh_distortions(fake_mnist, 3, dataset=Recording)
+    model = keras.Sequential(
+        [
+            keras.Input((42, 42, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    history = model.fit(
+        dataset,
+        epochs=2,
+        steps_per_epoch=dataset.steps_per_epoch,
+        shuffle=False,
+        verbose=0,
+    )
+
+    assert len(history.history["loss"]) == 2
+    # Batches 0-3 of epoch 0, then 0-3 of epoch 1 (TensorFlow may prefetch
+    # one more), each as drawn for its epoch.
+    assert set(range(8)) <= set(Recording.seen) <= set(range(9))
+    for epoch in range(2):
+        images = np.concatenate(
+            [Recording.seen[4 * epoch + i][0] for i in range(4)]
+        )
+        labels = np.concatenate(
+            [Recording.seen[4 * epoch + i][1] for i in range(4)]
+        )
+        expected_images, expected_labels = dataset.draw(epoch)
+        np.testing.assert_array_equal(images, expected_images)
+        np.testing.assert_array_equal(labels, expected_labels)
+
+
+def test_the_fresh_protocol_trains_and_tests_on_the_fixed_test_set(
+    fake_mnist, tmp_path
+):
+    results = run(fake_mnist, tmp_path, "--protocol", "fresh", "--epochs", "2")
+    assert results["protocol"] == "fresh"
+    assert (results["epochs"], results["train_samples"]) == (2, 128)
+    fixed, (x_test, y_test) = distorted_mnist.prepare_data(
+        fake_mnist, "rts", 3, 128, 64
+    )
+    _, (fresh_x_test, fresh_y_test) = distorted_mnist.prepare_data(
+        fake_mnist, "rts", 3, 128, 64, protocol="fresh"
+    )
+    np.testing.assert_array_equal(fresh_x_test, x_test)
+    np.testing.assert_array_equal(fresh_y_test, y_test)
+    model = keras.models.load_model(tmp_path / "model.keras")
+    probabilities = model.predict(x_test, batch_size=64, verbose=0)
+    accuracy = np.mean(probabilities.argmax(axis=1) == y_test)
+    assert accuracy == pytest.approx(results["accuracy"], abs=1e-6)
+    snapshots = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert snapshots == ["epoch_000.png", "epoch_001.png", "epoch_002.png"]
+    args = distorted_mnist.parse_args(["--protocol", "fresh"])
+    assert str(args.output_dir).endswith("rts_st-cnn_affine_fresh")
+    with pytest.raises(ValueError, match="Received protocol='online'"):
+        distorted_mnist.prepare_data(fake_mnist, "rts", 3, protocol="online")

@@ -30,11 +30,8 @@ def test_tables(tmp_path, capsys):
         "rts_st",
         mnist_result("rts", "st-cnn", "tps", 1.25, seconds=90),
     )
-    write(
-        tmp_path / "b",
-        "tc_st",
-        mnist_result("cluttered", "st-cnn", "tps", 3.0),
-    )
+    fresh = mnist_result("cluttered", "st-cnn", "tps", 3.0)
+    write(tmp_path / "b", "tc_st", {**fresh, "protocol": "fresh", "epochs": 90})
     write(
         tmp_path / "b",
         "svhn",
@@ -55,7 +52,7 @@ def test_tables(tmp_path, capsys):
     assert lines[2] == "| CNN |  | **2.50** (0.8), 10 min torch |  |  |  |"
     assert lines[3] == (
         "| ST-CNN tps |  | **1.25** (0.5), 2 min torch |  |  | "
-        "**3.00**, 10 min torch |"
+        "**3.00**, 10 min torch, fresh, 90 epochs |"
     )
     assert lines[-1] == (
         "| MULTI-ST-CNN | synthetic | 1,234,567 | **10.00** (3.6), 2 min jax |"
