@@ -128,27 +128,16 @@ def _kernel_sample(images, points, padding_mode, align_corners):
             )
 
         def second_derivatives(*cotangents):
-            inputs = [images, upstream, *flat]
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(inputs)
-                first = _generic_gradients(
-                    images,
-                    flat,
-                    upstream,
-                    padding_mode,
-                    align_corners,
-                    (wants_images, wants_points),
-                )
-            cotangents = [
-                tf.zeros_like(gradient) if cotangent is None else cotangent
-                for gradient, cotangent in zip(first, cotangents, strict=True)
-            ]
-            return tape.gradient(
-                first,
-                inputs,
+            grad_images, grad_flat, grad_upstream = _second_derivatives(
+                images,
+                flat,
+                upstream,
                 cotangents,
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                padding_mode,
+                align_corners,
+                (wants_images, wants_points),
             )
+            return [grad_images, grad_upstream, *grad_flat]
 
         return gradients, second_derivatives
 
@@ -241,22 +230,45 @@ def _register_gradients():
 
     for name, wants in GRADIENT_OPS.items():
 
-        def second_derivatives(op, *cotangents, wants=wants):
+        def gradient_gradients(op, *cotangents, wants=wants):
             images, *flat, upstream = op.inputs
-            inputs = [images, *flat, upstream]
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(inputs)
-                first = _generic_gradients(
-                    images, flat, upstream, *options(op), wants
-                )
-            return tape.gradient(
-                first,
-                inputs,
-                list(cotangents),
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            grad_images, grad_flat, grad_upstream = _second_derivatives(
+                images, flat, upstream, cotangents, *options(op), wants
             )
+            return [grad_images, *grad_flat, grad_upstream]
 
-        tf.RegisterGradient(name)(second_derivatives)
+        tf.RegisterGradient(name)(gradient_gradients)
+
+
+def _second_derivatives(
+    images, flat, upstream, cotangents, padding_mode, align_corners, wants
+):
+    """The gradients of `_generic_gradients` for the cotangents of its
+    results (`None` for zero ones), through the generic sampler's graph.
+
+    Returns:
+        `(grad_images, grad_flat, grad_upstream)`, `grad_flat` a list of
+        one per points tensor.
+    """
+    import tensorflow as tf
+
+    inputs = [images, *flat, upstream]
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(inputs)
+        first = _generic_gradients(
+            images, flat, upstream, padding_mode, align_corners, wants
+        )
+    cotangents = [
+        tf.zeros_like(gradient) if cotangent is None else cotangent
+        for gradient, cotangent in zip(first, cotangents, strict=True)
+    ]
+    gradients = tape.gradient(
+        first,
+        inputs,
+        cotangents,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    return gradients[0], gradients[1:-1], gradients[-1]
 
 
 def _product(sizes, static):
