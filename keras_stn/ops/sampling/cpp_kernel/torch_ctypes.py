@@ -143,27 +143,6 @@ def _forward(images, points, options):
     return outputs
 
 
-def _define_operator():
-    """Define the kernel's forward pass as a torch operator, which
-    `torch.compile` calls as it is: `torch.ops.keras_stn.bilinear_sample(
-    images, points, padding, coordinates) -> outputs`, with `_forward`'s
-    shapes and the kernel's option codes."""
-    import torch
-
-    @torch.library.custom_op("keras_stn::bilinear_sample", mutates_args=())
-    def bilinear_sample(
-        images: torch.Tensor,
-        points: torch.Tensor,
-        padding: int,
-        coordinates: int,
-    ) -> torch.Tensor:
-        return _forward(images, points, (padding, coordinates))
-
-    @bilinear_sample.register_fake
-    def _(images, points, padding, coordinates):
-        return images.new_empty((*points.shape[:2], images.shape[-1]))
-
-
 @functools.cache
 def _sampling_function():
     """The kernel as a `torch.autograd.Function` of `(images, points,
@@ -284,6 +263,21 @@ if keras.backend.backend() == "torch":
     import torch
 
     # `torch.compile` asks `available` once, while it traces, and calls the
-    # operator.
+    # operator, defined once, at import: it cannot trace a definition.
     torch.compiler.assume_constant_result(available)
-    _define_operator()
+
+    @torch.library.custom_op("keras_stn::bilinear_sample", mutates_args=())
+    def opaque_bilinear_sample(
+        images: torch.Tensor,
+        points: torch.Tensor,
+        padding: int,
+        coordinates: int,
+    ) -> torch.Tensor:
+        """The kernel's forward pass as a custom operator, which
+        `torch.compile` calls as it is: `_forward`'s shapes, the kernel's
+        padding and coordinates codes."""
+        return _forward(images, points, (padding, coordinates))
+
+    @opaque_bilinear_sample.register_fake
+    def _(images, points, padding, coordinates):
+        return images.new_empty((*points.shape[:2], images.shape[-1]))
