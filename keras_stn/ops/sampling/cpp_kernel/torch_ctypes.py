@@ -117,7 +117,7 @@ def _kernel_sample(images, points, padding_mode, align_corners):
             images, flat, padding_mode, align_corners
         )
     elif torch.compiler.is_compiling():
-        outputs = torch.ops.keras_stn.bilinear_sample(
+        outputs = opaque_bilinear_sample(
             images, flat, *_kernel_options(padding_mode, align_corners)
         )
     else:
