@@ -5,7 +5,8 @@
 // outputs and upstream gradients `(batch, points, channels)`, contiguous,
 // float32 (`dtype` 0) or float64 (`dtype` 1); `sizes` holds the images'
 // shape, `rank + 2` numbers. `padding` and `coordinates` are the codes of
-// `bilinear_sampling.h`. Work is split over `threads` threads.
+// `bilinear_sampling.h`. Work is split over `threads` threads, kept between
+// calls (`worker_pool.h`).
 //
 // - KerasStnBilinearSample(...) -> 0, or -1 for an unknown dtype
 // - KerasStnBilinearGradients(...) fills the gradients whose buffers are
@@ -14,10 +15,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
-#include <thread>
-#include <vector>
 
 #include "bilinear_sampling.h"
+#include "worker_pool.h"
 
 namespace keras_stn {
 namespace {
@@ -38,21 +38,20 @@ SamplingShape ShapeOf(int rank, const int64_t* sizes, int64_t points,
 }
 
 // Runs `work(begin, end)` over `[0, count)` in up to `threads` ranges, one
-// on the calling thread, and waits for all of them. The work is a function
-// of its own: inlined among the threads' code, its loops compiled 35%
-// slower.
+// on the calling thread and the others on `WorkerPool`'s workers, and waits
+// for all of them. The work is a function of its own: inlined among the
+// threads' code, its loops compiled 35% slower.
 void ParallelFor(int threads, int64_t count, int64_t min_per_range,
                  const std::function<void(int64_t, int64_t)>& work) {
   const int64_t ranges = std::clamp<int64_t>(
       count / std::max<int64_t>(1, min_per_range), 1, std::max(1, threads));
-  std::vector<std::thread> workers;
-  for (int64_t range = 1; range < ranges; ++range) {
-    workers.emplace_back([&, range] {
-      work(count * range / ranges, count * (range + 1) / ranges);
-    });
+  if (ranges == 1) {
+    work(0, count);
+    return;
   }
-  work(0, count / ranges);
-  for (auto& worker : workers) worker.join();
+  WorkerPool::Instance().Run(ranges, [&](int64_t range) {
+    work(count * range / ranges, count * (range + 1) / ranges);
+  });
 }
 
 template <typename T>
