@@ -69,7 +69,7 @@ class WorkerPool {
   // How long a worker that finished its range watches for the next one
   // before it sleeps: the next call often follows at once (the backward
   // pass after the forward, the next example's sampling).
-  static constexpr std::chrono::microseconds kWatch{100};
+  static constexpr std::chrono::microseconds kWatch{50};
 
   // One thread, and the one range it is given at a time.
   class Worker {
