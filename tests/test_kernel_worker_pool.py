@@ -68,7 +68,7 @@ def test_calls_from_several_threads_at_once(library):
 
 
 FORKED_CHILD = """
-import ctypes, os, sys
+import ctypes, os, signal, sys
 import numpy as np
 sys.path.insert(0, sys.argv[2])
 from c_kernel_calls import kernel_sample
@@ -78,6 +78,7 @@ images, grid, coordinates = inputs["images"], inputs["grid"], int(sys.argv[4])
 before = kernel_sample(library, images, grid, coordinates)  # starts workers
 child = os.fork()
 if child == 0:
+    signal.alarm(30)  # a child that hangs ends, rather than spin on
     after = kernel_sample(library, images, grid, coordinates)
     os._exit(0 if np.array_equal(before, after) else 3)
 _, status = os.waitpid(child, 0)
