@@ -23,7 +23,10 @@ unit length (so that squared distances are of the order of the margin).
 The localization net is `mnist_models.convolutional_localization_net()`;
 the transform is `CanvasWindow`, attention windows that stay on the canvas
 and between the digit's size and the canvas', starting with 90% of it
-(`--fixed-scale`: digit-sized windows from the centre). The random crops
+(`--fixed-scale`: digit-sized windows from the centre). The learnt windows
+find the digit but stay larger than it (the loss barely tells their
+sizes apart), so a refinement phase of `--refine-epochs` then trains
+digit-sized windows at their centres, with the same loss. The random crops
 have the digit's size (a third of the canvas) and lie wholly on the
 canvas. Each image's partner `m` is the next one of its batch. The loss's
 other minima, and why these choices avoid some of them:
@@ -59,6 +62,7 @@ from experiment import PICTURE_SAMPLES
 from experiment import TRANSFORMER_NAME
 from experiment import add_training_arguments
 from experiment import cosine_adam
+from experiment import non_negative_int
 from experiment import positive_int
 from experiment import save_results
 from mnist_data import DIGIT
@@ -71,6 +75,8 @@ CANVAS = 84
 # The crops' scale: a digit-sized window of the canvas.
 CROP_SCALE = DIGIT / CANVAS
 MARGIN = 1.0
+# Epochs of the refinement phase (`colocalise`).
+REFINE_EPOCHS = 4
 IOU_THRESHOLD = 0.5
 # The clutter of an 84x84 canvas: 16 crops of 8x8 pixels of other digits
 # (the distorted-MNIST TC set puts 6 on a canvas of 60x60).
@@ -298,11 +304,16 @@ class CanvasWindow(keras_stn.transforms.Attention):
     window is at least `min_scale` and at most the whole input, and lies
     on it. The family has no identity; `identity` gives where the
     transformer starts, the centred window of scale `start_scale`.
-    Images only.
+    With `window_scale`, every window has that scale instead, at the
+    centre `(tx, ty)` above: a coarse window's parameters then give a
+    window of another size at its centre, still on the input. Images
+    only.
 
     Args:
         min_scale: the smallest scale, in (0, 1).
         start_scale: the scale of the start, in (min_scale, 1).
+        window_scale: `None` (the default) for windows of the scale `s`
+            above, or the fixed scale of all windows, in (0, min_scale].
 
     Example:
 
@@ -314,7 +325,12 @@ class CanvasWindow(keras_stn.transforms.Attention):
 
     spatial_ranks = (2,)
 
-    def __init__(self, min_scale: float = CROP_SCALE, start_scale: float = 0.9):
+    def __init__(
+        self,
+        min_scale: float = CROP_SCALE,
+        start_scale: float = 0.9,
+        window_scale: float | None = None,
+    ):
         if not 0 < min_scale < 1:
             raise ValueError(
                 "Invalid value for argument `min_scale`. Expected a number "
@@ -326,8 +342,17 @@ class CanvasWindow(keras_stn.transforms.Attention):
                 f"number in (min_scale, 1) = ({min_scale}, 1). "
                 f"Received start_scale={start_scale!r}"
             )
+        if window_scale is not None and not 0 < window_scale <= min_scale:
+            raise ValueError(
+                "Invalid value for argument `window_scale`. Expected None "
+                f"or a number in (0, min_scale] = (0, {min_scale}]. "
+                f"Received window_scale={window_scale!r}"
+            )
         self.min_scale = float(min_scale)
         self.start_scale = float(start_scale)
+        if window_scale is not None:
+            window_scale = float(window_scale)
+        self.window_scale = window_scale
 
     def identity(self, spatial_rank):
         share = (self.start_scale - self.min_scale) / (1 - self.min_scale)
@@ -339,6 +364,8 @@ class CanvasWindow(keras_stn.transforms.Attention):
             parameters[:, :1]
         )
         centres = (1 - scales) * ops.tanh(parameters[:, 1:])
+        if self.window_scale is not None:
+            scales = ops.full_like(scales, self.window_scale)
         return super().to_affine(ops.concatenate([scales, centres], 1))
 
     def invert(self, parameters):
@@ -346,7 +373,11 @@ class CanvasWindow(keras_stn.transforms.Attention):
         return keras_stn.transforms.Transform.invert(self, parameters)
 
     def get_config(self):
-        return {"min_scale": self.min_scale, "start_scale": self.start_scale}
+        return {
+            "min_scale": self.min_scale,
+            "start_scale": self.start_scale,
+            "window_scale": self.window_scale,
+        }
 
 
 @keras.saving.register_keras_serializable(package="colocalisation")
@@ -417,7 +448,10 @@ class RandomCrops(keras.layers.Layer):
 
 
 def build_colocaliser(
-    encoder: keras.Model, seed: int = 0, fixed_scale: bool = False
+    encoder: keras.Model,
+    seed: int = 0,
+    fixed_scale: bool = False,
+    refined: bool = False,
 ) -> keras.Model:
     """The co-localisation net: attention crops and their features.
 
@@ -429,6 +463,10 @@ def build_colocaliser(
             the canvas); `True` crops windows of the digit's size
             (`FixedScaleAttention`, starting at the centre, kept on the
             canvas by `theta_bound`).
+        refined: with `fixed_scale=False`, crop windows of the digit's
+            size at the centres of the learnt windows (`CanvasWindow`
+            with `window_scale`): the net of the refinement phase, whose
+            transformer takes the weights of a trained co-localiser's.
 
     Returns:
         An uncompiled model from canvases `(batch, 84, 84, 1)` to the
@@ -436,10 +474,20 @@ def build_colocaliser(
         a random crop of each, what `TripletLoss` takes. Its layer
         `TRANSFORMER_NAME` is the attention `SpatialTransformer`.
     """
+    if fixed_scale and refined:
+        raise ValueError(
+            "`refined=True` refines the learnt windows of "
+            "`fixed_scale=False`; it cannot be combined with "
+            "`fixed_scale=True`."
+        )
+    if fixed_scale:
+        transform = FixedScaleAttention()
+    else:
+        transform = CanvasWindow(window_scale=CROP_SCALE if refined else None)
     canvases = keras.Input((CANVAS, CANVAS, 1))
     transformer = SpatialTransformer(
         convolutional_localization_net(),
-        transform=FixedScaleAttention() if fixed_scale else CanvasWindow(),
+        transform=transform,
         output_size=(DIGIT, DIGIT),
         # Keep the windows on the canvas: a window wholly off it shows
         # nothing, the same for every image, a degenerate minimum.
@@ -631,8 +679,12 @@ def colocalise(
     test: tuple[np.ndarray, np.ndarray],
     args: argparse.Namespace,
     digit: int,
-) -> tuple[keras.Model, np.ndarray]:
+) -> tuple[keras.Model, np.ndarray, np.ndarray]:
     """Train a co-localiser on the canvases of one class.
+
+    `--epochs` train the windows (`build_colocaliser`); then, unless
+    `--fixed-scale`, `--refine-epochs` train digit-sized windows at their
+    centres (`refined=True`), from the first phase's weights.
 
     Args:
         encoder: the frozen features `e`.
@@ -642,32 +694,69 @@ def colocalise(
         digit: the class, which names the snapshots' folder.
 
     Returns:
-        `(model, boxes)`: the trained co-localiser and its predicted boxes
-        of the test canvases.
+        `(model, boxes, coarse_boxes)`: the trained co-localiser, its
+        predicted boxes of the test canvases, and those of the first
+        phase (the same as `boxes` without a refinement phase).
     """
     model = build_colocaliser(encoder, args.seed, args.fixed_scale)
+    _fit_windows(
+        model,
+        train,
+        test[0],
+        args,
+        args.epochs,
+        f"digit{digit}",
+        args.learning_rate,
+    )
+    boxes = predicted_boxes(
+        model.get_layer(TRANSFORMER_NAME), test[0], args.batch_size
+    )
+    if args.fixed_scale or not args.refine_epochs:
+        return model, boxes, boxes
+    refined = build_colocaliser(encoder, args.seed, refined=True)
+    refined.get_layer(TRANSFORMER_NAME).set_weights(
+        model.get_layer(TRANSFORMER_NAME).get_weights()
+    )
+    _fit_windows(
+        refined,
+        train,
+        test[0],
+        args,
+        args.refine_epochs,
+        f"digit{digit}_refined",
+        args.refine_learning_rate,
+    )
+    refined_boxes = predicted_boxes(
+        refined.get_layer(TRANSFORMER_NAME), test[0], args.batch_size
+    )
+    return refined, refined_boxes, boxes
+
+
+def _fit_windows(model, train, pictured, args, epochs, name, learning_rate):
+    """Train a co-localiser, drawing its transformer in `snapshots/name`."""
     model.compile(
         optimizer=cosine_adam(
-            args.epochs, len(train), args.batch_size, args.learning_rate
+            epochs,
+            len(train),
+            args.batch_size,
+            learning_rate,
         ),
         loss=TripletLoss(),
     )
     snapshots = TransformerSnapshot(
-        test[0][:PICTURE_SAMPLES],
-        output_dir=args.output_dir / "snapshots" / f"digit{digit}",
-        log_dir=args.log_dir and args.log_dir / f"digit{digit}",
+        pictured[:PICTURE_SAMPLES],
+        output_dir=args.output_dir / "snapshots" / name,
+        log_dir=args.log_dir and args.log_dir / name,
         layer=TRANSFORMER_NAME,
     )
     model.fit(
         train,
         np.zeros(len(train), "float32"),
         batch_size=args.batch_size,
-        epochs=args.epochs,
+        epochs=epochs,
         verbose=args.verbose,
         callbacks=[snapshots],
     )
-    transformer = model.get_layer(TRANSFORMER_NAME)
-    return model, predicted_boxes(transformer, test[0], args.batch_size)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -700,6 +789,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1e-2,
         help="the co-localisers' initial learning rate, decaying to 0 along "
         "a cosine (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--refine-epochs",
+        type=non_negative_int,
+        default=REFINE_EPOCHS,
+        help="epochs of the refinement phase, which trains digit-sized "
+        "windows at the learnt windows' centres; 0 skips it; not with "
+        "--fixed-scale (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--refine-learning-rate",
+        type=float,
+        default=1e-3,
+        help="the refinement phase's initial learning rate, decaying to 0 "
+        "along a cosine (default: %(default)s)",
     )
     parser.add_argument(
         "--encoder-epochs",
@@ -751,10 +855,13 @@ def main(argv: list[str] | None = None) -> dict:
             args.clutter,
             x_test,
         )
-        model, boxes = colocalise(encoder, train, test, args, digit)
+        model, boxes, coarse_boxes = colocalise(
+            encoder, train, test, args, digit
+        )
         model.save(args.output_dir / f"model_digit{digit}.keras")
         per_digit[str(digit)] = {
             **localisation_metrics(boxes, test[1]),
+            "before_refinement": localisation_metrics(coarse_boxes, test[1]),
             "train_samples": len(train),
             "test_samples": len(test[0]),
             "seconds": round(time.perf_counter() - digit_start, 1),
@@ -784,6 +891,8 @@ def main(argv: list[str] | None = None) -> dict:
         "encoder_epochs": args.encoder_epochs,
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
+        "refine_epochs": 0 if args.fixed_scale else args.refine_epochs,
+        "refine_learning_rate": args.refine_learning_rate,
         "batch_size": args.batch_size,
         "backend": keras.backend.backend(),
         "seconds": round(time.perf_counter() - start, 1),

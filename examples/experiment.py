@@ -29,10 +29,29 @@ def positive_int(text: str) -> int:
     Raises:
         argparse.ArgumentTypeError: if it is not a positive integer.
     """
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """Parse a command-line argument that must be an integer, 0 or more.
+
+    Args:
+        text: the argument as typed.
+
+    Returns:
+        Its value.
+
+    Raises:
+        argparse.ArgumentTypeError: if it is not an integer of 0 or more.
+    """
+    return _int_at_least(text, 0, "an integer of 0 or more")
+
+
+def _int_at_least(text, low, expected):
     value = int(text)
-    if value < 1:
+    if value < low:
         raise argparse.ArgumentTypeError(
-            f"expected a positive integer, received {text}"
+            f"expected {expected}, received {text}"
         )
     return value
 

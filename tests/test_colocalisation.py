@@ -146,6 +146,53 @@ def test_canvas_windows_stay_on_the_canvas():
         colocalisation.CanvasWindow(min_scale=0.25, start_scale=0.1)
 
 
+def test_fixed_size_canvas_windows_keep_the_learnt_centres():
+    coarse = colocalisation.CanvasWindow(min_scale=0.25, start_scale=0.5)
+    fine = colocalisation.CanvasWindow(
+        min_scale=0.25, start_scale=0.5, window_scale=0.2
+    )
+    parameters = np.random.default_rng(1).normal(scale=5.0, size=(64, 3))
+    coarse_theta = ops.convert_to_numpy(coarse.to_affine(parameters))
+    theta = ops.convert_to_numpy(fine.to_affine(parameters))
+    np.testing.assert_allclose(theta[:, 0, 0], 0.2)
+    np.testing.assert_allclose(theta[:, 1, 1], 0.2)
+    np.testing.assert_allclose(theta[:, :, 2], coarse_theta[:, :, 2])
+    # Centres within 1 - 0.25 of the middle keep 0.2-windows on the input.
+    assert np.all(np.abs(theta[:, :, 2]) + 0.2 <= 1 + 1e-6)
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(fine)
+    )
+    assert restored.window_scale == 0.2
+    with pytest.raises(ValueError, match="`window_scale`.*window_scale=0.3"):
+        colocalisation.CanvasWindow(min_scale=0.25, window_scale=0.3)
+
+
+def test_refined_colocaliser_crops_digit_windows_at_the_same_centres():
+    keras.utils.set_random_seed(0)
+    canvases, _ = colocalisation.place_digits(fake_digits(4), seed=0)
+    coarse = colocalisation.build_colocaliser(tiny_encoder())
+    transformer = coarse.get_layer("spatial_transformer")
+    # Move the windows off the centre, as training would.
+    weights = transformer.get_weights()
+    weights[-1] = weights[-1] + np.array([0.0, 0.8, -0.5], "float32")
+    transformer.set_weights(weights)
+    refined = colocalisation.build_colocaliser(tiny_encoder(), refined=True)
+    refined.get_layer("spatial_transformer").set_weights(weights)
+    before = colocalisation.predicted_boxes(transformer, canvases, 4)
+    after = colocalisation.predicted_boxes(
+        refined.get_layer("spatial_transformer"), canvases, 4
+    )
+    np.testing.assert_allclose(after[:, 2:] - after[:, :2], 28, atol=1e-4)
+    np.testing.assert_allclose(
+        after[:, :2] + after[:, 2:], before[:, :2] + before[:, 2:], atol=1e-4
+    )
+    assert not np.allclose(before[:, 0], 3.7, atol=0.5)  # moved
+    with pytest.raises(ValueError, match="`refined=True`.*`fixed_scale"):
+        colocalisation.build_colocaliser(
+            tiny_encoder(), fixed_scale=True, refined=True
+        )
+
+
 def test_random_crops_stay_on_the_canvas():
     layer = colocalisation.RandomCrops((7, 7), scale=1 / 3, seed=2)
     # On a canvas of ones, any point off it would read the zero padding.
@@ -222,6 +269,7 @@ def test_the_script_runs_and_saves_everything(fake_mnist, tmp_path, capsys):
     argv = ["--data", str(fake_mnist), "--digits", "2", "--clutter"]
     argv += ["--train-samples", "16", "--test-samples", "8", "--epochs", "1"]
     argv += ["--encoder-epochs", "1", "--batch-size", "16", "--verbose", "0"]
+    argv += ["--refine-epochs", "1"]
     results = colocalisation.main(argv + ["--output-dir", str(output_dir)])
 
     assert "Digit 2: IoU > 0.5" in capsys.readouterr().out
@@ -233,17 +281,23 @@ def test_the_script_runs_and_saves_everything(fake_mnist, tmp_path, capsys):
     assert digit["train_samples"] == 16
     assert 0 <= digit["iou_share_percent"] <= 100
     assert 0 <= digit["mean_iou"] <= 1
+    assert digit["mean_predicted_side"] == pytest.approx(28, abs=1e-3)
+    assert digit["before_refinement"]["mean_predicted_side"] > 28
+    assert saved["refine_epochs"] == 1
     picture = keras.utils.load_img(output_dir / "colocalisation.png")
     assert picture.size == (8 * 86, 86)
     assert (output_dir / "model_digit2.keras").exists()
     assert (output_dir / "encoder.keras").exists()
     assert any((output_dir / "snapshots" / "digit2").iterdir())
+    assert any((output_dir / "snapshots" / "digit2_refined").iterdir())
 
 
 def test_default_output_dir_names_the_run():
     args = colocalisation.parse_args(["--clutter", "--fixed-scale"])
     assert str(args.output_dir).endswith("cluttered_fixed_scale")
     assert colocalisation.parse_args([]).digits == list(range(10))
+    with pytest.raises(SystemExit):
+        colocalisation.parse_args(["--refine-epochs", "-1"])
 
 
 def test_localisation_metrics_by_hand():
