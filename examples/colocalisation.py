@@ -698,38 +698,32 @@ def colocalise(
         predicted boxes of the test canvases, and those of the first
         phase (the same as `boxes` without a refinement phase).
     """
-    model = build_colocaliser(encoder, args.seed, args.fixed_scale)
-    _fit_windows(
-        model,
-        train,
-        test[0],
-        args,
-        args.epochs,
-        f"digit{digit}",
-        args.learning_rate,
-    )
-    boxes = predicted_boxes(
-        model.get_layer(TRANSFORMER_NAME), test[0], args.batch_size
-    )
-    if args.fixed_scale or not args.refine_epochs:
-        return model, boxes, boxes
-    refined = build_colocaliser(encoder, args.seed, refined=True)
-    refined.get_layer(TRANSFORMER_NAME).set_weights(
-        model.get_layer(TRANSFORMER_NAME).get_weights()
-    )
-    _fit_windows(
-        refined,
-        train,
-        test[0],
-        args,
-        args.refine_epochs,
-        f"digit{digit}_refined",
-        args.refine_learning_rate,
-    )
-    refined_boxes = predicted_boxes(
-        refined.get_layer(TRANSFORMER_NAME), test[0], args.batch_size
-    )
-    return refined, refined_boxes, boxes
+    phases = [
+        (
+            build_colocaliser(encoder, args.seed, args.fixed_scale),
+            args.epochs,
+            args.learning_rate,
+            f"digit{digit}",
+        )
+    ]
+    if not args.fixed_scale and args.refine_epochs:
+        phases.append(
+            (
+                build_colocaliser(encoder, args.seed, refined=True),
+                args.refine_epochs,
+                args.refine_learning_rate,
+                f"digit{digit}_refined",
+            )
+        )
+    boxes = []
+    for index, (model, epochs, learning_rate, name) in enumerate(phases):
+        transformer = model.get_layer(TRANSFORMER_NAME)
+        if index:  # The refinement starts where the first phase ended.
+            previous = phases[index - 1][0].get_layer(TRANSFORMER_NAME)
+            transformer.set_weights(previous.get_weights())
+        _fit_windows(model, train, test[0], args, epochs, name, learning_rate)
+        boxes.append(predicted_boxes(transformer, test[0], args.batch_size))
+    return model, boxes[-1], boxes[0]
 
 
 def _fit_windows(model, train, pictured, args, epochs, name, learning_rate):
