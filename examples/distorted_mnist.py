@@ -10,7 +10,7 @@ canvas; the others keep the input's size (`--view-size` changes it).
 
 Two protocols (`--protocol`): `fixed` trains on one distortion of the
 training digits, drawn once from the seed; `fresh` distorts them anew each
-epoch, as the paper does on the fly (`FreshDistortions`). Both test on one
+epoch, as the paper does on the fly (`experiment.FreshEpochs`). Both test on one
 distortion of the test digits, drawn from the seed + 1.
 
 Usage (`--help` lists the options):
@@ -28,16 +28,17 @@ picture at the start and after each epoch in `snapshots/`.
 
 import argparse
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from arguments import check_choice
 from distortions import CANVAS_SIZES
 from distortions import DISTORTIONS
 from distortions import distort
+from experiment import PROTOCOLS
+from experiment import FreshEpochs
+from experiment import add_protocol_argument
 from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import positive_int
@@ -54,7 +55,6 @@ from mnist_models import build_classifier
 # The distortions whose transformer samples a digit-sized view of a larger
 # canvas.
 ZOOMED = ("rts", "cluttered")
-PROTOCOLS = ("fixed", "fresh")
 
 
 def prepare_data(
@@ -75,7 +75,7 @@ def prepare_data(
         train_samples: how many training images to keep; `None` for all.
         test_samples: how many test images to keep; `None` for all.
         protocol: one of `PROTOCOLS`; under `"fresh"`, the training digits
-            are left undistorted, for `FreshDistortions`.
+            are left undistorted, for `experiment.FreshEpochs`.
 
     Returns:
         `((x_train, y_train), (x_test, y_test))`: float32 images of shape
@@ -95,78 +95,6 @@ def prepare_data(
     train = x_train, y_train.astype("int32")
     test = distort(x_test, distortion, seed + 1)[0], y_test.astype("int32")
     return train, test
-
-
-class FreshDistortions(keras.utils.PyDataset):
-    """Training batches of digits distorted anew each epoch, without end.
-
-    Epoch `e` distorts the digits with a seed drawn from `(seed, e)` and
-    visits them in an order drawn from the same seed, so that the sequence
-    of epochs depends only on the digits, `distortion` and `seed`. Batch
-    `i` is batch `i % steps_per_epoch` of epoch `i // steps_per_epoch`:
-    what it holds depends on its index only, not on when Keras calls the
-    epoch callbacks, so `fit` takes `steps_per_epoch=steps_per_epoch`.
-    While an epoch trains, a background thread distorts the next one.
-
-    Args:
-        digits: uint8 digits of shape `(n, 28, 28)`.
-        labels: their labels, `(n,)`.
-        distortion: one of `distortions.DISTORTIONS`.
-        seed: seed of the distortions.
-        batch_size: the batch size; each epoch's last batch may be smaller.
-    """
-
-    def __init__(
-        self,
-        digits: np.ndarray,
-        labels: np.ndarray,
-        distortion: str,
-        seed: int,
-        batch_size: int,
-    ):
-        super().__init__()
-        self.digits, self.labels = digits, labels
-        self.distortion, self.seed = distortion, seed
-        self.batch_size = batch_size
-        self.steps_per_epoch = -(-len(digits) // batch_size)
-        self.epoch = 0
-        self._executor = ThreadPoolExecutor(max_workers=1)
-        self._images, self._batch_labels = self.draw(0)
-        self._next = self._executor.submit(self.draw, 1)
-
-    def draw(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Distort and shuffle the training set of one epoch.
-
-        Args:
-            epoch: the epoch, from 0.
-
-        Returns:
-            `(images, labels)`: float32 images `(n, size, size, 1)` and
-            their labels, in the epoch's order.
-        """
-        sequence = np.random.SeedSequence((self.seed, epoch))
-        epoch_seed = int(sequence.generate_state(1)[0])
-        order = np.random.default_rng(epoch_seed).permutation(len(self.digits))
-        images = distort(self.digits[order], self.distortion, epoch_seed)[0]
-        return images, self.labels[order]
-
-    @property
-    def num_batches(self) -> None:
-        return None
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        epoch, step = divmod(index, self.steps_per_epoch)
-        if epoch < self.epoch:
-            raise IndexError(
-                f"Batch {index} is from epoch {epoch}, whose distortion is "
-                f"gone: the dataset is at epoch {self.epoch}."
-            )
-        while self.epoch < epoch:
-            self.epoch += 1
-            self._images, self._batch_labels = self._next.result()
-            self._next = self._executor.submit(self.draw, self.epoch + 1)
-        batch = slice(step * self.batch_size, (step + 1) * self.batch_size)
-        return self._images[batch], self._batch_labels[batch]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -215,13 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="ST nets: read a prefiltered input where the transformer zooms "
         "out (SpatialTransformer's antialias)",
     )
-    parser.add_argument(
-        "--protocol",
-        choices=PROTOCOLS,
-        default="fixed",
-        help="fixed: one distortion of the training digits for the whole "
-        "run; fresh: a new one each epoch (default: %(default)s)",
-    )
+    add_protocol_argument(parser)
     parser.add_argument(
         "--learning-rate",
         type=float,
@@ -263,15 +185,13 @@ def main(argv: list[str] | None = None) -> dict:
         args.protocol,
     )
     if args.protocol == "fresh":
-        batches = FreshDistortions(
-            x_train, y_train, args.distortion, args.seed, args.batch_size
-        )
-        # The batches come shuffled, epoch by epoch.
-        training_data = {
-            "x": batches,
-            "steps_per_epoch": batches.steps_per_epoch,
-            "shuffle": False,
-        }
+
+        def distorted(digits, seed):
+            return distort(digits, args.distortion, seed)[0]
+
+        training_data = FreshEpochs(
+            x_train, y_train, distorted, args.seed, args.batch_size
+        ).fit_arguments()
     else:
         training_data = {
             "x": x_train,

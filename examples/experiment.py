@@ -2,9 +2,12 @@
 
 import argparse
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_stn.callbacks import TransformerSnapshot
 from keras_stn.callbacks import draw_transformer
@@ -15,6 +18,9 @@ from mnist_data import DEFAULT_DATA
 # show it on this many test inputs.
 TRANSFORMER_NAME = "spatial_transformer"
 PICTURE_SAMPLES = 8
+# `--protocol`: `fixed` makes the training inputs once, `fresh` anew each
+# epoch (`FreshEpochs`).
+PROTOCOLS = ("fixed", "fresh")
 
 
 def positive_int(text: str) -> int:
@@ -147,6 +153,112 @@ def add_data_arguments(
         help="Keras verbosity: 0 silent, 1 progress bar, 2 a line an "
         "epoch (default: %(default)s)",
     )
+
+
+def add_protocol_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--protocol`, one of `PROTOCOLS` (default `"fixed"`).
+
+    Args:
+        parser: the script's parser.
+    """
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="fixed",
+        help="fixed: the training inputs are made once for the whole run; "
+        "fresh: anew each epoch (default: %(default)s)",
+    )
+
+
+class FreshEpochs(keras.utils.PyDataset):
+    """Training batches made anew each epoch from the same digits, without end.
+
+    Epoch `e` makes the inputs with a seed drawn from `(seed, e)` and
+    visits the digits in an order drawn from the same seed, so that the
+    sequence of epochs depends only on the digits, `make` and `seed`.
+    Batch `i` is batch `i % steps_per_epoch` of epoch `i //
+    steps_per_epoch`: what it holds depends on its index only, not on when
+    Keras calls the epoch callbacks, so `fit` takes `**fit_arguments()`.
+    While an epoch trains, a background thread makes the next one.
+
+    Args:
+        digits: uint8 digits `(n, 28, 28)`.
+        labels: their labels, `(n,)`.
+        make: `make(digits, seed)` returns the inputs that `digits` make
+            with the random draws of `seed`, one per digit, in order (for
+            example the digits distorted).
+        seed: seed of the epochs.
+        batch_size: the batch size; each epoch's last batch may be smaller.
+
+    Example:
+
+    >>> digits, labels = np.zeros((5, 28, 28), "uint8"), np.arange(5)
+    >>> def shifted(images, seed):
+    ...     return np.roll(images, seed % 28, axis=2)[..., None] / 255.0
+    >>> batches = FreshEpochs(digits, labels, shifted, seed=0, batch_size=2)
+    >>> batches.steps_per_epoch, batches[3][0].shape  # epoch 1, batch 0
+    (3, (2, 28, 28, 1))
+    """
+
+    def __init__(
+        self,
+        digits: np.ndarray,
+        labels: np.ndarray,
+        make: Callable[[np.ndarray, int], np.ndarray],
+        seed: int,
+        batch_size: int,
+    ):
+        super().__init__()
+        self.digits, self.labels = digits, labels
+        self.make, self.seed = make, seed
+        self.batch_size = batch_size
+        self.steps_per_epoch = -(-len(digits) // batch_size)
+        self.epoch = 0
+        self._executor = ThreadPoolExecutor(max_workers=1)
+        self._inputs, self._batch_labels = self.draw(0)
+        self._next = self._executor.submit(self.draw, 1)
+
+    def draw(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Make and shuffle the training set of one epoch.
+
+        Args:
+            epoch: the epoch, from 0.
+
+        Returns:
+            `(inputs, labels)`: what `make` returns for the digits, and
+            their labels, in the epoch's order.
+        """
+        sequence = np.random.SeedSequence((self.seed, epoch))
+        epoch_seed = int(sequence.generate_state(1)[0])
+        order = np.random.default_rng(epoch_seed).permutation(len(self.digits))
+        return self.make(self.digits[order], epoch_seed), self.labels[order]
+
+    def fit_arguments(self) -> dict:
+        """`fit`'s arguments for these batches: `x`, `steps_per_epoch` and
+        `shuffle=False` (the batches come shuffled, epoch by epoch)."""
+        return {
+            "x": self,
+            "steps_per_epoch": self.steps_per_epoch,
+            "shuffle": False,
+        }
+
+    @property
+    def num_batches(self) -> None:
+        return None
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        epoch, step = divmod(index, self.steps_per_epoch)
+        if epoch < self.epoch:
+            raise IndexError(
+                f"Batch {index} is from epoch {epoch}, whose inputs are "
+                f"gone: the dataset is at epoch {self.epoch}."
+            )
+        while self.epoch < epoch:
+            self.epoch += 1
+            self._inputs, self._batch_labels = self._next.result()
+            self._next = self._executor.submit(self.draw, self.epoch + 1)
+        batch = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        return self._inputs[batch], self._batch_labels[batch]
 
 
 def cosine_adam(

@@ -27,6 +27,8 @@ direction in that plane (the tilt is the angle between the slab's normal
 and the depth axis), then moved by a translation drawn uniformly among
 those that keep its ink inside the volume. The test set is always made with
 `TEST_SEED`, whatever `--seed`, so that runs compare on the same volumes.
+`--protocol fresh` makes new training volumes each epoch
+(`experiment.FreshEpochs`) instead of one set for the whole run.
 
 Usage (`--help` lists the options):
 
@@ -36,7 +38,7 @@ Usage (`--help` lists the options):
 `--log-dir` writes the training curves to TensorBoard (the transformer
 pictures of the 2-D experiments, `TransformerSnapshot`, draw images only).
 
-Outputs, in `--output-dir` (default `outputs/mnist_3d/<model>`): the
+Outputs, in `--output-dir` (default `outputs/mnist_3d/<model>[_fresh]`): the
 trained model `model.keras`; `results.json` with the test error, the run's
 settings and wall time and, for the ST-CNN, the mean tilt of the test
 digits before and after the transformer; for the ST-CNN,
@@ -57,7 +59,10 @@ from keras_stn import SpatialTransformer
 from keras_stn import transforms
 
 from arguments import check_choice
+from experiment import PROTOCOLS
 from experiment import TRANSFORMER_NAME
+from experiment import FreshEpochs
+from experiment import add_protocol_argument
 from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import positive_int
@@ -472,6 +477,7 @@ def prepare_data(
     train_samples: int | None = None,
     test_samples: int | None = None,
     size: int = VOLUME,
+    protocol: str = "fixed",
 ) -> tuple[tuple, tuple]:
     """Load MNIST, keep the first samples, and make their volumes.
 
@@ -482,12 +488,17 @@ def prepare_data(
         train_samples: how many training digits to keep; `None` for all.
         test_samples: how many test digits to keep; `None` for all.
         size: the volumes' side, in voxels.
+        protocol: one of `experiment.PROTOCOLS`; under `"fresh"`, the
+            training digits are left as they are, for
+            `experiment.FreshEpochs`.
 
     Returns:
         `((x_train, y_train), (x_test, y_test, test_parameters))`: float32
-        volumes of shape `(n, size, size, size, 1)`, int32 labels, and the
-        test volumes' parameters, as `make_volumes` returns them.
+        volumes of shape `(n, size, size, size, 1)` (under `"fresh"`,
+        `x_train` are the uint8 digits `(n, 28, 28)`), int32 labels, and
+        the test volumes' parameters, as `make_volumes` returns them.
     """
+    check_choice(protocol, "protocol", PROTOCOLS)
     (x_train, y_train), (x_test, y_test) = load_mnist(path)
     x_train, y_train = take_first(
         (x_train, y_train), train_samples, "--train-samples"
@@ -495,7 +506,9 @@ def prepare_data(
     x_test, y_test = take_first(
         (x_test, y_test), test_samples, "--test-samples"
     )
-    train = make_volumes(x_train, seed, size)[0], y_train.astype("int32")
+    if protocol == "fixed":
+        x_train = make_volumes(x_train, seed, size)[0]
+    train = x_train, y_train.astype("int32")
     test_volumes, test_parameters = make_volumes(x_test, TEST_SEED, size)
     return train, (test_volumes, y_test.astype("int32"), test_parameters)
 
@@ -566,6 +579,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the volumes' side in voxels, a multiple of 4 of at least 28 "
         "(default: %(default)s; the paper's is 60)",
     )
+    add_protocol_argument(parser)
     add_training_arguments(parser, epochs=5, batch_size=32)
     args = parser.parse_args(argv)
     if args.volume_size < DIGIT or args.volume_size % 4:
@@ -574,7 +588,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"{DIGIT}, received {args.volume_size}"
         )
     if args.output_dir is None:
-        args.output_dir = Path("outputs") / "mnist_3d" / args.model
+        name = args.model + ("_fresh" if args.protocol == "fresh" else "")
+        args.output_dir = Path("outputs") / "mnist_3d" / name
     return args
 
 
@@ -593,7 +608,22 @@ def main(argv: list[str] | None = None) -> dict:
         args.train_samples,
         args.test_samples,
         args.volume_size,
+        args.protocol,
     )
+    if args.protocol == "fresh":
+
+        def volumes(digits, seed):
+            return make_volumes(digits, seed, args.volume_size)[0]
+
+        training_data = FreshEpochs(
+            x_train, y_train, volumes, args.seed, args.batch_size
+        ).fit_arguments()
+    else:
+        training_data = {
+            "x": x_train,
+            "y": y_train,
+            "batch_size": args.batch_size,
+        }
     model = build_model(args.model, args.volume_size)
     model.compile(
         optimizer=cosine_adam(args.epochs, len(x_train), args.batch_size),
@@ -604,9 +634,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(args.log_dir))
     model.fit(
-        x_train,
-        y_train,
-        batch_size=args.batch_size,
+        **training_data,
         epochs=args.epochs,
         verbose=args.verbose,
         callbacks=callbacks,
@@ -628,6 +656,7 @@ def main(argv: list[str] | None = None) -> dict:
         tilts = _transformer_tilts(model, x_test, parameters, args)
         results["tilt_after_degrees"] = round(float(tilts.mean()), 1)
     results.update(
+        protocol=args.protocol,
         epochs=args.epochs,
         batch_size=args.batch_size,
         backend=keras.backend.backend(),

@@ -11,6 +11,8 @@ import pytest
 import keras_stn
 
 import distorted_mnist
+import experiment
+from distortions import distort
 from helpers import BACKEND
 
 
@@ -166,8 +168,12 @@ def fresh_distortions(fake_mnist, seed, dataset=None):
     (digits, labels), _ = distorted_mnist.prepare_data(
         fake_mnist, "rts", seed, 200, 8, protocol="fresh"
     )
-    dataset = dataset or distorted_mnist.FreshDistortions
-    return dataset(digits, labels, "rts", seed, 64)
+
+    def rts(images, seed):
+        return distort(images, "rts", seed)[0]
+
+    dataset = dataset or experiment.FreshEpochs
+    return dataset(digits, labels, rts, seed, 64)
 
 
 def epoch_batches(dataset, epoch):
@@ -214,7 +220,7 @@ def test_fresh_distortions_change_each_epoch_and_follow_the_seed(fake_mnist):
 
 
 def test_fit_sees_each_epochs_distortion(fake_mnist):
-    class Recording(distorted_mnist.FreshDistortions):
+    class Recording(experiment.FreshEpochs):
         def __getitem__(self, index):
             batch = super().__getitem__(index)
             self.seen[index] = batch
@@ -232,13 +238,7 @@ def test_fit_sees_each_epochs_distortion(fake_mnist):
     model.compile(
         "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    history = model.fit(
-        dataset,
-        epochs=2,
-        steps_per_epoch=dataset.steps_per_epoch,
-        shuffle=False,
-        verbose=0,
-    )
+    history = model.fit(**dataset.fit_arguments(), epochs=2, verbose=0)
 
     assert len(history.history["loss"]) == 2
     # Batches 0-3 of epoch 0, then 0-3 of epoch 1 (TensorFlow may prefetch

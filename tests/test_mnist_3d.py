@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 
 import keras_stn
 
+import experiment
 import mnist_3d
 from conftest import fake_digits
 from helpers import BACKEND
@@ -193,8 +194,42 @@ def test_st_cnn_trains_and_saves_everything(fake_mnist, tmp_path, capsys):
     assert any((tmp_path / "logs").iterdir())
 
 
+def test_fresh_volumes_each_epoch_and_the_same_test_set(fake_mnist, tmp_path):
+    argv = ["--data", str(fake_mnist), "--train-samples", "16"]
+    argv += ["--test-samples", "8", "--epochs", "2", "--batch-size", "8"]
+    argv += ["--volume-size", str(SIZE), "--seed", "3", "--verbose", "0"]
+    argv += ["--model", "cnn", "--protocol", "fresh"]
+    results = mnist_3d.main(argv + ["--output-dir", str(tmp_path)])
+
+    assert (results["protocol"], results["train_samples"]) == ("fresh", 16)
+    (digits, labels), test = mnist_3d.prepare_data(
+        fake_mnist, 3, 16, 8, SIZE, protocol="fresh"
+    )
+    assert digits.shape == (16, 28, 28)
+    _, fixed_test = mnist_3d.prepare_data(fake_mnist, 3, 16, 8, SIZE)
+    np.testing.assert_array_equal(test[0], fixed_test[0])
+    model = keras.models.load_model(tmp_path / "model.keras")
+    probabilities = model.predict(test[0], verbose=0)
+    accuracy = np.mean(probabilities.argmax(axis=1) == test[1])
+    assert accuracy == pytest.approx(results["accuracy"], abs=1e-6)
+    # Each epoch turns and moves the digits anew: no volume comes back.
+    batches = experiment.FreshEpochs(
+        digits,
+        labels,
+        lambda images, seed: mnist_3d.make_volumes(images, seed, SIZE)[0],
+        seed=3,
+        batch_size=8,
+    )
+    first = np.concatenate([batches[0][0], batches[1][0]])
+    second = np.concatenate([batches[2][0], batches[3][0]])
+    assert first.shape == (16, SIZE, SIZE, SIZE, 1)
+    assert not any(np.array_equal(a, b) for a in first for b in second)
+
+
 def test_default_output_dir_names_the_run():
     args = mnist_3d.parse_args(["--model", "cnn"])
     assert str(args.output_dir).endswith("mnist_3d/cnn")
+    args = mnist_3d.parse_args(["--protocol", "fresh"])
+    assert str(args.output_dir).endswith("mnist_3d/st-cnn_fresh")
     with pytest.raises(SystemExit):
         mnist_3d.parse_args(["--volume-size", "30"])
