@@ -37,13 +37,13 @@ from distortions import CANVAS_SIZES
 from distortions import DISTORTIONS
 from distortions import distort
 from experiment import PROTOCOLS
-from experiment import FreshEpochs
 from experiment import add_protocol_argument
 from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import positive_int
 from experiment import save_model
 from experiment import save_results
+from experiment import training_data
 from experiment import transformer_snapshots
 from mnist_data import DIGIT
 from mnist_data import load_mnist
@@ -184,20 +184,11 @@ def main(argv: list[str] | None = None) -> dict:
         args.test_samples,
         args.protocol,
     )
-    if args.protocol == "fresh":
 
-        def distorted(digits, seed):
-            return distort(digits, args.distortion, seed)[0]
+    def distorted(digits, seed):
+        return distort(digits, args.distortion, seed)[0]
 
-        training_data = FreshEpochs(
-            x_train, y_train, distorted, args.seed, args.batch_size
-        ).fit_arguments()
-    else:
-        training_data = {
-            "x": x_train,
-            "y": y_train,
-            "batch_size": args.batch_size,
-        }
+    fit_data = training_data(x_train, y_train, args, distorted)
     size = CANVAS_SIZES[args.distortion]
     output_size = args.view_size or (
         DIGIT if args.distortion in ZOOMED else size
@@ -221,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     transformed = args.model.startswith("st-")
     callbacks = [transformer_snapshots(args, x_test)] if transformed else []
     model.fit(
-        **training_data,
+        **fit_data,
         epochs=args.epochs,
         verbose=args.verbose,
         callbacks=callbacks,

@@ -261,6 +261,32 @@ class FreshEpochs(keras.utils.PyDataset):
         return self._inputs[batch], self._batch_labels[batch]
 
 
+def training_data(
+    images: np.ndarray,
+    labels: np.ndarray,
+    args: argparse.Namespace,
+    make: Callable[[np.ndarray, int], np.ndarray],
+) -> dict:
+    """`fit`'s training arguments under the run's `--protocol`.
+
+    Args:
+        images: the training inputs under `"fixed"`; the digits that
+            `make` takes under `"fresh"`.
+        labels: their labels.
+        args: the parsed command line (`--protocol`, `--seed`,
+            `--batch-size`).
+        make: what `FreshEpochs` makes each epoch's inputs with.
+
+    Returns:
+        A dict of `fit` arguments: `x`, `y` and `batch_size` of the arrays
+        under `"fixed"`; `FreshEpochs.fit_arguments` under `"fresh"`.
+    """
+    if args.protocol == "fresh":
+        batches = FreshEpochs(images, labels, make, args.seed, args.batch_size)
+        return batches.fit_arguments()
+    return {"x": images, "y": labels, "batch_size": args.batch_size}
+
+
 def cosine_adam(
     epochs: int,
     train_samples: int,

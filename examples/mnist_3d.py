@@ -61,13 +61,13 @@ from keras_stn import transforms
 from arguments import check_choice
 from experiment import PROTOCOLS
 from experiment import TRANSFORMER_NAME
-from experiment import FreshEpochs
 from experiment import add_protocol_argument
 from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import positive_int
 from experiment import save_model
 from experiment import save_results
+from experiment import training_data
 from mnist_data import DIGIT
 from mnist_data import check_digits
 from mnist_data import load_mnist
@@ -610,20 +610,11 @@ def main(argv: list[str] | None = None) -> dict:
         args.volume_size,
         args.protocol,
     )
-    if args.protocol == "fresh":
 
-        def volumes(digits, seed):
-            return make_volumes(digits, seed, args.volume_size)[0]
+    def volumes(digits, seed):
+        return make_volumes(digits, seed, args.volume_size)[0]
 
-        training_data = FreshEpochs(
-            x_train, y_train, volumes, args.seed, args.batch_size
-        ).fit_arguments()
-    else:
-        training_data = {
-            "x": x_train,
-            "y": y_train,
-            "batch_size": args.batch_size,
-        }
+    fit_data = training_data(x_train, y_train, args, volumes)
     model = build_model(args.model, args.volume_size)
     model.compile(
         optimizer=cosine_adam(args.epochs, len(x_train), args.batch_size),
@@ -634,7 +625,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(args.log_dir))
     model.fit(
-        **training_data,
+        **fit_data,
         epochs=args.epochs,
         verbose=args.verbose,
         callbacks=callbacks,
