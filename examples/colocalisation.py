@@ -77,6 +77,9 @@ CROP_SCALE = DIGIT / CANVAS
 MARGIN = 1.0
 # Epochs of the refinement phase (`colocalise`).
 REFINE_EPOCHS = 4
+# Epochs of the encoder: the features of a 2-epoch one let the windows of
+# 3s and 5s settle on part of the digit (docs/experiments/colocalisation.md).
+ENCODER_EPOCHS = 1
 IOU_THRESHOLD = 0.5
 # The clutter of an 84x84 canvas: 16 crops of 8x8 pixels of other digits
 # (the distorted-MNIST TC set puts 6 on a canvas of 60x60).
@@ -802,7 +805,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--encoder-epochs",
         type=positive_int,
-        default=2,
+        default=ENCODER_EPOCHS,
         help="training epochs of the MNIST classifier (default: %(default)s)",
     )
     add_training_arguments(parser, epochs=8, batch_size=64)
