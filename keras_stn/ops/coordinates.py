@@ -18,6 +18,7 @@ from fractions import Fraction
 
 from keras import ops
 
+from keras_stn.ops.constants import constant
 from keras_stn.typing import Tensor
 
 
@@ -39,39 +40,37 @@ def normalized_coordinates(size: int, align_corners: bool) -> tuple[float, ...]:
     return _exact_values(size, *normalize_factors(size, align_corners))
 
 
-def normalized_coordinates_tensor(size, align_corners: bool, dtype: str):
+def normalized_coordinates_tensor(size, align_corners: bool, like: Tensor):
     """`normalized_coordinates` as a tensor, also for a size not known yet.
 
     Args:
         size: the number of pixels along the axis: a Python int, or a size
             only known when a graph runs (see `size_as`).
         align_corners: the convention described in the module docstring.
-        dtype: the dtype of the result.
+        like: a tensor whose dtype (and device, on torch) the result takes.
 
     Returns:
         A 1-D tensor of `size` coordinates. For an int size, the exact
-        constants of `normalized_coordinates`; else each computed in `dtype`
-        and rounded once.
+        constants of `normalized_coordinates`; else each computed in the
+        dtype of `like` and rounded once.
     """
     if isinstance(size, int):
-        return ops.convert_to_tensor(
-            normalized_coordinates(size, align_corners), dtype
-        )
-    index = pixel_indices(size, dtype)
-    size = size_as(size, dtype)
+        return constant(normalized_coordinates(size, align_corners), like)
+    index = pixel_indices(size, like)
+    size = size_as(size, like.dtype)
     if align_corners:
         # A single pixel sits at 0: (0 - 0) / 1.
         return (2.0 * index - (size - 1.0)) / ops.maximum(size - 1.0, 1.0)
     return (2.0 * index + 1.0 - size) / size
 
 
-def pixel_indices(size, dtype: str) -> Tensor:
+def pixel_indices(size, like: Tensor) -> Tensor:
     """The indices `0, 1, ..., size - 1` of the pixels along an axis.
 
     Args:
         size: the number of pixels: a Python int, or a size only known
             when a graph runs (see `size_as`).
-        dtype: the dtype of the result.
+        like: a tensor whose dtype (and device, on torch) the result takes.
 
     Returns:
         A 1-D tensor: constants for an int size, since JAX's ONNX exporter
@@ -79,8 +78,8 @@ def pixel_indices(size, dtype: str) -> Tensor:
         `ops.arange`.
     """
     if isinstance(size, int):
-        return ops.convert_to_tensor(list(range(size)), dtype)
-    return ops.cast(ops.arange(size, dtype="int32"), dtype)
+        return constant(list(range(size)), like)
+    return ops.cast(ops.arange(size, dtype="int32"), like.dtype)
 
 
 def are_static(sizes) -> bool:

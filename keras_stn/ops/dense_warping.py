@@ -156,9 +156,7 @@ def warp_pixels(
     field = ops.cast(field, at_least_float32(images.dtype))
     points = [
         index + field[..., axis]
-        for axis, index in enumerate(
-            pixel_mesh(ops.shape(field)[1:-1], field.dtype)
-        )
+        for axis, index in enumerate(pixel_mesh(ops.shape(field)[1:-1], field))
     ]
     return sample_pixels(
         images,
@@ -171,13 +169,13 @@ def warp_pixels(
     )
 
 
-def pixel_mesh(sizes, dtype: str) -> list[Tensor]:
+def pixel_mesh(sizes, like: Tensor) -> list[Tensor]:
     """The pixel indices of a field's pixels, per axis.
 
     Args:
         sizes: the spatial sizes, `(height, width)` or `(depth, height,
             width)`.
-        dtype: the dtype of the result.
+        like: a tensor whose dtype (and device, on torch) the result takes.
 
     Returns:
         One tensor per axis in the order `x, y[, z]`, shaped to broadcast
@@ -190,7 +188,7 @@ def pixel_mesh(sizes, dtype: str) -> list[Tensor]:
         array_axis = rank - 1 - axis
         shape = [1] * (rank + 1)
         shape[array_axis + 1] = sizes[array_axis]
-        index = pixel_indices(sizes[array_axis], dtype)
+        index = pixel_indices(sizes[array_axis], like)
         mesh.append(ops.reshape(index, shape))
     return mesh
 

@@ -236,7 +236,7 @@ def affine_to_displacement(
     rank = theta.shape[1]
     size = standardize_size(size, "size", rank=rank)
     points = affine_pixel_grid(theta, size, size, align_corners)
-    mesh = pixel_mesh(size, theta.dtype)
+    mesh = pixel_mesh(size, theta)
     field = ops.stack(
         [p - index for p, index in zip(points, mesh, strict=True)], axis=-1
     )

@@ -11,10 +11,12 @@ Products and sums are written out elementwise rather than as a matrix
 product, which GPUs may run in reduced precision (TF32).
 """
 
+import functools
 from fractions import Fraction
 
 from keras import ops
 
+from keras_stn.ops.constants import constant
 from keras_stn.ops.coordinates import normalize_factors
 from keras_stn.ops.coordinates import normalized_coordinates_tensor
 from keras_stn.ops.coordinates import pixel_indices
@@ -77,7 +79,7 @@ def normalized_grid(
         output_size, "output_size", rank=rank, allow_traced=True
     )
     mesh = [
-        normalized_coordinates_tensor(size, align_corners, matrix.dtype)
+        normalized_coordinates_tensor(size, align_corners, matrix)
         for size in reversed(output_size)
     ]
     return _map_mesh(matrix, mesh)
@@ -107,20 +109,20 @@ def pixel_grid(
     input_size = standardize_size(input_size, "input_size", rank=rank)
     output_size = standardize_size(output_size, "output_size", rank=rank)
     matrix = pixel_space_matrix(matrix, input_size, output_size, align_corners)
-    return _map_mesh(matrix, _index_mesh(output_size, matrix.dtype))
+    return _map_mesh(matrix, _index_mesh(output_size, matrix))
 
 
-def _index_mesh(output_size: Size, dtype: str) -> list[Tensor]:
+def _index_mesh(output_size: Size, like: Tensor) -> list[Tensor]:
     """Return the integer indices of the output pixels, per axis.
 
     Args:
         output_size: `(height, width)` or `(depth, height, width)`.
-        dtype: the dtype of the result.
+        like: a tensor whose dtype (and device, on torch) the result takes.
 
     Returns:
         One 1-D tensor per axis, in the order `x, y[, z]`.
     """
-    return [pixel_indices(size, dtype) for size in reversed(output_size)]
+    return [pixel_indices(size, like) for size in reversed(output_size)]
 
 
 def pixel_space_matrix(
@@ -200,28 +202,41 @@ def conjugate(matrix: Tensor, left, right) -> Tensor:
     """
     rank = len(left)
     rows = matrix.shape[1]
+    factors, offsets = _conjugation_constants(tuple(left), tuple(right), rows)
+    products = matrix[:, None, None, :, :] * constant(factors, matrix)
+    result = ops.sum(products, axis=(3, 4))
+    if rows == rank:
+        # The affine map's implicit last row, (0, ..., 0, 1).
+        result = result + constant(offsets, matrix)
+    return result
+
+
+@functools.lru_cache(maxsize=256)
+def _conjugation_constants(left, right, rows):
+    """The constants of `conjugate`, in Python floats, for its factors.
+
+    Returns:
+        `(factors, offsets)`: `factors[r][c][k][m] = a[r][k] * b[m][c]` for
+        `k < rows`, and `offsets[r][c] = a[r][n] * b[n][c]`, each exact
+        product rounded once; `a` and `b` are the homogeneous matrices of
+        `left` and `right` (`n` axes). Cached: the fractions' arithmetic
+        costs more than the grid at small sizes.
+    """
+    rank = len(left)
     a = _homogeneous_scaling(left)
     b = _homogeneous_scaling(right)
-    # constants[r][c][k][m] = a[r][k] * b[m][c], exact, then rounded once.
     axes = range(rank + 1)
-    constants = [
+    factors = [
         [
-            [[_product(a[r][k], b[m][c]) for m in axes] for k in axes]
+            [[_product(a[r][k], b[m][c]) for m in axes] for k in range(rows)]
             for c in axes
         ]
         for r in range(rows)
     ]
-    products = matrix[:, None, None, :, :] * ops.convert_to_tensor(
-        [[table[:rows] for table in row] for row in constants], matrix.dtype
-    )
-    result = ops.sum(products, axis=(3, 4))
-    if rows == rank:
-        # The affine map's implicit last row, (0, ..., 0, 1).
-        result = result + ops.convert_to_tensor(
-            [[table[rank][rank] for table in row] for row in constants],
-            matrix.dtype,
-        )
-    return result
+    offsets = [
+        [_product(a[r][rank], b[rank][c]) for c in axes] for r in range(rows)
+    ]
+    return factors, offsets
 
 
 def _product(a: Fraction, b: Fraction) -> float:
@@ -259,8 +274,9 @@ def map_points(matrix: Tensor, points: Tensor) -> list[Tensor]:
         `(batch, num_points)`.
     """
     rank = matrix.shape[2] - 1
+    # (batch, 1, num_points): a row axis, for the rows of `matrix`.
     return _map_coordinates(
-        matrix, [points[..., axis] for axis in range(rank)], (-1, 1)
+        matrix, [points[:, None, :, axis] for axis in range(rank)]
     )
 
 
@@ -278,33 +294,32 @@ def _map_mesh(matrix: Tensor, mesh: list[Tensor]) -> list[Tensor]:
     rank = len(mesh)
     coordinates = []
     for column, axis in enumerate(mesh):
-        axis_shape = [1] * (rank + 1)
-        axis_shape[rank - column] = -1
+        # (1, 1, *output_size) with the axis's sizes, and ones elsewhere.
+        axis_shape = [1] * (rank + 2)
+        axis_shape[rank + 1 - column] = -1
         coordinates.append(ops.reshape(axis, axis_shape))
-    return _map_coordinates(matrix, coordinates, (-1,) + (1,) * rank)
+    return _map_coordinates(matrix, coordinates)
 
 
-def _map_coordinates(
-    matrix: Tensor, coordinates: list[Tensor], batch_shape: tuple
-) -> list[Tensor]:
-    """`matrix @ (x, y[, z], 1)`, row by row, elementwise.
+def _map_coordinates(matrix: Tensor, coordinates: list[Tensor]) -> list[Tensor]:
+    """`matrix @ (x, y[, z], 1)`, elementwise, every row at once.
 
     Args:
         matrix: tensor of shape `(batch, rows, n + 1)`.
-        coordinates: `n` tensors, the coordinates `x, y[, z]`, which
-            broadcast against each other and against `batch_shape`.
-        batch_shape: the shape that each entry of `matrix`, `(batch,)`, is
-            reshaped to before it multiplies the coordinates.
+        coordinates: `n` tensors, the coordinates `x, y[, z]`, of shape
+            `(batch or 1, 1, *points)`, where they broadcast against each
+            other (the second axis stands for the rows).
 
     Returns:
-        `rows` tensors, one per row of `matrix`.
+        `rows` tensors, one per row of `matrix`, of shape `(batch,
+        *points)`.
     """
     rank = len(coordinates)
-    mapped = []
-    for row in range(matrix.shape[1]):
-        value = None
-        for column, coordinate in enumerate(coordinates):
-            term = ops.reshape(matrix[:, row, column], batch_shape) * coordinate
-            value = term if value is None else value + term
-        mapped.append(value + ops.reshape(matrix[:, row, rank], batch_shape))
-    return mapped
+    ones = (None,) * (len(coordinates[0].shape) - 2)
+    # (batch, rows, n + 1, 1, ...): each entry against the points' axes.
+    entries = matrix[(slice(None),) * 3 + ones]
+    value = entries[:, :, 0] * coordinates[0]
+    for column in range(1, rank):
+        value = value + entries[:, :, column] * coordinates[column]
+    value = value + entries[:, :, rank]
+    return [value[:, row] for row in range(matrix.shape[1])]
