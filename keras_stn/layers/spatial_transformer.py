@@ -438,8 +438,9 @@ class SpatialTransformer(keras.layers.Layer):
             last_dims=theta_shape,
             description=f"(batch, {', '.join(map(str, theta_shape))})",
         )
-        parameter_shape = self.transform.parameter_shape(len(input_size))
-        theta = ops.reshape(theta, (-1, *parameter_shape))
+        if self.num_transformers > 1:
+            parameter_shape = self.transform.parameter_shape(len(input_size))
+            theta = ops.reshape(theta, (-1, *parameter_shape))
         if are_static(input_size):
             points = self.transform.pixel_grid(
                 theta, input_size, output_size, self.align_corners
@@ -450,10 +451,11 @@ class SpatialTransformer(keras.layers.Layer):
             points = self._points_for_any_size(theta, sizes, output_size)
         # The transformers' points of one example sample the same image:
         # shape (batch, num_transformers, *output_size).
-        points = [
-            ops.reshape(p, (-1, self.num_transformers, *output_size))
-            for p in points
-        ]
+        if self.num_transformers > 1:
+            shape = (-1, self.num_transformers, *output_size)
+            points = [ops.reshape(p, shape) for p in points]
+        else:
+            points = [p[:, None] for p in points]
         outputs = sample_pixels(
             images,
             points,
@@ -520,6 +522,11 @@ class SpatialTransformer(keras.layers.Layer):
 
     def _merge(self, outputs, data_format):
         """Lay out `(batch, num_transformers, *spatial, channels)` outputs."""
+        if self.num_transformers == 1 and self.merge_mode != "stack":
+            outputs = outputs[:, 0]
+            if data_format == "channels_first":
+                return ops.moveaxis(outputs, -1, 1)
+            return outputs
         if data_format == "channels_first":
             outputs = ops.moveaxis(outputs, -1, 2)
         if self.merge_mode == "stack":

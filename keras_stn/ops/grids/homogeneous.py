@@ -294,10 +294,10 @@ def _map_mesh(matrix: Tensor, mesh: list[Tensor]) -> list[Tensor]:
     rank = len(mesh)
     coordinates = []
     for column, axis in enumerate(mesh):
-        # (1, 1, *output_size) with the axis's sizes, and ones elsewhere.
-        axis_shape = [1] * (rank + 2)
-        axis_shape[rank + 1 - column] = -1
-        coordinates.append(ops.reshape(axis, axis_shape))
+        # (1, 1, *output_size) with the axis's size, and ones elsewhere.
+        index = [None] * (rank + 2)
+        index[rank + 1 - column] = slice(None)
+        coordinates.append(axis[tuple(index)])
     return _map_coordinates(matrix, coordinates)
 
 
