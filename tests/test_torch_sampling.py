@@ -189,6 +189,58 @@ def test_pytorch_kernel_off_the_cpu_reads_no_values():
             assert outputs.shape == expected.shape
 
 
+@pytest.mark.parametrize(
+    "normalized, padding_mode",
+    (
+        (True, "zeros"),
+        (True, "border"),
+        (True, "reflection"),
+        (False, "zeros"),
+        (False, "border"),
+    ),
+)
+def test_pytorch_kernel_off_the_cpu_applies_the_nan_rule(
+    normalized, padding_mode, monkeypatch
+):
+    """Off the CPU (a GPU; here `readable` is made to say so) PyTorch's path
+    applies the rule for NaN, infinite and far points on every call: the
+    generic sampler's outputs and gradients."""
+    images, grid, upstream = random_sampling_problem(2, (2, 5, 6, 3, 4, 7))
+    if BACKEND != "torch":
+        assert not takes_path(
+            pytorch_grid_sample,
+            ops.convert_to_tensor(images),
+            [ops.convert_to_tensor(grid)],
+            "bilinear",
+            padding_mode,
+        )
+        return
+    import torch
+
+    from keras_stn.ops.sampling import generic
+
+    grid[0, 0, :4] = [[np.nan, 0.1], [np.inf, 0.2], [-np.inf, 1e4], [3, -2]]
+    if not normalized:
+        grid = grid * 4.0 + 2.0
+    monkeypatch.setattr(pytorch_grid_sample, "readable", lambda *t: False)
+    options = SamplingOptions("bilinear", padding_mode, False, normalized)
+
+    def sampled(path):
+        x = torch.tensor(images, requires_grad=True)
+        points = torch.tensor(grid, requires_grad=True)
+        outputs = path.sample(
+            x, points if normalized else list(points.unbind(-1)), options
+        )
+        finite = torch.where(outputs.isnan(), 0.0, outputs)
+        (finite * torch.tensor(upstream)).sum().backward()
+        return outputs.detach(), x.grad, points.grad
+
+    for ours, expected in zip(
+        sampled(pytorch_grid_sample), sampled(generic), strict=True
+    ):
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("align_corners", (False, True))
 @pytest.mark.parametrize("padding_mode", ("zeros", "border"))
 @pytest.mark.parametrize("size", (SIZE, (2, 9, 7, 5, 2, 4, 6, 8)))

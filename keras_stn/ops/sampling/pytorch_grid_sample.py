@@ -191,9 +191,10 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     if not isinstance(high, float):
         high = torch.tensor(high, dtype=points.dtype).to(points.device)
         low = torch.full_like(high, low)
-    # `nan_to_num` sends infinities to the largest floats, then clamped;
-    # its gradient, and `clamp`'s, is zero where they move a point.
-    return torch.nan_to_num(points, 0.0).clamp(low, high), invalid.any(-1)
+    # `nan_to_num` sends infinities to the largest floats, then clamped (in
+    # place: one copy of the points, not two); its gradient, and `clamp`'s,
+    # is zero where they move a point.
+    return torch.nan_to_num(points, 0.0).clamp_(low, high), invalid.any(-1)
 
 
 def _ordinary(values, low, high, padding_mode):
@@ -216,10 +217,11 @@ def _ordinary(values, low, high, padding_mode):
 
 
 def _mark_invalid(outputs, invalid):
-    """`nonfinite.mark_invalid`, for the flags of `_finite`."""
+    """`nonfinite.mark_invalid`, for the flags of `_finite`, in place (the
+    kernel's backward pass does not read its outputs)."""
     if invalid is None:
         return outputs
-    return outputs.masked_fill(invalid[..., None], float("nan"))
+    return outputs.masked_fill_(invalid[..., None], float("nan"))
 
 
 def _kernel_grid(points, padded_sizes):
