@@ -85,10 +85,14 @@ def native_grid_sample(
         padding_mode,
         single_pixel_axes,
     )
-    outputs = _sample_channels_first(
-        torch.movedim(images, -1, 1), grid, mode, padding_mode, align_corners
+    return _sample_channels_first(
+        torch.movedim(images, -1, 1),
+        grid,
+        mode,
+        padding_mode,
+        align_corners,
+        invalid,
     )
-    return _mark_invalid(outputs, invalid)
 
 
 def native_sample_pixels(
@@ -145,8 +149,9 @@ def native_sample_pixels(
             padding,
             mode="constant" if padding_mode == "zeros" else "replicate",
         )
-    outputs = _sample_channels_first(images, grid, mode, padding_mode, False)
-    return _mark_invalid(outputs, invalid)
+    return _sample_channels_first(
+        images, grid, mode, padding_mode, False, invalid
+    )
 
 
 def _finite(points, low, high, padding_mode, single_pixel_axes=None):
@@ -216,14 +221,6 @@ def _ordinary(values, low, high, padding_mode):
     )
 
 
-def _mark_invalid(outputs, invalid):
-    """`nonfinite.mark_invalid`, for the flags of `_finite`, in place (the
-    kernel's backward pass does not read its outputs)."""
-    if invalid is None:
-        return outputs
-    return outputs.masked_fill_(invalid[..., None], float("nan"))
-
-
 def _kernel_grid(points, padded_sizes):
     """Normalize pixel coordinates so that the kernel reads the same pixels.
 
@@ -258,8 +255,14 @@ def _kernel_grid(points, padded_sizes):
     return grid + (adjusted - grid.detach())
 
 
-def _sample_channels_first(images, grid, mode, padding_mode, align_corners):
-    """`grid_sample` of channels-first images at a grid of any output shape."""
+def _sample_channels_first(
+    images, grid, mode, padding_mode, align_corners, invalid
+):
+    """`grid_sample` of channels-first images at a grid of any output shape,
+    NaN where `invalid` (the flags of `_finite`, or `None`) is set: the
+    rule's `nonfinite.mark_invalid`, applied in place to the kernel's own
+    outputs (its backward pass does not read them; on a view of them,
+    autograd would copy the gradient for the write)."""
     import torch
 
     rank = grid.shape[-1]
@@ -281,6 +284,10 @@ def _sample_channels_first(images, grid, mode, padding_mode, align_corners):
             padding_mode=padding_mode,
             align_corners=align_corners,
         )
+    if invalid is not None:
+        # (batch, 1, [1,] 1, points), against (batch, channels, ...).
+        flags = invalid.reshape(grid.shape[:-1])[:, None]
+        outputs = outputs.masked_fill_(flags, float("nan"))
     outputs = outputs.reshape(*outputs.shape[:2], *output_shape)
     return torch.movedim(outputs, 1, -1)
 
