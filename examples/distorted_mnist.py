@@ -41,6 +41,7 @@ from experiment import add_protocol_argument
 from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import positive_int
+from experiment import protocol_suffix
 from experiment import save_model
 from experiment import save_results
 from experiment import training_data
@@ -161,8 +162,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             name += f"_view{args.view_size}"
         if args.antialias:
             name += "_antialias"
-        if args.protocol == "fresh":
-            name += "_fresh"
+        name += protocol_suffix(args)
         args.output_dir = Path("outputs") / "distorted_mnist" / name
     return args
 

@@ -170,8 +170,20 @@ def add_protocol_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def protocol_suffix(args: argparse.Namespace) -> str:
+    """What a run's default output folder adds for its `--protocol`:
+    `"_fresh"`, or nothing for `"fixed"` (the runs made before the option).
+
+    Example:
+
+    >>> protocol_suffix(argparse.Namespace(protocol="fresh"))
+    '_fresh'
+    """
+    return "_fresh" if args.protocol == "fresh" else ""
+
+
 class FreshEpochs(keras.utils.PyDataset):
-    """Training batches made anew each epoch from the same digits, without end.
+    """Training batches made anew each epoch from the same digits.
 
     Epoch `e` makes the inputs with a seed drawn from `(seed, e)` and
     visits the digits in an order drawn from the same seed, so that the
@@ -179,7 +191,8 @@ class FreshEpochs(keras.utils.PyDataset):
     Batch `i` is batch `i % steps_per_epoch` of epoch `i //
     steps_per_epoch`: what it holds depends on its index only, not on when
     Keras calls the epoch callbacks, so `fit` takes `**fit_arguments()`.
-    While an epoch trains, a background thread makes the next one.
+    While an epoch trains, a background thread makes the next one, up to
+    `epochs`.
 
     Args:
         digits: uint8 digits `(n, 28, 28)`.
@@ -189,6 +202,8 @@ class FreshEpochs(keras.utils.PyDataset):
             example the digits distorted).
         seed: seed of the epochs.
         batch_size: the batch size; each epoch's last batch may be smaller.
+        epochs: the number of epochs that `fit` trains, past which no epoch
+            is made; `None` for no end.
 
     Example:
 
@@ -207,16 +222,17 @@ class FreshEpochs(keras.utils.PyDataset):
         make: Callable[[np.ndarray, int], np.ndarray],
         seed: int,
         batch_size: int,
+        epochs: int | None = None,
     ):
         super().__init__()
         self.digits, self.labels = digits, labels
         self.make, self.seed = make, seed
-        self.batch_size = batch_size
+        self.batch_size, self.epochs = batch_size, epochs
         self.steps_per_epoch = -(-len(digits) // batch_size)
         self.epoch = 0
         self._executor = ThreadPoolExecutor(max_workers=1)
         self._inputs, self._batch_labels = self.draw(0)
-        self._next = self._executor.submit(self.draw, 1)
+        self._next = self._prefetch(1)
 
     def draw(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """Make and shuffle the training set of one epoch.
@@ -232,6 +248,12 @@ class FreshEpochs(keras.utils.PyDataset):
         epoch_seed = int(sequence.generate_state(1)[0])
         order = np.random.default_rng(epoch_seed).permutation(len(self.digits))
         return self.make(self.digits[order], epoch_seed), self.labels[order]
+
+    def _prefetch(self, epoch):
+        """Start making `epoch` in the background; `None` past the last."""
+        if self.epochs is not None and epoch >= self.epochs:
+            return None
+        return self._executor.submit(self.draw, epoch)
 
     def fit_arguments(self) -> dict:
         """`fit`'s arguments for these batches: `x`, `steps_per_epoch` and
@@ -253,10 +275,15 @@ class FreshEpochs(keras.utils.PyDataset):
                 f"Batch {index} is from epoch {epoch}, whose inputs are "
                 f"gone: the dataset is at epoch {self.epoch}."
             )
+        if self.epochs is not None and epoch >= self.epochs:
+            raise IndexError(
+                f"Batch {index} is from epoch {epoch}, past the "
+                f"{self.epochs} epochs of these batches."
+            )
         while self.epoch < epoch:
             self.epoch += 1
             self._inputs, self._batch_labels = self._next.result()
-            self._next = self._executor.submit(self.draw, self.epoch + 1)
+            self._next = self._prefetch(self.epoch + 1)
         batch = slice(step * self.batch_size, (step + 1) * self.batch_size)
         return self._inputs[batch], self._batch_labels[batch]
 
@@ -274,7 +301,7 @@ def training_data(
             `make` takes under `"fresh"`.
         labels: their labels.
         args: the parsed command line (`--protocol`, `--seed`,
-            `--batch-size`).
+            `--batch-size`, `--epochs`).
         make: what `FreshEpochs` makes each epoch's inputs with.
 
     Returns:
@@ -282,7 +309,9 @@ def training_data(
         under `"fixed"`; `FreshEpochs.fit_arguments` under `"fresh"`.
     """
     if args.protocol == "fresh":
-        batches = FreshEpochs(images, labels, make, args.seed, args.batch_size)
+        batches = FreshEpochs(
+            images, labels, make, args.seed, args.batch_size, args.epochs
+        )
         return batches.fit_arguments()
     return {"x": images, "y": labels, "batch_size": args.batch_size}
 

@@ -65,6 +65,7 @@ from experiment import add_protocol_argument
 from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import positive_int
+from experiment import protocol_suffix
 from experiment import save_model
 from experiment import save_results
 from experiment import training_data
@@ -588,7 +589,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"{DIGIT}, received {args.volume_size}"
         )
     if args.output_dir is None:
-        name = args.model + ("_fresh" if args.protocol == "fresh" else "")
+        name = args.model + protocol_suffix(args)
         args.output_dir = Path("outputs") / "mnist_3d" / name
     return args
 

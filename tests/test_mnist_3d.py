@@ -219,11 +219,16 @@ def test_fresh_volumes_each_epoch_and_the_same_test_set(fake_mnist, tmp_path):
         lambda images, seed: mnist_3d.make_volumes(images, seed, SIZE)[0],
         seed=3,
         batch_size=8,
+        epochs=2,
     )
     first = np.concatenate([batches[0][0], batches[1][0]])
     second = np.concatenate([batches[2][0], batches[3][0]])
     assert first.shape == (16, SIZE, SIZE, SIZE, 1)
     assert not any(np.array_equal(a, b) for a in first for b in second)
+    # The last epoch makes no other in the background, and none is past it.
+    assert batches._next is None
+    with pytest.raises(IndexError, match="past the 2 epochs"):
+        batches[4]
 
 
 def test_default_output_dir_names_the_run():
