@@ -11,7 +11,6 @@ Products and sums are written out elementwise rather than as a matrix
 product, which GPUs may run in reduced precision (TF32).
 """
 
-import functools
 from fractions import Fraction
 
 from keras import ops
@@ -202,7 +201,7 @@ def conjugate(matrix: Tensor, left, right) -> Tensor:
     """
     rank = len(left)
     rows = matrix.shape[1]
-    factors, offsets = _conjugation_constants(tuple(left), tuple(right), rows)
+    factors, offsets = _conjugation_constants(left, right, rows)
     products = matrix[:, None, None, :, :] * constant(factors, matrix)
     result = ops.sum(products, axis=(3, 4))
     if rows == rank:
@@ -211,7 +210,6 @@ def conjugate(matrix: Tensor, left, right) -> Tensor:
     return result
 
 
-@functools.lru_cache(maxsize=256)
 def _conjugation_constants(left, right, rows):
     """The constants of `conjugate`, in Python floats, for its factors.
 
@@ -219,8 +217,7 @@ def _conjugation_constants(left, right, rows):
         `(factors, offsets)`: `factors[r][c][k][m] = a[r][k] * b[m][c]` for
         `k < rows`, and `offsets[r][c] = a[r][n] * b[n][c]`, each exact
         product rounded once; `a` and `b` are the homogeneous matrices of
-        `left` and `right` (`n` axes). Cached: the fractions' arithmetic
-        costs more than the grid at small sizes.
+        `left` and `right` (`n` axes).
     """
     rank = len(left)
     a = _homogeneous_scaling(left)
@@ -240,8 +237,11 @@ def _conjugation_constants(left, right, rows):
 
 
 def _product(a: Fraction, b: Fraction) -> float:
-    """`a * b` rounded once, skipping the arithmetic of zero factors."""
-    return float(a * b) if a and b else 0.0
+    """`a * b` rounded once: a ratio of Python ints, which true division
+    rounds correctly, without the `Fraction`'s reduction."""
+    if not (a.numerator and b.numerator):
+        return 0.0
+    return (a.numerator * b.numerator) / (a.denominator * b.denominator)
 
 
 def _homogeneous_scaling(factors) -> list[list[Fraction]]:
