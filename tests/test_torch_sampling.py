@@ -60,6 +60,18 @@ def recorded_calls(monkeypatch):
     return calls
 
 
+def declined(path, images, grid, padding_mode="zeros"):
+    """Whether the sampler's `path` declines bilinear sampling of the NumPy
+    `images` at `grid` here (the torch paths, on the other backends)."""
+    return not takes_path(
+        path,
+        ops.convert_to_tensor(images),
+        [ops.convert_to_tensor(grid)],
+        "bilinear",
+        padding_mode,
+    )
+
+
 def gradients_without_the_kernel(images, grid, upstream, monkeypatch):
     """The gradients of `sum(grid_sample(images, grid) * upstream)`,
     asserting that the kernel did not run."""
@@ -129,13 +141,7 @@ def test_kernel_declines_tensors_off_the_cpu():
     kernel samples instead."""
     images, grid, _ = random_sampling_problem(0, SIZE)
     if BACKEND != "torch":
-        assert not takes_path(
-            torch_sampling,
-            ops.convert_to_tensor(images),
-            [ops.convert_to_tensor(grid)],
-            "bilinear",
-            "zeros",
-        )
+        assert declined(torch_sampling, images, grid)
         return
     import torch
 
@@ -157,13 +163,7 @@ def test_pytorch_kernel_off_the_cpu_reads_no_values():
     PyTorch's "meta" device holds no values, so reading one fails there."""
     images, grid, _ = random_sampling_problem(0, SIZE)
     if BACKEND != "torch":
-        assert not takes_path(
-            pytorch_grid_sample,
-            ops.convert_to_tensor(images),
-            [ops.convert_to_tensor(grid)],
-            "bilinear",
-            "zeros",
-        )
+        assert declined(pytorch_grid_sample, images, grid)
         return
     import torch
 
@@ -207,13 +207,7 @@ def test_pytorch_kernel_off_the_cpu_applies_the_nan_rule(
     generic sampler's outputs and gradients."""
     images, grid, upstream = random_sampling_problem(2, (2, 5, 6, 3, 4, 7))
     if BACKEND != "torch":
-        assert not takes_path(
-            pytorch_grid_sample,
-            ops.convert_to_tensor(images),
-            [ops.convert_to_tensor(grid)],
-            "bilinear",
-            padding_mode,
-        )
+        assert declined(pytorch_grid_sample, images, grid, padding_mode)
         return
     import torch
 
