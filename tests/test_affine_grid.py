@@ -2,14 +2,17 @@
 
 import itertools
 
+import keras
 import numpy as np
 import pytest
 import torch
 from keras import ops
 
 from keras_stn.ops import affine_grid
+from keras_stn.ops.constants import constant
 from keras_stn.ops.grids.affine import affine_pixel_grid
 
+from helpers import BACKEND
 from helpers import assert_gradients_match_finite_differences
 from helpers import unnormalize
 from helpers import value_and_gradients
@@ -181,3 +184,18 @@ def test_pixel_grid_checks_its_sizes(input_size, output_size, match):
     theta = np.eye(2, 3, dtype="float32")[None]
     with pytest.raises(ValueError, match=match):
         affine_pixel_grid(theta, input_size, output_size)
+
+
+def test_grid_constants_take_the_matrix_dtype_and_device():
+    """The grids' exact constants are made beside their matrix: its dtype
+    on every backend and, on torch, its device (a GPU's; here PyTorch's
+    "meta" device, which every build has), without reading it."""
+    like = ops.zeros((2,), "float16")
+    out = constant([[0.25, 1.0], [2.0, 3.0]], like)
+    assert ops.convert_to_numpy(out).tolist() == [[0.25, 1.0], [2.0, 3.0]]
+    assert keras.backend.standardize_dtype(out.dtype) == (
+        keras.backend.standardize_dtype(like.dtype)
+    )
+    if BACKEND == "torch":
+        out = constant(list(range(3)), torch.empty(1, device="meta"))
+        assert out.device.type == "meta" and tuple(out.shape) == (3,)

@@ -15,14 +15,12 @@ from keras import ops
 from keras_stn.typing import Tensor
 
 
-def constant(values, like: Tensor, dtype: str | None = None) -> Tensor:
+def constant(values, like: Tensor) -> Tensor:
     """Return Python numbers as a tensor beside `like`.
 
     Args:
         values: a Python number, or nested lists or tuples of them.
-        like: a tensor: the result has its dtype (unless `dtype` is given)
-            and, on torch, its device.
-        dtype: the result's dtype, or `None` for `like`'s.
+        like: a tensor: the result has its dtype and, on torch, its device.
 
     Returns:
         A tensor of the shape of `values`.
@@ -34,7 +32,7 @@ def constant(values, like: Tensor, dtype: str | None = None) -> Tensor:
     >>> (tuple(out.shape), keras.backend.standardize_dtype(out.dtype))
     ((1, 2), 'float32')
     """
-    dtype = keras.backend.standardize_dtype(dtype or like.dtype)
+    dtype = keras.backend.standardize_dtype(like.dtype)
     if keras.backend.backend() == "torch":
         import torch
 

@@ -76,8 +76,9 @@ def native_grid_sample(
     if align_corners and 1 in sizes and padding_mode != "reflection":
         # Along an axis of one pixel, every coordinate maps to pixel 0 (its
         # scale is 0), and an infinite one to 0 * inf, NaN.
-        single_pixel_axes = torch.tensor([size == 1 for size in sizes])
-        single_pixel_axes = single_pixel_axes.to(grid.device)
+        single_pixel_axes = torch.tensor(
+            [size == 1 for size in sizes], device=grid.device
+        )
     grid, invalid = _finite(
         grid,
         -NORMALIZED_MARGIN,
@@ -134,7 +135,8 @@ def native_sample_pixels(
         points, -MARGIN, [size - 1 + MARGIN for size in sizes], padding_mode
     )
     grid = _kernel_grid(
-        points, torch.tensor(padded_sizes, dtype=images.dtype).to(points)
+        points,
+        torch.tensor(padded_sizes, dtype=points.dtype, device=points.device),
     )
     images = torch.movedim(images, -1, 1)
     if padded_sizes != sizes:
@@ -194,7 +196,7 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     if single_pixel_axes is not None:
         invalid = invalid | (torch.isinf(values) & single_pixel_axes)
     if not isinstance(high, float):
-        high = torch.tensor(high, dtype=points.dtype).to(points.device)
+        high = torch.tensor(high, dtype=points.dtype, device=points.device)
         low = torch.full_like(high, low)
     # `nan_to_num` sends infinities to the largest floats, then clamped (in
     # place: one copy of the points, not two); its gradient, and `clamp`'s,
