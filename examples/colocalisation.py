@@ -32,6 +32,12 @@ canvas. Each image's partner `m` is the next one of its batch. The loss's
 other minima, and why these choices avoid some of them:
 docs/experiments/colocalisation.md.
 
+`--protocol fresh` places the digits (and the clutter) anew each epoch
+(`experiment.FreshEpochs`); in clutter, the windows find the digits when
+the first phase trains on the class' canvases without clutter
+(`--clean-first-phase`, a curriculum) and a long refinement on cluttered
+canvases made anew each epoch follows (the docs give the command).
+
 Usage (`--help` lists the options):
 
     KERAS_BACKEND=torch python examples/colocalisation.py --digits 0 1 2
@@ -60,10 +66,13 @@ from keras_stn.callbacks import TransformerSnapshot
 from distortions import add_clutter
 from experiment import PICTURE_SAMPLES
 from experiment import TRANSFORMER_NAME
+from experiment import FreshEpochs
+from experiment import add_protocol_argument
 from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import non_negative_int
 from experiment import positive_int
+from experiment import protocol_suffix
 from experiment import save_results
 from mnist_data import DIGIT
 from mnist_data import check_digits
@@ -77,6 +86,10 @@ CROP_SCALE = DIGIT / CANVAS
 MARGIN = 1.0
 # Epochs of the refinement phase (`colocalise`).
 REFINE_EPOCHS = 4
+# Under `--protocol fresh`, the refinement's canvases are drawn with the
+# class' seed plus this, past the seeds of every class' first phase and test
+# canvases (`2 * digit` and `2 * digit + 1` from `--seed`).
+REFINE_SEED_OFFSET = 20
 # Epochs of the encoder: the features of a 2-epoch one let the windows of
 # 3s and 5s settle on part of the digit (docs/experiments/colocalisation.md).
 ENCODER_EPOCHS = 1
@@ -678,7 +691,8 @@ def train_encoder(
 
 def colocalise(
     encoder: keras.Model,
-    train: np.ndarray,
+    digits: np.ndarray,
+    clutter_images: np.ndarray,
     test: tuple[np.ndarray, np.ndarray],
     args: argparse.Namespace,
     digit: int,
@@ -691,10 +705,14 @@ def colocalise(
 
     Args:
         encoder: the frozen features `e`.
-        train: the training canvases of the class.
+        digits: the training digits of the class, uint8 `(n, 28, 28)`.
+        clutter_images: the digits that the clutter comes from, where
+            `--clutter` (not in the first phase with `--clean-first-phase`).
         test: the test canvases of the class and their true boxes.
         args: the parsed command line.
-        digit: the class, which names the snapshots' folder.
+        digit: the class, which names the snapshots' folder and sets the
+            seed of the training canvases (`class_seed`; under `--protocol
+            fresh`, the refinement's plus `REFINE_SEED_OFFSET`).
 
     Returns:
         `(model, boxes, coarse_boxes)`: the trained co-localiser, its
@@ -704,6 +722,8 @@ def colocalise(
     phases = [
         (
             build_colocaliser(encoder, args.seed, args.fixed_scale),
+            class_seed(args, digit),
+            args.clutter and not args.clean_first_phase,
             args.epochs,
             args.learning_rate,
             f"digit{digit}",
@@ -713,28 +733,87 @@ def colocalise(
         phases.append(
             (
                 build_colocaliser(encoder, args.seed, refined=True),
+                # The same canvases under `"fixed"`, new ones under
+                # `"fresh"`.
+                class_seed(args, digit)
+                + (REFINE_SEED_OFFSET if args.protocol == "fresh" else 0),
+                args.clutter,
                 args.refine_epochs,
                 args.refine_learning_rate,
                 f"digit{digit}_refined",
             )
         )
     boxes = []
-    for index, (model, epochs, learning_rate, name) in enumerate(phases):
+    for index, phase in enumerate(phases):
+        model, seed, clutter, epochs, learning_rate, name = phase
         transformer = model.get_layer(TRANSFORMER_NAME)
         if index:  # The refinement starts where the first phase ended.
             previous = phases[index - 1][0].get_layer(TRANSFORMER_NAME)
             transformer.set_weights(previous.get_weights())
-        _fit_windows(model, train, test[0], args, epochs, name, learning_rate)
+        data = training_canvases(
+            digits, seed, args, epochs, clutter_images if clutter else None
+        )
+        _fit_windows(model, data, test[0], args, epochs, name, learning_rate)
         boxes.append(predicted_boxes(transformer, test[0], args.batch_size))
     return model, boxes[-1], boxes[0]
 
 
-def _fit_windows(model, train, pictured, args, epochs, name, learning_rate):
-    """Train a co-localiser, drawing its transformer in `snapshots/name`."""
+def class_seed(args: argparse.Namespace, digit: int) -> int:
+    """The seed of a class' training canvases, `--seed` + 2 * `digit`; its
+    test canvases use the next one, so that every class has its own."""
+    return args.seed + 2 * digit
+
+
+def training_canvases(
+    digits: np.ndarray,
+    seed: int,
+    args: argparse.Namespace,
+    epochs: int,
+    clutter_images: np.ndarray | None = None,
+) -> dict:
+    """`fit`'s training arguments for one phase, under `--protocol`.
+
+    The targets are zeros, which `TripletLoss` ignores.
+
+    Args:
+        digits: uint8 training digits `(n, 28, 28)` of one class.
+        seed: seed of the canvases (`place_digits`); under `"fresh"`, of
+            the epochs (`experiment.FreshEpochs`).
+        args: the parsed command line (`--protocol`, `--batch-size`).
+        epochs: the phase's epochs.
+        clutter_images: the uint8 digits that the canvases' clutter comes
+            from; `None` for canvases without clutter.
+
+    Returns:
+        A dict of `fit` arguments: the canvases placed once under
+        `"fixed"`, or `FreshEpochs.fit_arguments` under `"fresh"`, whose
+        every epoch places the digits (and the clutter) anew.
+    """
+
+    def make(digits, seed):
+        clutter = clutter_images is not None
+        return place_digits(digits, seed, clutter, clutter_images)[0]
+
+    targets = np.zeros(len(digits), "float32")
+    if args.protocol == "fresh":
+        batches = FreshEpochs(
+            digits, targets, make, seed, args.batch_size, epochs
+        )
+        return batches.fit_arguments()
+    return {
+        "x": make(digits, seed),
+        "y": targets,
+        "batch_size": args.batch_size,
+    }
+
+
+def _fit_windows(model, data, pictured, args, epochs, name, learning_rate):
+    """Train a co-localiser on `fit`'s arguments `data`, drawing its
+    transformer in `snapshots/name`."""
     model.compile(
         optimizer=cosine_adam(
             epochs,
-            len(train),
+            _samples_per_epoch(data),
             args.batch_size,
             learning_rate,
         ),
@@ -747,13 +826,18 @@ def _fit_windows(model, train, pictured, args, epochs, name, learning_rate):
         layer=TRANSFORMER_NAME,
     )
     model.fit(
-        train,
-        np.zeros(len(train), "float32"),
-        batch_size=args.batch_size,
+        **data,
         epochs=epochs,
         verbose=args.verbose,
         callbacks=[snapshots],
     )
+
+
+def _samples_per_epoch(data):
+    """How many canvases an epoch of `training_canvases`' `data` holds."""
+    if isinstance(data["x"], FreshEpochs):
+        return len(data["x"].labels)
+    return len(data["y"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -773,6 +857,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"add {CLUTTER_PATCHES} crops of {CLUTTER_SIZE}x{CLUTTER_SIZE} "
         "pixels of other digits to each canvas",
+    )
+    parser.add_argument(
+        "--clean-first-phase",
+        action="store_true",
+        help="with --clutter, train the first phase on canvases without "
+        "clutter, and only the refinement on cluttered ones (a curriculum)",
     )
     parser.add_argument(
         "--fixed-scale",
@@ -808,12 +898,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=ENCODER_EPOCHS,
         help="training epochs of the MNIST classifier (default: %(default)s)",
     )
+    add_protocol_argument(parser)
     add_training_arguments(parser, epochs=8, batch_size=64)
     args = parser.parse_args(argv)
+    if args.clean_first_phase and not (
+        args.clutter and args.refine_epochs and not args.fixed_scale
+    ):
+        parser.error(
+            "--clean-first-phase needs --clutter and a refinement phase "
+            "(--refine-epochs above 0, not --fixed-scale), which trains on "
+            "the cluttered canvases"
+        )
     if args.output_dir is None:
         name = "cluttered" if args.clutter else "translated"
         if args.fixed_scale:
             name += "_fixed_scale"
+        if args.clean_first_phase:
+            name += "_clean_first_phase"
+        name += protocol_suffix(args)
         args.output_dir = Path("outputs") / "colocalisation" / name
     return args
 
@@ -838,28 +940,21 @@ def main(argv: list[str] | None = None) -> dict:
     per_digit, rows = {}, []
     for digit in args.digits:
         digit_start = time.perf_counter()
-        # Each class has its own canvases, from seeds that differ by class.
-        seed = args.seed + 2 * digit
-        train, _ = place_digits(
-            x_train[y_train == digit][: args.train_samples],
-            seed,
-            args.clutter,
-            x_train,
-        )
+        digits = x_train[y_train == digit][: args.train_samples]
         test = place_digits(
             x_test[y_test == digit][: args.test_samples],
-            seed + 1,
+            class_seed(args, digit) + 1,
             args.clutter,
             x_test,
         )
         model, boxes, coarse_boxes = colocalise(
-            encoder, train, test, args, digit
+            encoder, digits, x_train, test, args, digit
         )
         model.save(args.output_dir / f"model_digit{digit}.keras")
         per_digit[str(digit)] = {
             **localisation_metrics(boxes, test[1]),
             "before_refinement": localisation_metrics(coarse_boxes, test[1]),
-            "train_samples": len(train),
+            "train_samples": len(digits),
             "test_samples": len(test[0]),
             "seconds": round(time.perf_counter() - digit_start, 1),
         }
@@ -883,6 +978,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "clutter": args.clutter,
         "fixed_scale": args.fixed_scale,
+        "clean_first_phase": args.clean_first_phase,
+        "protocol": args.protocol,
         "digits": per_digit,
         "encoder_accuracy": encoder_accuracy,
         "encoder_epochs": args.encoder_epochs,

@@ -292,9 +292,84 @@ def test_the_script_runs_and_saves_everything(fake_mnist, tmp_path, capsys):
     assert any((output_dir / "snapshots" / "digit2_refined").iterdir())
 
 
+def test_fresh_protocol_places_the_digits_anew_each_epoch():
+    digits = fake_digits(6, seed=4)
+    clutter = fake_digits(20, seed=5)
+    args = colocalisation.parse_args(["--batch-size", "4"])
+    fixed = colocalisation.training_canvases(digits, 3, args, 2, clutter)
+    # Under "fixed", the canvases of `place_digits` with the seed, as before.
+    expected, _ = colocalisation.place_digits(digits, 3, True, clutter)
+    np.testing.assert_array_equal(fixed["x"], expected)
+    np.testing.assert_array_equal(fixed["y"], np.zeros(6))
+
+    args = colocalisation.parse_args(
+        ["--batch-size", "4", "--protocol", "fresh"]
+    )
+    fresh = colocalisation.training_canvases(digits, 3, args, 2, clutter)
+    batches = fresh["x"]
+    assert fresh["steps_per_epoch"] == 2 and fresh["shuffle"] is False
+    epochs = [
+        np.concatenate(
+            [batches[step][0] for step in (2 * epoch, 2 * epoch + 1)]
+        )
+        for epoch in (0, 1)
+    ]
+    for canvases in epochs:
+        assert canvases.shape == (6, 84, 84, 1)
+        # Every canvas holds one of the digits whole, and the clutter.
+        ink = canvases.sum(axis=(1, 2, 3))
+        assert np.all(ink > digits.sum(axis=(1, 2)).min() / 255.0)
+    assert not np.array_equal(epochs[0], epochs[1])
+    # Without clutter images, the canvases hold the digits alone.
+    clean = colocalisation.training_canvases(digits, 3, args, 1)["x"]
+    canvases = np.concatenate([clean[0][0], clean[1][0]])
+    np.testing.assert_allclose(
+        np.sort(canvases.sum(axis=(1, 2, 3))),
+        np.sort(digits.sum(axis=(1, 2)) / 255.0),
+        rtol=1e-5,
+    )
+
+
+def test_the_clutter_curriculum_runs_fresh(fake_mnist, tmp_path, monkeypatch):
+    # Which canvases the run places, in order: clutter or not, how many.
+    placed = []
+    place_digits = colocalisation.place_digits
+
+    def spy(images, seed, clutter=False, clutter_images=None):
+        placed.append((clutter, len(images)))
+        return place_digits(images, seed, clutter, clutter_images)
+
+    monkeypatch.setattr(colocalisation, "place_digits", spy)
+    argv = ["--data", str(fake_mnist), "--digits", "4", "--clutter"]
+    argv += ["--clean-first-phase", "--protocol", "fresh"]
+    argv += ["--train-samples", "16", "--test-samples", "8", "--epochs", "1"]
+    argv += ["--encoder-epochs", "1", "--batch-size", "8", "--verbose", "0"]
+    argv += ["--refine-epochs", "2", "--output-dir", str(tmp_path)]
+    results = colocalisation.main(argv)
+    assert results["protocol"] == "fresh" and results["clean_first_phase"]
+    digit = results["digits"]["4"]
+    assert digit["train_samples"] == 16
+    assert 0 <= digit["iou_share_percent"] <= 100
+    assert digit["mean_predicted_side"] == pytest.approx(28, abs=1e-3)
+    # The cluttered test canvases, then the first phase's epoch without
+    # clutter, then the refinement's two epochs with it (each epoch placed
+    # anew, the next one while the current one trains).
+    assert placed == [(True, 8), (False, 16), (True, 16), (True, 16)]
+
+
 def test_default_output_dir_names_the_run():
     args = colocalisation.parse_args(["--clutter", "--fixed-scale"])
     assert str(args.output_dir).endswith("cluttered_fixed_scale")
+    args = colocalisation.parse_args(
+        ["--clutter", "--clean-first-phase", "--protocol", "fresh"]
+    )
+    assert str(args.output_dir).endswith("cluttered_clean_first_phase_fresh")
+    for argv in (
+        ["--clean-first-phase"],
+        ["--clutter", "--clean-first-phase", "--refine-epochs", "0"],
+    ):
+        with pytest.raises(SystemExit):
+            colocalisation.parse_args(argv)
     assert colocalisation.parse_args([]).digits == list(range(10))
     with pytest.raises(SystemExit):
         colocalisation.parse_args(["--refine-epochs", "-1"])
