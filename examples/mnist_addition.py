@@ -52,14 +52,18 @@ from arguments import check_choice
 from distortions import CANVAS_SIZES
 from experiment import PICTURE_SAMPLES
 from experiment import TRANSFORMER_NAME
+from experiment import add_protocol_argument
 from experiment import add_training_arguments
 from experiment import cosine_adam
 from experiment import positive_int
+from experiment import protocol_suffix
 from experiment import save_model
 from experiment import save_results
+from experiment import training_data
 from experiment import transformer_snapshots
 from mnist_addition_data import CHANNELS
 from mnist_addition_data import NUM_CLASSES
+from mnist_addition_data import distort_pairs
 from mnist_addition_data import prepare_data
 from mnist_data import DIGIT
 from mnist_models import ST_CNN_WIDTH
@@ -290,6 +294,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DIGIT,
         help="the side of the ST nets' square output (default: %(default)s)",
     )
+    add_protocol_argument(parser)
     add_training_arguments(parser, epochs=10, batch_size=64)
     args = parser.parse_args(argv)
     if args.output_dir is None:
@@ -298,6 +303,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             name += f"_{args.transform}"
         if args.view_size != DIGIT:
             name += f"_view{args.view_size}"
+        name += protocol_suffix(args)
         args.output_dir = Path("outputs") / "mnist_addition" / name
     return args
 
@@ -315,8 +321,15 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     train, test = prepare_data(
-        args.data, args.seed, args.train_samples, args.test_samples
+        args.data,
+        args.seed,
+        args.train_samples,
+        args.test_samples,
+        args.protocol,
     )
+    # Under `--protocol fresh`, the same pairs of digits, distorted anew
+    # each epoch.
+    fit_data = training_data(train.images, train.sums, args, distort_pairs)
     model = build_model(
         args.model, args.transform, args.theta_scale, args.view_size
     )
@@ -330,9 +343,7 @@ def main(argv: list[str] | None = None) -> dict:
         [transformer_snapshots(args, test.images)] if transformed else []
     )
     model.fit(
-        train.images,
-        train.sums,
-        batch_size=args.batch_size,
+        **fit_data,
         epochs=args.epochs,
         verbose=args.verbose,
         callbacks=callbacks,
@@ -366,6 +377,7 @@ def main(argv: list[str] | None = None) -> dict:
         "window_digit_correlation": (
             np.round(correlations, 3).tolist() if transformed else None
         ),
+        "protocol": args.protocol,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "backend": keras.backend.backend(),

@@ -117,6 +117,57 @@ def test_the_test_pairs_do_not_depend_on_the_seed(fake_mnist):
     assert (len(train.sums), len(test.sums)) == (400, 100)
 
 
+def test_fresh_pairs_are_the_same_pairs_distorted_anew(digits):
+    images, labels, pairs = digits
+    plain = mnist_addition_data.make_pairs(
+        images, labels, COUNT, seed=7, distorted=False
+    )
+    # The same pairs as `make_pairs` with the seed draws, undistorted.
+    np.testing.assert_array_equal(plain.indices, pairs.indices)
+    np.testing.assert_array_equal(plain.sums, pairs.sums)
+    np.testing.assert_array_equal(plain.images, images[pairs.indices])
+    assert plain.parameters is None
+    # Each epoch's distortion of them: RTS canvases holding each channel's
+    # digit, different from one seed to the next, the same for one seed.
+    first = mnist_addition_data.distort_pairs(plain.images, seed=1)
+    again = mnist_addition_data.distort_pairs(plain.images, seed=1)
+    other = mnist_addition_data.distort_pairs(plain.images, seed=2)
+    assert first.shape == pairs.images.shape and first.dtype == np.float32
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    # Each channel holds its own digit, scaled by 0.7-1.2 in each direction:
+    # its ink is that of the digit times 0.49-1.44 (up to resampling).
+    ratio = first.sum(axis=(1, 2)) / (plain.images.sum(axis=(2, 3)) / 255.0)
+    assert np.all((ratio > 0.45) & (ratio < 1.5))
+
+
+def test_a_fresh_run_distorts_the_pairs_each_epoch(
+    fake_mnist, tmp_path, monkeypatch
+):
+    seeds = []
+    distort_pairs = mnist_addition.distort_pairs
+
+    def spy(digit_pairs, seed):
+        seeds.append(seed)
+        assert digit_pairs.shape == (32, 2, 28, 28)
+        return distort_pairs(digit_pairs, seed)
+
+    monkeypatch.setattr(mnist_addition, "distort_pairs", spy)
+    argv = ["--data", str(fake_mnist), "--train-samples", "32"]
+    argv += ["--test-samples", "16", "--epochs", "2", "--verbose", "0"]
+    argv += ["--batch-size", "16", "--protocol", "fresh"]
+    results = mnist_addition.main(
+        argv + ["--model", "st-fcn", "--output-dir", str(tmp_path)]
+    )
+    assert results["protocol"] == "fresh"
+    assert results["train_samples"] == 32
+    # One distortion of the pairs an epoch, each with its own seed.
+    assert len(seeds) == 2 and seeds[0] != seeds[1]
+    assert 0 <= results["error_percent"] <= 100
+    args = mnist_addition.parse_args(["--protocol", "fresh"])
+    assert str(args.output_dir).endswith("mnist_addition/2xst-fcn_affine_fresh")
+
+
 @pytest.mark.parametrize(
     "model, transformers",
     [("fcn", 0), ("cnn", 0), ("st-fcn", 1), ("2xst-fcn", 2)],
