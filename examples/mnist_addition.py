@@ -24,6 +24,10 @@ Whether the two transformers specialize is measured on the test pairs
 between where the transformer looks (the input point that the centre of
 its output samples) and where that channel's digit is.
 
+`--protocol fresh` keeps the training pairs (which two digits each holds)
+and distorts them anew each epoch (`experiment.FreshEpochs`), so that the
+nets cannot learn the pairs' pictures by heart.
+
 Usage (`--help` lists the options):
 
     KERAS_BACKEND=torch python examples/mnist_addition.py \\
