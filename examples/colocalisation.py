@@ -66,7 +66,6 @@ from keras_stn.callbacks import TransformerSnapshot
 from distortions import add_clutter
 from experiment import PICTURE_SAMPLES
 from experiment import TRANSFORMER_NAME
-from experiment import FreshEpochs
 from experiment import add_protocol_argument
 from experiment import add_training_arguments
 from experiment import cosine_adam
@@ -74,6 +73,7 @@ from experiment import non_negative_int
 from experiment import positive_int
 from experiment import protocol_suffix
 from experiment import save_results
+from experiment import training_data
 from mnist_data import DIGIT
 from mnist_data import check_digits
 from mnist_data import load_mnist
@@ -753,7 +753,16 @@ def colocalise(
         data = training_canvases(
             digits, seed, args, epochs, clutter_images if clutter else None
         )
-        _fit_windows(model, data, test[0], args, epochs, name, learning_rate)
+        _fit_windows(
+            model,
+            data,
+            len(digits),
+            test[0],
+            args,
+            epochs,
+            name,
+            learning_rate,
+        )
         boxes.append(predicted_boxes(transformer, test[0], args.batch_size))
     return model, boxes[-1], boxes[0]
 
@@ -794,26 +803,20 @@ def training_canvases(
         clutter = clutter_images is not None
         return place_digits(digits, seed, clutter, clutter_images)[0]
 
+    inputs = digits if args.protocol == "fresh" else make(digits, seed)
     targets = np.zeros(len(digits), "float32")
-    if args.protocol == "fresh":
-        batches = FreshEpochs(
-            digits, targets, make, seed, args.batch_size, epochs
-        )
-        return batches.fit_arguments()
-    return {
-        "x": make(digits, seed),
-        "y": targets,
-        "batch_size": args.batch_size,
-    }
+    return training_data(inputs, targets, args, make, seed, epochs)
 
 
-def _fit_windows(model, data, pictured, args, epochs, name, learning_rate):
-    """Train a co-localiser on `fit`'s arguments `data`, drawing its
-    transformer in `snapshots/name`."""
+def _fit_windows(
+    model, data, samples, pictured, args, epochs, name, learning_rate
+):
+    """Train a co-localiser on `fit`'s arguments `data` (`samples` canvases
+    an epoch), drawing its transformer in `snapshots/name`."""
     model.compile(
         optimizer=cosine_adam(
             epochs,
-            _samples_per_epoch(data),
+            samples,
             args.batch_size,
             learning_rate,
         ),
@@ -831,13 +834,6 @@ def _fit_windows(model, data, pictured, args, epochs, name, learning_rate):
         verbose=args.verbose,
         callbacks=[snapshots],
     )
-
-
-def _samples_per_epoch(data):
-    """How many canvases an epoch of `training_canvases`' `data` holds."""
-    if isinstance(data["x"], FreshEpochs):
-        return len(data["x"].labels)
-    return len(data["y"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

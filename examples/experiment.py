@@ -293,6 +293,8 @@ def training_data(
     labels: np.ndarray,
     args: argparse.Namespace,
     make: Callable[[np.ndarray, int], np.ndarray],
+    seed: int | None = None,
+    epochs: int | None = None,
 ) -> dict:
     """`fit`'s training arguments under the run's `--protocol`.
 
@@ -303,6 +305,9 @@ def training_data(
         args: the parsed command line (`--protocol`, `--seed`,
             `--batch-size`, `--epochs`).
         make: what `FreshEpochs` makes each epoch's inputs with.
+        seed: the seed of `FreshEpochs`; `None` for `--seed`.
+        epochs: the epochs that `fit` trains on these data; `None` for
+            `--epochs`.
 
     Returns:
         A dict of `fit` arguments: `x`, `y` and `batch_size` of the arrays
@@ -310,7 +315,12 @@ def training_data(
     """
     if args.protocol == "fresh":
         batches = FreshEpochs(
-            images, labels, make, args.seed, args.batch_size, args.epochs
+            images,
+            labels,
+            make,
+            args.seed if seed is None else seed,
+            args.batch_size,
+            args.epochs if epochs is None else epochs,
         )
         return batches.fit_arguments()
     return {"x": images, "y": labels, "batch_size": args.batch_size}
