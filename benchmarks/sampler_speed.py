@@ -28,6 +28,8 @@ from timing import median_seconds
 # name: (batch, *spatial, channels, *output_spatial)
 SIZES = {
     "mnist": (128, 28, 28, 1, 28, 28),
+    # The MNIST addition's two-digit inputs, as its transformers view them.
+    "pairs": (64, 42, 42, 2, 28, 28),
     "feature_map": (32, 64, 64, 32, 64, 64),
     "volume": (8, 32, 32, 32, 8, 32, 32, 32),
 }

@@ -1,13 +1,13 @@
 """The kernel's vectorized blocks: 2-D float32 images, every backend.
 
-Where the images have one or three channels in float32 (grey and colour
-images), the C++ kernel samples blocks of points with AVX2 vectors across
-the points. These tests
+Where the images have up to seven channels in float32 (grey and colour
+images, pairs of them, small feature maps), the C++ kernel samples blocks
+of points with AVX2 vectors across the points. These tests
 call each backend's binding of the kernel (TensorFlow's op, JAX's FFI
 call, torch's C function) with the grids a transformer makes and with
 points past every edge: against PyTorch's `grid_sample` in float64, and,
 for NaN and infinite points, against the kernel's scalar path, which
-samples the same channels among one more with the same arithmetic.
+samples the same channels among eight with the same arithmetic.
 """
 
 import importlib
@@ -35,7 +35,12 @@ kernel = importlib.import_module(
 
 # 11 x 29 points per example: blocks of 8 and a remainder.
 SIZE = (3, 13, 21, 1, 11, 29)
-CHANNELS = (1, 3)
+# The counts that blocks take (up to seven), the extremes and the two
+# commonest.
+CHANNELS = (1, 2, 3, 7)
+# Channels that the scalar path samples: the kernel's `kMaxBlockChannels`
+# and one more.
+SCALAR_CHANNELS = 8
 
 
 def sizes_of(channels):
@@ -134,12 +139,12 @@ def test_nan_and_infinite_points_as_the_scalar_path(channels, padding_mode):
     output, gradients = kernel_gradients(
         images, grid, upstream, padding_mode, False
     )
-    # With one more channel the scalar path runs; that channel, zero images
-    # under zero upstream, adds exact zeros to the grid's gradient.
-    more_images = np.concatenate([images, np.zeros_like(images[..., :1])], -1)
-    more_upstream = np.concatenate(
-        [upstream, np.zeros_like(upstream[..., :1])], -1
-    )
+    # With `SCALAR_CHANNELS` channels the scalar path runs; the channels
+    # added, zero images under zero upstream, add exact zeros to the grid's
+    # gradient.
+    extra = [(0, 0)] * 3 + [(0, SCALAR_CHANNELS - channels)]
+    more_images = np.pad(images, extra)
+    more_upstream = np.pad(upstream, extra)
     scalar_output, scalar_gradients = kernel_gradients(
         more_images, grid, more_upstream, padding_mode, False
     )

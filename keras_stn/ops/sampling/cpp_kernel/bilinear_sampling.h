@@ -20,7 +20,7 @@
 //   ones included) samples 0 and passes no gradient.
 //
 // Points inside the image take a path that tests no corner; float32 images
-// of one or three channels are sampled eight points at a time with AVX2
+// of up to seven channels are sampled eight points at a time with AVX2
 // vectors, where the compiler targets AVX2 (the same numbers: see
 // `kBlocks`). Work is split into ranges of points, whole examples where the
 // images' gradient (a scatter-add, whose examples do not overlap) is
@@ -55,6 +55,13 @@ enum class Coordinates : int {
 };
 
 constexpr int kMaxRank = 3;
+
+// The most channels of 2-D images that the kernel samples in blocks of
+// points (`Sampler::kBlocks`). Up to here a block's gathers, one per
+// corner and channel, are faster than the scalar path's loop over each
+// point's channels; from eight channels on they are not
+// (`docs/design/kernel-history.md`).
+constexpr int kMaxBlockChannels = 7;
 
 // The sizes of a sampling call. Images are `(batch, [depth,] height, width,
 // channels)`, the points' coordinates `PointArrays`, outputs and their
@@ -360,15 +367,17 @@ class Sampler {
 
 #ifdef KERAS_STN_BLOCKS
   // Blocks of `kBlock` points, with AVX2 vectors across the points, where
-  // the images are 2-D of one or three channels in float32 (grey and colour
-  // images): there a point's work is too little to vectorize within it.
+  // the images are 2-D of up to `kMaxBlockChannels` channels in float32
+  // (grey and colour images, pairs of them, small feature maps): there a
+  // point's work is too little to vectorize within it.
   // The operations are the scalar path's, one by one and in its order (the
   // kernels build without fused multiply-adds), so the numbers are the
   // same. Corners outside the image read nothing (masked gathers) with
   // "zeros" padding; a block with a NaN coordinate, or with "border"
   // padding a corner outside, takes the scalar path.
   static constexpr bool kBlocks = std::is_same<T, float>::value &&
-                                  Rank == 2 && (Channels == 1 || Channels == 3);
+                                  Rank == 2 && Channels >= 1 &&
+                                  Channels <= kMaxBlockChannels;
   static constexpr int kBlock = 8;
   // The channels of a block's arrays (one where `kBlocks` is false).
   static constexpr int kBlockChannels = Channels > 0 ? Channels : 1;
@@ -708,18 +717,30 @@ inline int64_t PointsPerRange(const SamplingShape& shape) {
   return std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, shape.channels));
 }
 
+// Calls `work(sampler)` with the `Sampler` of 2-D images of `shape`'s
+// channels: for float32, which blocks of points sample, of `Channels`
+// channels where it has them, else of the next count up to
+// `kMaxBlockChannels`; else of channels known at run time.
+template <typename T, int Channels, typename Work>
+void WithImageSampler(const SamplingShape& shape, Work&& work) {
+  if constexpr (!std::is_same<T, float>::value ||
+                Channels > kMaxBlockChannels) {
+    work(Sampler<T, 2>(shape));
+  } else if (shape.channels == Channels) {
+    work(Sampler<T, 2, Channels>(shape));
+  } else {
+    WithImageSampler<T, Channels + 1>(shape, work);
+  }
+}
+
 // Calls `work(sampler)` with the `Sampler` of the shape's rank, and of its
-// channels where they are one (grey images) or three (colour ones).
+// channels where blocks of points may sample them.
 template <typename T, typename Work>
 void WithSampler(const SamplingShape& shape, Work&& work) {
   if (shape.rank == 3) {
     work(Sampler<T, 3>(shape));
-  } else if (shape.channels == 1) {
-    work(Sampler<T, 2, 1>(shape));
-  } else if (shape.channels == 3) {
-    work(Sampler<T, 2, 3>(shape));
   } else {
-    work(Sampler<T, 2>(shape));
+    WithImageSampler<T, 1>(shape, work);
   }
 }
 
