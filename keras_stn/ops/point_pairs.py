@@ -2,6 +2,7 @@
 
 from keras import ops
 
+from keras_stn.ops.exact_products import matmul
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_same_batch
 from keras_stn.ops.validation import check_shape
@@ -60,9 +61,9 @@ def get_perspective_transform(source: Tensor, target: Tensor) -> Tensor:
         (-1, 3, 3),
     )
     # H = T_target^-1 @ H' @ T_source, scaled to a last entry of 1.
-    homography = _matmul(
+    homography = matmul(
         _inverse_scaling(*target_scaling),
-        _matmul(homography, _scaling(*source_scaling)),
+        matmul(homography, _scaling(*source_scaling)),
     )
     return homography / homography[:, 2:, 2:]
 
@@ -113,11 +114,6 @@ def _check_point_pairs(source, target, count):
     source, target = checked
     check_same_batch(source, "source", target, "target")
     return source, ops.cast(target, source.dtype)
-
-
-def _matmul(a, b):
-    """Batched matrix product as a sum of products (no TF32 on GPUs)."""
-    return ops.sum(a[:, :, :, None] * b[:, None, :, :], axis=2)
 
 
 def _normalize(points):

@@ -26,6 +26,7 @@ from keras import ops
 from keras_stn.ops.coordinates import identity_pixel_coordinates
 from keras_stn.ops.coordinates import normalized_coordinates
 from keras_stn.ops.coordinates import unnormalize_factors
+from keras_stn.ops.exact_products import matmul
 from keras_stn.ops.validation import check_float_dtype
 from keras_stn.ops.validation import check_shape
 from keras_stn.ops.validation import standardize_size
@@ -184,17 +185,19 @@ def tps_map_points(targets: Tensor, control_points, points: Tensor) -> Tensor:
     control = ops.convert_to_tensor(system.points, points.dtype)
     features = _features(points, control, ops)
     inverse = ops.convert_to_tensor(system.inverse, points.dtype)
-    # (batch, count, K + 3) by (K + 3, K), as a sum of products.
-    basis = ops.sum(features[..., :, None] * inverse, axis=-2)
+    # (batch, count, K + 3) by (K + 3, K).
+    basis = matmul(features, inverse)
     return points + _weighted_offsets(basis, targets, system)
 
 
 def _displacement(targets, system, mesh):
     """`f(p) - p` at the points of `mesh`, `(batch, height, width, 2)`."""
     features = _features(mesh, np.array(system.points), np)
-    # The weight of each target in each pixel's point.
-    basis = _as_tensor_like(features @ np.array(system.inverse), targets)
-    return _weighted_offsets(basis[None], targets, system)
+    # The weight of each target in each pixel's point, the pixels in a row.
+    basis = features @ np.array(system.inverse)
+    basis = _as_tensor_like(basis.reshape(1, -1, basis.shape[-1]), targets)
+    displacement = _weighted_offsets(basis, targets, system)
+    return ops.reshape(displacement, (-1, *mesh.shape[:-1], 2))
 
 
 def _features(points, control, xp):
@@ -214,23 +217,19 @@ def _features(points, control, xp):
 
 
 def _weighted_offsets(basis, targets, system):
-    """`sum_k basis[..., k] * (targets[:, k] - control_points[k])`.
+    """`sum_k basis[:, p, k] * (targets[:, k] - control_points[k])`.
 
     Args:
-        basis: tensor `(batch or 1, *spatial, K)`, the weight of each
-            target in each point.
+        basis: tensor `(batch or 1, points, K)`, the weight of each target
+            in each point.
         targets: tensor `(batch, K, 2)`.
         system: the `SplineSystem`.
 
     Returns:
-        The displacements, `(batch, *spatial, 2)`.
+        The displacements, `(batch, points, 2)`.
     """
     offsets = targets - _as_tensor_like(np.array(system.points), targets)
-    spatial = len(basis.shape) - 2
-    offsets = ops.reshape(offsets, (-1, *[1] * spatial, *offsets.shape[1:]))
-    # A sum of products rather than a matrix product, which GPUs may run in
-    # reduced precision (TF32).
-    return ops.sum(basis[..., None] * offsets, axis=-2)
+    return matmul(basis, offsets)
 
 
 def _as_tensor_like(array, like):
