@@ -15,6 +15,7 @@ elsewhere.
 import keras
 from keras import ops
 
+from keras_stn.ops.sampling.cpp_kernel import tensorflow_ops
 from keras_stn.typing import Tensor
 
 
@@ -80,6 +81,6 @@ def full_precision_matmul(like: Tensor) -> bool:
 
         return not (
             tf.config.experimental.tensor_float_32_execution_enabled()
-            and tf.config.list_logical_devices("GPU")
+            and tensorflow_ops.has_gpus()
         )
     return False
