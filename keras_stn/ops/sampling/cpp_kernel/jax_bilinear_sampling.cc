@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 
 #include "bilinear_sampling.h"
@@ -48,6 +49,15 @@ SamplingShape ShapeOf(const ffi::AnyBuffer& images,
 // Runs `work(begin, end)` over `[0, count)` in about one range per thread,
 // and waits for all of them. The work is a function of its own: inlined
 // among the threads' code, its loops compiled 35% slower.
+//
+// The pool is the one XLA runs its thunks on, so its threads may all be
+// inside handlers like this one (two samplings of one step run side by side,
+// or two steps in flight), none free to start a scheduled range. Waiting
+// for scheduled ranges would then wait forever; instead every thread,
+// the caller included, claims ranges from a shared counter until none is
+// left, and the caller waits only for ranges that other threads claimed and
+// are running. A scheduled task that starts late finds nothing to claim:
+// it holds the shared state, not the caller's stack.
 void ParallelFor(ffi::ThreadPool& pool, int64_t count, int64_t min_per_range,
                  const std::function<void(int64_t, int64_t)>& work) {
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
@@ -57,21 +67,37 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t count, int64_t min_per_range,
     work(0, count);
     return;
   }
-  std::mutex mutex;
-  std::condition_variable done;
-  std::atomic<int64_t> pending(ranges - 1);
-  for (int64_t range = 1; range < ranges; ++range) {
-    pool.Schedule([&, range] {
-      work(count * range / ranges, count * (range + 1) / ranges);
-      if (pending.fetch_sub(1) == 1) {
-        std::lock_guard<std::mutex> lock(mutex);
-        done.notify_one();
+  struct Ranges {
+    const std::function<void(int64_t, int64_t)>* work;
+    int64_t count;
+    int64_t ranges;
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> unfinished;
+    std::mutex mutex;
+    std::condition_variable done;
+  };
+  auto state = std::make_shared<Ranges>();
+  state->work = &work;
+  state->count = count;
+  state->ranges = ranges;
+  state->unfinished.store(ranges);
+  const auto claim_ranges = [](Ranges& state) {
+    for (int64_t range = state.next.fetch_add(1); range < state.ranges;
+         range = state.next.fetch_add(1)) {
+      (*state.work)(state.count * range / state.ranges,
+                    state.count * (range + 1) / state.ranges);
+      if (state.unfinished.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lock(state.mutex);
+        state.done.notify_one();
       }
-    });
+    }
+  };
+  for (int64_t range = 1; range < ranges; ++range) {
+    pool.Schedule([state, claim_ranges] { claim_ranges(*state); });
   }
-  work(0, count / ranges);
-  std::unique_lock<std::mutex> lock(mutex);
-  done.wait(lock, [&] { return pending.load() == 0; });
+  claim_ranges(*state);
+  std::unique_lock<std::mutex> lock(state->mutex);
+  state->done.wait(lock, [&] { return state->unfinished.load() == 0; });
 }
 
 // Calls `work(T())` with `T` the images' element type, float or double.
