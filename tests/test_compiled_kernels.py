@@ -140,3 +140,19 @@ def test_the_build_command_names_a_backend_it_cannot_build(
     with pytest.raises(SystemExit):
         kernels.main(["build", "numpy"])
     assert "unknown backend 'numpy'" in capsys.readouterr().err
+
+
+def test_native_macros_say_what_the_processor_gives():
+    macros = compiled_kernels.native_macros()
+    assert "__cplusplus" in macros
+    # What the kernels' blocks and TensorFlow's build look for.
+    flags = pathlib.Path("/proc/cpuinfo").read_text()
+    assert ("__AVX512F__" in macros) == (" avx512f" in flags)
+
+
+def test_tensorflow_builds_without_avx512_fp16():
+    from keras_stn.ops.sampling.cpp_kernel import tensorflow_ops
+
+    fp16 = frozenset({"__AVX2__", "__AVX512F__", "__AVX512FP16__"})
+    assert tensorflow_ops.header_safe_flags(fp16) == ("-mno-avx512fp16",)
+    assert tensorflow_ops.header_safe_flags(frozenset({"__AVX2__"})) == ()

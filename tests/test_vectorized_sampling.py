@@ -2,11 +2,11 @@
 
 Where the images have up to seven channels in float32 (grey and colour
 images, pairs of them, small feature maps), the C++ kernel samples blocks
-of points with AVX2 vectors across the points. These tests
-call each backend's binding of the kernel (TensorFlow's op, JAX's FFI
-call, torch's C function) with the grids a transformer makes and with
-points past every edge: against PyTorch's `grid_sample` in float64, and,
-for NaN and infinite points, against the kernel's scalar path, which
+of points with vectors across the points (16 with AVX-512, 8 with AVX2).
+These tests call each backend's binding of the kernel (TensorFlow's op,
+JAX's FFI call, torch's C function) with the grids a transformer makes and
+with points past every edge: against PyTorch's `grid_sample` in float64,
+and, for NaN and infinite points, against the kernel's scalar path, which
 samples the same channels among eight with the same arithmetic.
 """
 
@@ -33,7 +33,7 @@ kernel = importlib.import_module(
     }[BACKEND]
 )
 
-# 11 x 29 points per example: blocks of 8 and a remainder.
+# 11 x 29 points per example: blocks of 16 (or 8) and a remainder.
 SIZE = (3, 13, 21, 1, 11, 29)
 # The counts that blocks take (up to seven), the extremes and the two
 # commonest.

@@ -20,9 +20,9 @@
 //   ones included) samples 0 and passes no gradient.
 //
 // Points inside the image take a path that tests no corner; float32 images
-// of up to seven channels are sampled eight points at a time with AVX2
-// vectors, where the compiler targets AVX2 (the same numbers: see
-// `kBlocks`). Work is split into ranges of points, whole examples where the
+// of up to seven channels are sampled 16 points at a time with AVX-512
+// vectors, or 8 with AVX2, where the compiler targets them (the same
+// numbers: see `kBlocks`). Work is split into ranges of points, whole examples where the
 // images' gradient (a scatter-add, whose examples do not overlap) is
 // computed, so that a caller can run ranges on threads.
 
@@ -36,10 +36,7 @@
 #include <limits>
 #include <type_traits>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#define KERAS_STN_BLOCKS 1
-#endif
+#include "vector_lanes.h"
 
 namespace keras_stn {
 
@@ -366,10 +363,11 @@ class Sampler {
   }
 
 #ifdef KERAS_STN_BLOCKS
-  // Blocks of `kBlock` points, with AVX2 vectors across the points, where
-  // the images are 2-D of up to `kMaxBlockChannels` channels in float32
-  // (grey and colour images, pairs of them, small feature maps): there a
-  // point's work is too little to vectorize within it.
+  // Blocks of `kBlock` points, with vectors across the points
+  // (`vector_lanes.h`: 16 lanes with AVX-512, 8 with AVX2), where the
+  // images are 2-D of up to `kMaxBlockChannels` channels in float32 (grey
+  // and colour images, pairs of them, small feature maps): there a point's
+  // work is too little to vectorize within it.
   // The operations are the scalar path's, one by one and in its order (the
   // kernels build without fused multiply-adds), so the numbers are the
   // same. Corners outside the image read nothing (masked gathers) with
@@ -378,90 +376,76 @@ class Sampler {
   static constexpr bool kBlocks = std::is_same<T, float>::value &&
                                   Rank == 2 && Channels >= 1 &&
                                   Channels <= kMaxBlockChannels;
-  static constexpr int kBlock = 8;
+  static constexpr int kBlock = Lanes::kCount;
   // The channels of a block's arrays (one where `kBlocks` is false).
   static constexpr int kBlockChannels = Channels > 0 ? Channels : 1;
+  using Float = Lanes::Float;
+  using Mask = Lanes::Mask;
 
   // The corners of a block: the lower corner's element, the weights of
   // the lower and upper taps along each axis, and masks of the lanes: each
   // corner's, whether it is inside the image, and the points that sample
   // 0 (no pixel within reach).
   struct BlockCorners {
-    __m256i index;
-    __m256 weight[Rank][2];
-    __m256 inside[kCorners];
-    __m256 outside;
+    Lanes::Int index;
+    Float weight[Rank][2];
+    Mask inside[kCorners];
+    Mask outside;
   };
 
   // A block's corners with the pixels there, by corner and channel, and
   // each corner's weight.
   struct Block {
     BlockCorners corners;
-    __m256 values[kCorners][kBlockChannels];
-    __m256 weights[kCorners];
+    Float values[kCorners][kBlockChannels];
+    Float weights[kCorners];
   };
 
   // The block's values at `base + lane * stride`.
-  static __m256 LoadLanes(const T* base, int64_t stride) {
-    if (stride == 1) return _mm256_loadu_ps(base);
-    const __m256i lanes =
-        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                           _mm256_set1_epi32(static_cast<int>(stride)));
-    return _mm256_i32gather_ps(base, lanes, 4);
+  static Float LoadLanes(const T* base, int64_t stride) {
+    return stride == 1 ? Lanes::Load(base) : Lanes::LoadStrided(base, stride);
   }
 
   // Stores the block's values at `base + lane * stride`.
-  static void StoreLanes(T* base, int64_t stride, __m256 values) {
+  static void StoreLanes(T* base, int64_t stride, Float values) {
     if (stride == 1) {
-      _mm256_storeu_ps(base, values);
+      Lanes::Store(base, values);
       return;
     }
-    alignas(32) T lanes[kBlock];
-    _mm256_store_ps(lanes, values);
+    T lanes[kBlock];
+    Lanes::Store(lanes, values);
     for (int lane = 0; lane < kBlock; ++lane) base[lane * stride] = lanes[lane];
   }
 
   // The block's coordinates along each axis, from `p`. Interleaved 2-D
-  // points are two loads, split into the axes by shuffles (a gather per
-  // axis took twice as long on AMD Zen 4).
+  // points are two loads, split into the axes by permutations.
   static void LoadPoints(const PointArrays<const T>& points, int64_t p,
-                         __m256 coordinates[Rank]) {
+                         Float coordinates[Rank]) {
     if (points.stride != 2) {
       for (int axis = 0; axis < Rank; ++axis) {
         coordinates[axis] = LoadLanes(&points(p, axis), points.stride);
       }
       return;
     }
-    // x0 y0 x1 y1 x2 y2 x3 y3 and x4 y4 ... y7; a shuffle takes x0 x1 x4 x5
-    // x2 x3 x6 x7 (y likewise), and a permutation of pairs puts them in
-    // order.
-    const __m256 first = _mm256_loadu_ps(&points(p, 0));
-    const __m256 second = _mm256_loadu_ps(&points(p + kBlock / 2, 0));
-    for (int axis = 0; axis < Rank; ++axis) {
-      const __m256 pairs = axis == 0 ? _mm256_shuffle_ps(first, second, 0x88)
-                                     : _mm256_shuffle_ps(first, second, 0xDD);
-      coordinates[axis] = _mm256_castpd_ps(
-          _mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
-    }
+    Lanes::SplitPairs(Lanes::Load(&points(p, 0)),
+                      Lanes::Load(&points(p + kBlock / 2, 0)),
+                      &coordinates[0], &coordinates[1]);
   }
 
   // Stores the block's values along each axis at its points from `p`: the
   // inverse of `LoadPoints`.
   static void StorePoints(const PointArrays<T>& points, int64_t p,
-                          const __m256 values[Rank]) {
+                          const Float values[Rank]) {
     if (points.stride != 2) {
       for (int axis = 0; axis < Rank; ++axis) {
         StoreLanes(&points(p, axis), points.stride, values[axis]);
       }
       return;
     }
-    // x0 y0 x1 y1 x4 y4 x5 y5 and x2 y2 x3 y3 x6 y6 x7 y7, then their
-    // halves in order.
-    const __m256 low = _mm256_unpacklo_ps(values[0], values[1]);
-    const __m256 high = _mm256_unpackhi_ps(values[0], values[1]);
-    _mm256_storeu_ps(&points(p, 0), _mm256_permute2f128_ps(low, high, 0x20));
-    _mm256_storeu_ps(&points(p + kBlock / 2, 0),
-                     _mm256_permute2f128_ps(low, high, 0x31));
+    Float first, second;
+    Lanes::JoinPairs(values[0], values[1], &first, &second);
+    Lanes::Store(&points(p, 0), first);
+    Lanes::Store(&points(p + kBlock / 2, 0), second);
   }
 
   // The block of points from `p`, in pixels; false where the block takes
@@ -469,75 +453,64 @@ class Sampler {
   bool FindBlockCorners(const PointArrays<const T>& points, int64_t p,
                         BlockCorners* block) const {
     if (!blocks_fit_) return false;
-    const __m256 one = _mm256_set1_ps(1);
-    __m256 interior = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    __m256 low[Rank], reads[Rank][2];
-    __m256 coordinates[Rank];
+    const Float one = Lanes::Set(1);
+    Mask interior = Lanes::AllLanes();
+    Mask reads[Rank][2];
+    Float low[Rank], coordinates[Rank];
     LoadPoints(points, p, coordinates);
-    block->outside = _mm256_setzero_ps();
+    block->outside = Lanes::NoLanes();
     for (int axis = 0; axis < Rank; ++axis) {
-      __m256 coordinate = coordinates[axis];
+      Float coordinate = coordinates[axis];
       if (normalized_) {
         const Unnormalization& u = unnormalization_[axis];
-        coordinate = _mm256_mul_ps(
-            _mm256_sub_ps(
-                _mm256_mul_ps(_mm256_add_ps(coordinate, one),
-                              _mm256_set1_ps(u.multiplier)),
-                _mm256_set1_ps(u.offset)),
-            _mm256_set1_ps(u.factor));
+        coordinate = Lanes::Mul(
+            Lanes::Sub(Lanes::Mul(Lanes::Add(coordinate, one),
+                                  Lanes::Set(u.multiplier)),
+                       Lanes::Set(u.offset)),
+            Lanes::Set(u.factor));
       }
-      if (_mm256_movemask_ps(
-              _mm256_cmp_ps(coordinate, coordinate, _CMP_UNORD_Q))) {
-        return false;
-      }
+      if (Lanes::Bits(Lanes::IsNan(coordinate))) return false;
       const T size = static_cast<T>(shape_.sizes[axis]);
-      interior = _mm256_and_ps(
-          interior,
-          _mm256_and_ps(
-              _mm256_cmp_ps(coordinate, _mm256_setzero_ps(), _CMP_GT_OQ),
-              _mm256_cmp_ps(coordinate, _mm256_set1_ps(size - 1),
-                            _CMP_LT_OQ)));
-      block->outside = _mm256_or_ps(
-          block->outside,
-          _mm256_or_ps(
-              _mm256_cmp_ps(coordinate, _mm256_set1_ps(-1), _CMP_LT_OQ),
-              _mm256_cmp_ps(coordinate, _mm256_set1_ps(size), _CMP_GE_OQ)));
-      low[axis] = _mm256_floor_ps(coordinate);
+      const Float high = Lanes::Set(size - 1);
+      interior = Lanes::And(
+          interior, Lanes::And(Lanes::Greater(coordinate, Lanes::Zero()),
+                               Lanes::Less(coordinate, high)));
+      block->outside = Lanes::Or(
+          block->outside, Lanes::Or(Lanes::Less(coordinate, Lanes::Set(-1)),
+                                    Lanes::GreaterEqual(coordinate, Lanes::Set(size))));
+      low[axis] = Lanes::Floor(coordinate);
       block->weight[axis][0] =
-          _mm256_sub_ps(_mm256_add_ps(low[axis], one), coordinate);
-      block->weight[axis][1] = _mm256_sub_ps(coordinate, low[axis]);
-      reads[axis][0] =
-          _mm256_cmp_ps(low[axis], _mm256_setzero_ps(), _CMP_GE_OQ);
-      reads[axis][1] =
-          _mm256_cmp_ps(low[axis], _mm256_set1_ps(size - 1), _CMP_LT_OQ);
+          Lanes::Sub(Lanes::Add(low[axis], one), coordinate);
+      block->weight[axis][1] = Lanes::Sub(coordinate, low[axis]);
+      reads[axis][0] = Lanes::GreaterEqual(low[axis], Lanes::Zero());
+      reads[axis][1] = Lanes::Less(low[axis], high);
     }
-    if (_mm256_movemask_ps(interior) != 0xFF &&
+    if (Lanes::Bits(interior) != Lanes::Bits(Lanes::AllLanes()) &&
         shape_.padding != Padding::kZeros) {
       return false;
     }
     for (int k = 0; k < kCorners; ++k) {
-      block->inside[k] = _mm256_andnot_ps(
-          block->outside, _mm256_and_ps(reads[0][Choice(k, 0)],
-                                        reads[1][Choice(k, 1)]));
+      block->inside[k] = Lanes::AndNot(
+          block->outside,
+          Lanes::And(reads[0][Choice(k, 0)], reads[1][Choice(k, 1)]));
     }
-    block->index = _mm256_setzero_si256();
+    block->index = Lanes::ZeroInt();
     for (int axis = 0; axis < Rank; ++axis) {
-      block->index = _mm256_add_epi32(
+      block->index = Lanes::AddInt(
           block->index,
-          _mm256_mullo_epi32(
-              _mm256_cvttps_epi32(low[axis]),
-              _mm256_set1_epi32(static_cast<int>(strides_[axis]))));
+          Lanes::MulInt(Lanes::Truncate(low[axis]),
+                        Lanes::SetInt(static_cast<int32_t>(strides_[axis]))));
     }
     return true;
   }
 
   // Corner `k`'s first element from the image's first.
-  __m256i CornerIndex(const BlockCorners& block, int k) const {
-    __m256i index = block.index;
+  Lanes::Int CornerIndex(const BlockCorners& block, int k) const {
+    Lanes::Int index = block.index;
     for (int axis = 0; axis < Rank; ++axis) {
       if (Choice(k, axis)) {
-        index = _mm256_add_epi32(
-            index, _mm256_set1_epi32(static_cast<int>(strides_[axis])));
+        index = Lanes::AddInt(
+            index, Lanes::SetInt(static_cast<int32_t>(strides_[axis])));
       }
     }
     return index;
@@ -552,13 +525,13 @@ class Sampler {
     if (!FindBlockCorners(points, p, &block->corners)) return false;
     const BlockCorners& corners = block->corners;
     for (int k = 0; k < kCorners; ++k) {
-      const __m256i index = CornerIndex(corners, k);
+      const Lanes::Int index = CornerIndex(corners, k);
       for (int c = 0; c < kBlockChannels; ++c) {
-        block->values[k][c] = _mm256_mask_i32gather_ps(
-            _mm256_setzero_ps(), image + c, index, corners.inside[k], 4);
+        block->values[k][c] =
+            Lanes::Gather(image + c, index, corners.inside[k]);
       }
-      block->weights[k] = _mm256_mul_ps(corners.weight[0][Choice(k, 0)],
-                                        corners.weight[1][Choice(k, 1)]);
+      block->weights[k] = Lanes::Mul(corners.weight[0][Choice(k, 0)],
+                                     corners.weight[1][Choice(k, 1)]);
     }
     return true;
   }
@@ -582,12 +555,12 @@ class Sampler {
   void ForwardBlock(const Block& block, int64_t p, T* outputs) const {
     const auto& [corners, values, weights] = block;
     for (int c = 0; c < kBlockChannels; ++c) {
-      __m256 sum = _mm256_setzero_ps();
+      Float sum = Lanes::Zero();
       for (int k = 0; k < kCorners; ++k) {
-        sum = _mm256_add_ps(sum, _mm256_mul_ps(values[k][c], weights[k]));
+        sum = Lanes::Add(sum, Lanes::Mul(values[k][c], weights[k]));
       }
       StoreLanes(outputs + p * Channels + c, Channels,
-                 _mm256_andnot_ps(corners.outside, sum));
+                 Lanes::Clear(corners.outside, sum));
     }
   }
 
@@ -597,22 +570,21 @@ class Sampler {
                      const PointArrays<T>& grad_points, T* grad_image,
                      int64_t p) const {
     const auto& [corners, values, weights] = block;
-    __m256 up[kBlockChannels];
+    Float up[kBlockChannels];
     for (int c = 0; c < kBlockChannels; ++c) {
       up[c] = LoadLanes(upstream + p * Channels + c, Channels);
     }
     if (kImages) {
       // A scatter-add, point by point as the scalar path adds.
-      alignas(32) int32_t index[kCorners][kBlock];
-      alignas(32) T weighted[kCorners][kBlockChannels][kBlock];
+      int32_t index[kCorners][kBlock];
+      T weighted[kCorners][kBlockChannels][kBlock];
       int inside[kCorners];
       for (int k = 0; k < kCorners; ++k) {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(index[k]),
-                           CornerIndex(corners, k));
+        Lanes::StoreInt(index[k], CornerIndex(corners, k));
         for (int c = 0; c < kBlockChannels; ++c) {
-          _mm256_store_ps(weighted[k][c], _mm256_mul_ps(weights[k], up[c]));
+          Lanes::Store(weighted[k][c], Lanes::Mul(weights[k], up[c]));
         }
-        inside[k] = _mm256_movemask_ps(corners.inside[k]);
+        inside[k] = Lanes::Bits(corners.inside[k]);
       }
       for (int lane = 0; lane < kBlock; ++lane) {
         for (int k = 0; k < kCorners; ++k) {
@@ -626,29 +598,28 @@ class Sampler {
       }
     }
     if (kPoints) {
-      __m256 grad[Rank] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+      Float grad[Rank] = {Lanes::Zero(), Lanes::Zero()};
       for (int k = 0; k < kCorners; ++k) {
-        __m256 dot = _mm256_setzero_ps();
+        Float dot = Lanes::Zero();
         for (int c = 0; c < kBlockChannels; ++c) {
-          dot = _mm256_add_ps(dot, _mm256_mul_ps(values[k][c], up[c]));
+          dot = Lanes::Add(dot, Lanes::Mul(values[k][c], up[c]));
         }
         for (int axis = 0; axis < Rank; ++axis) {
           // The other axis' weight, with the sign of this axis' tap.
           const int other = 1 - axis;
-          __m256 derivative = corners.weight[other][Choice(k, other)];
+          Float derivative = corners.weight[other][Choice(k, other)];
           if (!Choice(k, axis)) {
-            derivative = _mm256_sub_ps(_mm256_setzero_ps(), derivative);
+            derivative = Lanes::Sub(Lanes::Zero(), derivative);
           }
-          grad[axis] = _mm256_add_ps(
+          grad[axis] = Lanes::Add(
               grad[axis],
-              _mm256_mul_ps(dot, _mm256_and_ps(corners.inside[k],
-                                               derivative)));
+              Lanes::Mul(dot, Lanes::Keep(corners.inside[k], derivative)));
         }
       }
       for (int axis = 0; axis < Rank; ++axis) {
-        grad[axis] = _mm256_andnot_ps(
+        grad[axis] = Lanes::Clear(
             corners.outside,
-            _mm256_mul_ps(grad[axis], _mm256_set1_ps(scales_[axis])));
+            Lanes::Mul(grad[axis], Lanes::Set(scales_[axis])));
       }
       StorePoints(grad_points, p, grad);
     }
@@ -706,7 +677,7 @@ class Sampler {
   Unnormalization unnormalization_[Rank] = {};
   // d(pixel coordinate) / d(coordinate of the points) along each axis.
   T scales_[Rank];
-  // Whether an example's elements are counted in 32 bits, as AVX2's
+  // Whether an example's elements are counted in 32 bits, as the blocks'
   // gathers count them.
   bool blocks_fit_;
 };

@@ -196,6 +196,38 @@ def compiled_library(
     return path
 
 
+@functools.cache
+def native_macros() -> frozenset[str]:
+    """The macros that the compiler defines for this processor.
+
+    What `-march=native` enables, as the kernels are built: `__AVX2__`,
+    `__AVX512F__` and so on. Empty where there is no compiler.
+
+    Returns:
+        The names of the macros.
+
+    Example:
+
+    >>> macros = native_macros()
+    >>> "__cplusplus" in macros or not macros  # empty without a compiler
+    True
+    """
+    compiler = shutil.which(_compiler_name())
+    if compiler is None:
+        return frozenset()
+    result = subprocess.run(
+        [compiler, "-march=native", "-dM", "-E", "-x", "c++", "-"],
+        input="",
+        capture_output=True,
+        text=True,
+    )
+    return frozenset(
+        line.split()[1]
+        for line in result.stdout.splitlines()
+        if line.startswith("#define ")
+    )
+
+
 def _announce(source, cache_dir):
     """Say, before a build starts, what it is and how to avoid it."""
     seconds = BUILD_SECONDS.get(source, "10-40")

@@ -27,6 +27,7 @@ from keras_stn.ops.sampling.cpp_kernel.build import KERNEL_PADDING_MODES
 from keras_stn.ops.sampling.cpp_kernel.build import compiled_library
 from keras_stn.ops.sampling.cpp_kernel.build import coordinates_code
 from keras_stn.ops.sampling.cpp_kernel.build import kernel_convention
+from keras_stn.ops.sampling.cpp_kernel.build import native_macros
 from keras_stn.ops.sampling.cpp_kernel.private_api import private_function
 from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
@@ -369,8 +370,27 @@ def build_kernel() -> pathlib.Path | None:
         "tf_bilinear_sampling.cc",
         tuple(flag[2:] for flag in compile_flags if flag.startswith("-I")),
         tuple(flag for flag in compile_flags if not flag.startswith("-I"))
+        + header_safe_flags(native_macros())
         + tuple(tf.sysconfig.get_link_flags()),
     )
+
+
+def header_safe_flags(macros: frozenset[str]) -> tuple[str, ...]:
+    """Flags that keep `-march=native` off what TensorFlow's headers break on.
+
+    The Eigen of TensorFlow 2.21 does not compile with AVX512-FP16
+    (`PacketMathFP16.h`: "expected initializer before '<'"), which
+    `-march=native` enables on Intel's Sapphire Rapids and later; the kernel
+    computes in float32 and float64, so it loses nothing without it.
+
+    Args:
+        macros: what the compiler defines for this processor
+            (`build.native_macros`).
+
+    Returns:
+        The flags to add to the kernel's build.
+    """
+    return ("-mno-avx512fp16",) if "__AVX512FP16__" in macros else ()
 
 
 @functools.cache
