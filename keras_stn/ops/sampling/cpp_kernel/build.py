@@ -50,8 +50,8 @@ KERNEL_DTYPES = ("float32", "float64")
 # kernel the slowest.
 BUILD_SECONDS = {
     "tf_bilinear_sampling.cc": "15-40",
-    "jax_bilinear_sampling.cc": "10-25",
-    "c_bilinear_sampling.cc": "10-20",
+    "jax_bilinear_sampling.cc": "10-30",
+    "c_bilinear_sampling.cc": "10-25",
 }
 # The kernel's padding modes, and their codes in its `padding` attribute.
 KERNEL_PADDING_MODES = {"zeros": 0, "border": 1}

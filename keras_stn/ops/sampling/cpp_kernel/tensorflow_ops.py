@@ -389,6 +389,11 @@ def header_safe_flags(macros: frozenset[str]) -> tuple[str, ...]:
 
     Returns:
         The flags to add to the kernel's build.
+
+    Example:
+
+    >>> header_safe_flags(frozenset({"__AVX512F__", "__AVX512FP16__"}))
+    ('-mno-avx512fp16',)
     """
     return ("-mno-avx512fp16",) if "__AVX512FP16__" in macros else ()
 
