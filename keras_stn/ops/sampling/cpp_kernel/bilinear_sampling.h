@@ -22,9 +22,9 @@
 // Points inside the image take a path that tests no corner; float32 images
 // of up to seven channels are sampled 16 points at a time with AVX-512
 // vectors, or 8 with AVX2, where the compiler targets them (the same
-// numbers: see `kBlocks`). Work is split into ranges of points, whole examples where the
-// images' gradient (a scatter-add, whose examples do not overlap) is
-// computed, so that a caller can run ranges on threads.
+// numbers: see `kBlocks`). Work is split into ranges of points, whole
+// examples where the images' gradient (a scatter-add, whose examples do not
+// overlap) is computed, so that a caller can run ranges on threads.
 
 #ifndef KERAS_STN_OPS_KERNELS_BILINEAR_SAMPLING_H_
 #define KERAS_STN_OPS_KERNELS_BILINEAR_SAMPLING_H_
@@ -475,9 +475,10 @@ class Sampler {
       interior = Lanes::And(
           interior, Lanes::And(Lanes::Greater(coordinate, Lanes::Zero()),
                                Lanes::Less(coordinate, high)));
-      block->outside = Lanes::Or(
-          block->outside, Lanes::Or(Lanes::Less(coordinate, Lanes::Set(-1)),
-                                    Lanes::GreaterEqual(coordinate, Lanes::Set(size))));
+      const Mask beyond =
+          Lanes::Or(Lanes::Less(coordinate, Lanes::Set(-1)),
+                    Lanes::GreaterEqual(coordinate, Lanes::Set(size)));
+      block->outside = Lanes::Or(block->outside, beyond);
       low[axis] = Lanes::Floor(coordinate);
       block->weight[axis][0] =
           Lanes::Sub(Lanes::Add(low[axis], one), coordinate);
