@@ -133,8 +133,8 @@ def wait(results):
         torch.cuda.synchronize()
 
 
-def median_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
-    """Time functions in interleaved rounds; return each one's median.
+def round_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
+    """Time functions in interleaved rounds; return each one's times.
 
     Every round calls each function in turn, so that a change in the
     machine's load affects all of them alike. A function faster than
@@ -150,7 +150,8 @@ def median_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
         sample_seconds: the least time that one round gives each function.
 
     Returns:
-        A dict from name to the median wall time of one call, in seconds.
+        A dict from name to the list of `repeats` wall times of one call,
+        in seconds, one per round.
     """
     calls = dict.fromkeys(functions, 1)
     times = {name: [] for name in functions}
@@ -164,6 +165,13 @@ def median_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
                 calls[name] = max(1, round(sample_seconds / seconds))
             if round_index >= warmup:
                 times[name].append(seconds)
+    return times
+
+
+def median_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
+    """`round_seconds`, each function's median: a dict from name to the
+    median wall time of one call, in seconds."""
+    times = round_seconds(functions, repeats, warmup, sample_seconds)
     return {name: float(np.median(values)) for name, values in times.items()}
 
 

@@ -82,6 +82,7 @@ def test_every_call_has_finite_ratios(rows):
         # keras-stn's share: the difference of two timings, which on tiny
         # sizes is below their noise and may be negative.
         assert math.isfinite(row["ours"]), row
+        assert math.isfinite(row["ours_best"]), row
     (st_cnn,) = [row for row in rows if row["kind"] == "st_cnn"]
     for key in ("st_cnn", "identity_cnn", "ratio"):
         assert math.isfinite(st_cnn[key]) and st_cnn[key] > 0, (key, st_cnn)

@@ -7,6 +7,7 @@ paths. On the other backends those ops never run (`tests/test_jax_sampling.py`
 and `tests/test_native_sampling.py` check their paths).
 """
 
+import functools
 import importlib
 
 import keras
@@ -216,6 +217,54 @@ def assert_kernel_free_steps_match_pytorch(seed):
     np.testing.assert_allclose(output, expected[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gradients[0], expected[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("query", ("present", "missing"))
+def test_eager_calls_with_and_without_a_tape(monkeypatch, query):
+    """Eager calls take the kernel: without a tape, its op alone; under a
+    tape, its gradients too, all of them where TensorFlow's private query
+    "does a tape record this?" is gone (a tape may be watching)."""
+    if query == "missing":
+        private_function = tf_sampling.private_function
+        monkeypatch.setattr(
+            tf_sampling,
+            "private_function",
+            lambda module, name: (
+                None
+                if name == "should_record_backprop"
+                else private_function(module, name)
+            ),
+        )
+    images, grid, upstream = random_sampling_problem(4, SIZE)
+    expected = torch_grid_sample(
+        images, grid, upstream, "channels_last", align_corners=False
+    )
+    images, grid = ops.convert_to_tensor(images), ops.convert_to_tensor(grid)
+    if BACKEND != "tensorflow":
+        assert not takes_path(
+            tf_sampling, images, [grid[..., 0]] * 2, "bilinear", "zeros"
+        )
+        return
+    import tensorflow as tf
+
+    calls = []
+    original = tf_sampling.sample
+    monkeypatch.setattr(
+        tf_sampling,
+        "sample",
+        lambda *args: calls.append(1) or original(*args),
+    )
+    sample = functools.partial(grid_sample, data_format="channels_last")
+    np.testing.assert_allclose(
+        sample(images, grid).numpy(), expected[0], rtol=1e-5, atol=1e-5
+    )
+    with tf.GradientTape() as tape:
+        tape.watch([images, grid])
+        loss = tf.reduce_sum(sample(images, grid) * upstream)
+    grad_images, grad_grid = tape.gradient(loss, [images, grid])
+    assert len(calls) == 2
+    np.testing.assert_allclose(grad_images, expected[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad_grid, expected[2], rtol=1e-4, atol=1e-3)
 
 
 def test_without_a_compiler_the_xla_sampler_runs(monkeypatch):

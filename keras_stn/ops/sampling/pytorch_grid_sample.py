@@ -79,13 +79,18 @@ def native_grid_sample(
         single_pixel_axes = torch.tensor(
             [size == 1 for size in sizes], device=grid.device
         )
-    grid, invalid = _finite(
-        grid,
-        -NORMALIZED_MARGIN,
-        NORMALIZED_MARGIN,
-        padding_mode,
-        single_pixel_axes,
-    )
+    if _kernel_follows_rule(
+        mode, padding_mode, single_pixel_axes, images, grid
+    ):
+        grid, invalid = grid.clamp(-NORMALIZED_MARGIN, NORMALIZED_MARGIN), None
+    else:
+        grid, invalid = _finite(
+            grid,
+            -NORMALIZED_MARGIN,
+            NORMALIZED_MARGIN,
+            padding_mode,
+            single_pixel_axes,
+        )
     return _sample_channels_first(
         torch.movedim(images, -1, 1),
         grid,
@@ -153,6 +158,33 @@ def native_sample_pixels(
         )
     return _sample_channels_first(
         images, grid, mode, padding_mode, False, invalid
+    )
+
+
+def _kernel_follows_rule(mode, padding_mode, single_pixel_axes, images, grid):
+    """Whether PyTorch's kernel, at a grid clamped to the margin, samples
+    as `nonfinite`'s rule says, so that `_finite` is not needed.
+
+    With bilinear sampling and `"zeros"` padding, the kernel samples NaN in
+    every channel at a NaN point (its weights are NaN), and a clamp, which
+    keeps NaN, moves infinite and far points to where they sample 0: one
+    pass over the grid, against `_finite`'s reduction (and its ops where
+    the values may not be read). Its backward pass does not follow the
+    rule (a NaN gradient for a NaN point), so only where autograd records
+    neither the grid nor the images; nor along an axis of one pixel with
+    `align_corners=True` (`single_pixel_axes`), where an infinite point
+    samples NaN.
+    """
+    import torch
+
+    return (
+        mode == "bilinear"
+        and padding_mode == "zeros"
+        and single_pixel_axes is None
+        and not (
+            torch.is_grad_enabled()
+            and (images.requires_grad or grid.requires_grad)
+        )
     )
 
 

@@ -106,8 +106,16 @@ def _kernel_sample(images, points, padding_mode, align_corners):
     if not static:
         flat_shape = tf.stack(flat_shape)
     flat = [tf.reshape(array, flat_shape) for array in arrays]
-    # Only the gradients that a tape records are computed.
-    wants_images, wants_points = tape_records(images), tape_records(*arrays)
+    # Only the gradients that a tape records are computed (both where
+    # TensorFlow cannot say).
+    wants_images = tape_records(images, unknown=True)
+    wants_points = tape_records(*arrays, unknown=True)
+    if tf.executing_eagerly() and not (wants_images or wants_points):
+        # Nothing can differentiate this call: the op alone, without
+        # `tf.custom_gradient`, whose wrapping (built anew each call) takes
+        # about 80 us of an eager call.
+        outputs = library.keras_stn_bilinear_sample(images, flat, **options)
+        return _unflattened(outputs, images, arrays[0], output_dims, per_axis)
 
     @tf.custom_gradient
     def kernel_gradients(images, upstream, *flat):
@@ -293,20 +301,23 @@ def _unflattened(outputs, images, points, output_dims, per_axis):
     return tf.ensure_shape(outputs, [*static_dims, channels])
 
 
-def tape_records(*tensors: Tensor) -> bool:
+def tape_records(*tensors: Tensor, unknown: bool = False) -> bool:
     """Whether a gradient tape records operations on any of `tensors`.
 
     TensorFlow answers this with a private function only; where it is gone
-    or fails, the answer is `False`, and the sampler takes its other paths
-    (the same numbers, slower).
+    or fails, the answer is `unknown`: `False` where the sampler picks its
+    path (it takes its other paths, the same numbers, slower), `True` where
+    the kernel picks the gradients to compute (all of them).
     """
     should_record = private_function(
         "tensorflow.python.eager.record", "should_record_backprop"
     )
+    if should_record is None:
+        return unknown
     try:
-        return should_record is not None and bool(should_record(tensors))
+        return bool(should_record(tensors))
     except Exception:  # A private API that fails means "don't know".
-        return False
+        return unknown
 
 
 def runs_in_this_process() -> bool:
