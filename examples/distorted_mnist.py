@@ -35,6 +35,7 @@ import keras
 from arguments import check_choice
 from distortions import CANVAS_SIZES
 from distortions import DISTORTIONS
+from distortions import PROJECTIVE_CORNER_STD
 from distortions import distort
 from experiment import PROTOCOLS
 from experiment import add_protocol_argument
@@ -65,6 +66,7 @@ def prepare_data(
     train_samples: int | None = None,
     test_samples: int | None = None,
     protocol: str = "fixed",
+    corner_std: float = PROJECTIVE_CORNER_STD,
 ) -> tuple[tuple, tuple]:
     """Load MNIST, keep the first samples, and distort them.
 
@@ -77,6 +79,8 @@ def prepare_data(
         test_samples: how many test images to keep; `None` for all.
         protocol: one of `PROTOCOLS`; under `"fresh"`, the training digits
             are left undistorted, for `experiment.FreshEpochs`.
+        corner_std: the projective distortion's corner shifts, as for
+            `distortions.distort`.
 
     Returns:
         `((x_train, y_train), (x_test, y_test))`: float32 images of shape
@@ -92,9 +96,10 @@ def prepare_data(
         (x_test, y_test), test_samples, "--test-samples"
     )
     if protocol == "fixed":
-        x_train = distort(x_train, distortion, seed)[0]
+        x_train = distort(x_train, distortion, seed, corner_std)[0]
     train = x_train, y_train.astype("int32")
-    test = distort(x_test, distortion, seed + 1)[0], y_test.astype("int32")
+    x_test = distort(x_test, distortion, seed + 1, corner_std)[0]
+    test = x_test, y_test.astype("int32")
     return train, test
 
 
@@ -133,6 +138,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "localization net",
     )
     parser.add_argument(
+        "--corner-std",
+        type=float,
+        default=PROJECTIVE_CORNER_STD,
+        help="P: the standard deviation of each corner's shift, in pixels "
+        "(default: %(default)s, our reading of the paper)",
+    )
+    parser.add_argument(
         "--view-size",
         type=positive_int,
         help="the side of the ST nets' square output (default: 28 on the RTS "
@@ -158,6 +170,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         name = f"{args.distortion}_{args.model}"
         if args.model.startswith("st-"):
             name += f"_{args.transform}"
+        if args.corner_std != PROJECTIVE_CORNER_STD:
+            name += f"_corners{args.corner_std:g}"
         if args.view_size is not None:
             name += f"_view{args.view_size}"
         if args.antialias:
@@ -183,10 +197,11 @@ def main(argv: list[str] | None = None) -> dict:
         args.train_samples,
         args.test_samples,
         args.protocol,
+        args.corner_std,
     )
 
     def distorted(digits, seed):
-        return distort(digits, args.distortion, seed)[0]
+        return distort(digits, args.distortion, seed, args.corner_std)[0]
 
     fit_data = training_data(x_train, y_train, args, distorted)
     size = CANVAS_SIZES[args.distortion]

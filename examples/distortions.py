@@ -21,6 +21,8 @@ keep their whole ink on the canvas in `"rts"` and `"cluttered"`, whose
 positions are drawn uniformly among those that keep it whole.
 """
 
+import functools
+
 import numpy as np
 from scipy import interpolate
 from scipy import ndimage
@@ -53,7 +55,10 @@ _CHUNK = 1024
 
 
 def distort(
-    images: np.ndarray, distortion: str, seed: int
+    images: np.ndarray,
+    distortion: str,
+    seed: int,
+    corner_std: float = PROJECTIVE_CORNER_STD,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Distort MNIST digits as one of the paper's data sets.
 
@@ -61,7 +66,10 @@ def distort(
         images: uint8 digits of shape `(n, 28, 28)`.
         distortion: one of `DISTORTIONS` (see the module's table).
         seed: seed of the random distortions; the result depends only on
-            `images`, `distortion` and `seed`.
+            `images`, `distortion`, `seed` and `corner_std`.
+        corner_std: `"projective"` only: the standard deviation, in pixels,
+            of each corner's shift (`PROJECTIVE_CORNER_STD`, our reading of
+            the paper, by default).
 
     Returns:
         `(canvases, parameters)`: float32 images of shape `(n, size, size,
@@ -86,7 +94,7 @@ def distort(
     draw = {
         "rotated": _draw_rotated,
         "rts": _draw_rts,
-        "projective": _draw_projective,
+        "projective": functools.partial(_draw_projective, std=corner_std),
         "elastic": _draw_elastic,
         "cluttered": _draw_cluttered,
     }[distortion]
@@ -197,20 +205,18 @@ def _draw_rts(images, rng):
     return _affine_source_points(forward, shifts, size), parameters
 
 
-def _draw_projective(images, rng):
+def _draw_projective(images, rng, std):
     n = len(images)
     scales = rng.uniform(*PROJECTIVE_SCALES, n)
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]]) * (DIGIT - 1.0)
     centred = scales[:, None, None] * (corners - _CENTRE) + _CENTRE
-    corner_shifts = rng.normal(0.0, PROJECTIVE_CORNER_STD, (n, 4, 2))
+    corner_shifts = rng.normal(0.0, std, (n, 4, 2))
     # A homography maps the square onto a convex quadrilateral only; a
     # folded one would show the digit across the line at infinity. Such
     # corners (about 2%) are drawn again.
     folded = ~_is_convex(centred + corner_shifts)
     while folded.any():
-        corner_shifts[folded] = rng.normal(
-            0.0, PROJECTIVE_CORNER_STD, (folded.sum(), 4, 2)
-        )
+        corner_shifts[folded] = rng.normal(0.0, std, (folded.sum(), 4, 2))
         folded = ~_is_convex(centred + corner_shifts)
     targets = centred + corner_shifts
     # The homography from canvas to digit: it maps each target to its corner.

@@ -138,6 +138,19 @@ def test_default_output_dir_names_the_run():
         ["--distortion", "elastic", "--model", "cnn"]
     )
     assert str(args.output_dir).endswith("elastic_cnn")
+    args = distorted_mnist.parse_args(
+        ["--distortion", "projective", "--corner-std", "2.5"]
+    )
+    assert str(args.output_dir).endswith("projective_st-cnn_affine_corners2.5")
+
+
+def test_corner_std_reaches_both_sets(fake_mnist):
+    default = distorted_mnist.prepare_data(fake_mnist, "projective", 5, 16, 8)
+    milder = distorted_mnist.prepare_data(
+        fake_mnist, "projective", 5, 16, 8, corner_std=1.0
+    )
+    for (x_default, _), (x_milder, _) in zip(default, milder, strict=True):
+        assert not np.allclose(x_default, x_milder)
 
 
 def test_same_seed_same_data(fake_mnist):

@@ -373,6 +373,24 @@ def test_projective_parameters_have_the_paper_statistics():
     assert np.all(np.abs(correlations - np.eye(8)) < 0.25)
 
 
+def test_projective_corner_shifts_follow_corner_std():
+    digits = fake_digits(COUNT)
+    default = distortions.distort(digits, "projective", seed=0)
+    milder = distortions.distort(digits, "projective", seed=0, corner_std=2.0)
+    np.testing.assert_array_equal(default[0], distorted("projective")[0])
+    shifts = milder[1]["corner_shifts"]
+    assert shifts.std() == pytest.approx(2.0, rel=0.1)
+    assert is_convex(quadrilaterals(moved_corners(milder[1]))).all()
+    # The same draws of the scales; the canvases differ.
+    np.testing.assert_array_equal(milder[1]["scale"], default[1]["scale"])
+    assert not np.array_equal(milder[0], default[0])
+    # Other distortions do not read it.
+    np.testing.assert_array_equal(
+        distortions.distort(digits, "rts", seed=0, corner_std=2.0)[0],
+        distorted("rts")[0],
+    )
+
+
 def test_projective_maps_the_digit_square_onto_the_moved_corners():
     # A digit all ink: the canvas shows the quadrilateral of moved corners.
     images = np.full((COUNT, 28, 28), 255, "uint8")
