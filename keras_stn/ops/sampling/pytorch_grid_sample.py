@@ -79,18 +79,15 @@ def native_grid_sample(
         single_pixel_axes = torch.tensor(
             [size == 1 for size in sizes], device=grid.device
         )
-    if _kernel_follows_rule(
-        mode, padding_mode, single_pixel_axes, images, grid
-    ):
-        grid, invalid = grid.clamp(-NORMALIZED_MARGIN, NORMALIZED_MARGIN), None
-    else:
-        grid, invalid = _finite(
-            grid,
-            -NORMALIZED_MARGIN,
-            NORMALIZED_MARGIN,
-            padding_mode,
-            single_pixel_axes,
-        )
+    grid, invalid = _finite(
+        grid,
+        -NORMALIZED_MARGIN,
+        NORMALIZED_MARGIN,
+        mode,
+        padding_mode,
+        _records(images, grid),
+        single_pixel_axes,
+    )
     return _sample_channels_first(
         torch.movedim(images, -1, 1),
         grid,
@@ -137,7 +134,12 @@ def native_sample_pixels(
     padded_sizes = [1 << (size - 1).bit_length() for size in sizes]
     points = torch.stack([point.to(images.dtype) for point in points], -1)
     points, invalid = _finite(
-        points, -MARGIN, [size - 1 + MARGIN for size in sizes], padding_mode
+        points,
+        -MARGIN,
+        [size - 1 + MARGIN for size in sizes],
+        mode,
+        padding_mode,
+        _records(images, points),
     )
     grid = _kernel_grid(
         points,
@@ -161,34 +163,18 @@ def native_sample_pixels(
     )
 
 
-def _kernel_follows_rule(mode, padding_mode, single_pixel_axes, images, grid):
-    """Whether PyTorch's kernel, at a grid clamped to the margin, samples
-    as `nonfinite`'s rule says, so that `_finite` is not needed.
-
-    With bilinear sampling and `"zeros"` padding, the kernel samples NaN in
-    every channel at a NaN point (its weights are NaN), and a clamp, which
-    keeps NaN, moves infinite and far points to where they sample 0: one
-    pass over the grid, against `_finite`'s reduction (and its ops where
-    the values may not be read). Its backward pass does not follow the
-    rule (a NaN gradient for a NaN point), so only where autograd records
-    neither the grid nor the images; nor along an axis of one pixel with
-    `align_corners=True` (`single_pixel_axes`), where an infinite point
-    samples NaN.
-    """
+def _records(images, points):
+    """Whether autograd records the sampling of `images` at `points`."""
     import torch
 
-    return (
-        mode == "bilinear"
-        and padding_mode == "zeros"
-        and single_pixel_axes is None
-        and not (
-            torch.is_grad_enabled()
-            and (images.requires_grad or grid.requires_grad)
-        )
+    return torch.is_grad_enabled() and (
+        images.requires_grad or points.requires_grad
     )
 
 
-def _finite(points, low, high, padding_mode, single_pixel_axes=None):
+def _finite(
+    points, low, high, mode, padding_mode, records, single_pixel_axes=None
+):
     """`nonfinite.finite_points`, in a few PyTorch ops.
 
     The same rule, fused, and skipped in eager calls whose points need
@@ -197,7 +183,12 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     kernel itself, and marking the outputs costs two passes over them.
     Where the values may not be read (`torch_values.readable`: traced
     calls, tensors on other devices than the CPU, `torch.func`
-    transforms), it always applies.
+    transforms), it always applies. Bilinear sampling with `"zeros"`
+    padding that autograd does not record needs a clamp alone: PyTorch's
+    kernel samples NaN in every channel at a NaN point (its weights are
+    NaN), which the clamp keeps, and 0 at infinite and far points, which it
+    moves to the margin (one pass, against the check's reduction; the
+    backward pass would give a NaN point a NaN gradient).
 
     Args:
         points: coordinates, `(..., rank)`, `x, y[, z]` last.
@@ -205,7 +196,9 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
             `"border"` padding, along every axis.
         high: where they are clamped to: a number, or a list of one per
             axis.
+        mode: `"bilinear"`, `"nearest"` or `"bicubic"`.
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
+        records: whether autograd records the sampling.
         single_pixel_axes: `None`, or booleans, one per axis, true where an
             infinite coordinate makes its point sample NaN (an axis of one
             pixel with `align_corners=True`).
@@ -218,6 +211,9 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     """
     import torch
 
+    nan_samples_nan = mode == "bilinear" and padding_mode == "zeros"
+    if nan_samples_nan and single_pixel_axes is None and not records:
+        return points.clamp(*_bounds(points, low, high)), None
     values = points.detach()
     if readable(values) and _ordinary(values, low, high, padding_mode):
         return points, None
@@ -227,13 +223,22 @@ def _finite(points, low, high, padding_mode, single_pixel_axes=None):
     invalid = torch.isnan(values)
     if single_pixel_axes is not None:
         invalid = invalid | (torch.isinf(values) & single_pixel_axes)
-    if not isinstance(high, float):
-        high = torch.tensor(high, dtype=points.dtype, device=points.device)
-        low = torch.full_like(high, low)
+    low, high = _bounds(points, low, high)
     # `nan_to_num` sends infinities to the largest floats, then clamped (in
     # place: one copy of the points, not two); its gradient, and `clamp`'s,
     # is zero where they move a point.
     return torch.nan_to_num(points, 0.0).clamp_(low, high), invalid.any(-1)
+
+
+def _bounds(points, low, high):
+    """`_finite`'s bounds as `clamp` takes them: numbers, or tensors of one
+    per axis where `high` is a list."""
+    import torch
+
+    if isinstance(high, float):
+        return low, high
+    high = torch.tensor(high, dtype=points.dtype, device=points.device)
+    return torch.full_like(high, low), high
 
 
 def _ordinary(values, low, high, padding_mode):
@@ -341,10 +346,7 @@ def _compiled_inference(images, grid):
         torch.compiler.is_compiling()
         and not torch.compiler.is_exporting()
         and not torch.onnx.is_in_onnx_export()
-        and not (
-            torch.is_grad_enabled()
-            and (images.requires_grad or grid.requires_grad)
-        )
+        and not _records(images, grid)
     )
 
 
