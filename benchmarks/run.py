@@ -199,9 +199,12 @@ def ratio(key):
 
 
 def goal(key):
-    """A `table` cell: `row["goal"]`, and whether `row[key]` meets it."""
+    """A `table` cell: `row["goal"]`, and whether `row[key]` meets it;
+    "none" where the row has no goal."""
     return lambda row: (
-        f"<= {row['goal']:.2f} "
+        "none"
+        if row["goal"] is None
+        else f"<= {row['goal']:.2f} "
         + ("met" if row[key] <= row["goal"] else "missed")
     )
 
