@@ -133,14 +133,21 @@ def wait(results):
         torch.cuda.synchronize()
 
 
-def round_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
+def round_seconds(
+    functions, repeats, warmup=3, sample_seconds=0.02, settle_seconds=0.05
+):
     """Time functions in interleaved rounds; return each one's times.
 
     Every round calls each function in turn, so that a change in the
     machine's load affects all of them alike. A function faster than
     `sample_seconds` is called that many times over per round (counted in
     the last warm-up round) and the time divided, so that a sample of a
-    1 ms call is not one scheduler tick's worth of noise.
+    1 ms call is not one scheduler tick's worth of noise. Each sample
+    starts `settle_seconds` after the previous one ends: PyTorch's OpenMP
+    threads spin for milliseconds after its last operation, and on a
+    2-core CPU they took a core from whatever ran next in the process
+    (TensorFlow's predict step at 128x28x28x1 took 0.29 ms right after
+    PyTorch's `grid_sample`, 0.15-0.16 ms without it or 20-50 ms later).
 
     Args:
         functions: a dict from name to a function of no arguments whose
@@ -148,6 +155,7 @@ def round_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
         repeats: the number of timed rounds.
         warmup: untimed rounds first (compilation, caches).
         sample_seconds: the least time that one round gives each function.
+        settle_seconds: the pause before each sample.
 
     Returns:
         A dict from name to the list of `repeats` wall times of one call,
@@ -157,6 +165,7 @@ def round_seconds(functions, repeats, warmup=3, sample_seconds=0.02):
     times = {name: [] for name in functions}
     for round_index in range(warmup + repeats):
         for name, function in functions.items():
+            time.sleep(settle_seconds)
             start = time.perf_counter()
             for _ in range(calls[name]):
                 wait(function())
