@@ -143,11 +143,14 @@ def round_seconds(
     `sample_seconds` is called that many times over per round (counted in
     the last warm-up round) and the time divided, so that a sample of a
     1 ms call is not one scheduler tick's worth of noise. Each sample
-    starts `settle_seconds` after the previous one ends: PyTorch's OpenMP
-    threads spin for milliseconds after its last operation, and on a
-    2-core CPU they took a core from whatever ran next in the process
-    (TensorFlow's predict step at 128x28x28x1 took 0.29 ms right after
-    PyTorch's `grid_sample`, 0.15-0.16 ms without it or 20-50 ms later).
+    starts `settle_seconds` after the previous one ends, and after one
+    untimed call: PyTorch's OpenMP threads spin for milliseconds after its
+    last operation, and on a 2-core CPU they took a core from whatever ran
+    next in the process (TensorFlow's predict step at 128x28x28x1 took
+    0.29 ms right after PyTorch's `grid_sample`, 0.15-0.16 ms without it
+    or 20-50 ms later); after the pause, the first call wakes the
+    function's own threads (a training step of 16x64x64x3 took 4.5 ms
+    50 ms after the last op, 1.7 ms right after one).
 
     Args:
         functions: a dict from name to a function of no arguments whose
@@ -166,6 +169,7 @@ def round_seconds(
     for round_index in range(warmup + repeats):
         for name, function in functions.items():
             time.sleep(settle_seconds)
+            wait(function())
             start = time.perf_counter()
             for _ in range(calls[name]):
                 wait(function())
