@@ -159,9 +159,7 @@ def choose_path(
 
         if torch_values.transformed(images, *tensors):
             return generic
-        records = torch.is_grad_enabled() and any(
-            tensor.requires_grad for tensor in (images, *tensors)
-        )
+        records = torch_values.records(images, *tensors)
         if (
             kernel_case
             and _torch_kernel_pays(images.shape[-1], normalized, records)

@@ -21,6 +21,7 @@ from keras_stn.ops.sampling.nonfinite import MARGIN
 from keras_stn.ops.sampling.nonfinite import NORMALIZED_MARGIN
 from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.ops.sampling.torch_values import readable
+from keras_stn.ops.sampling.torch_values import records
 from keras_stn.typing import Tensor
 
 # What the kernel takes. ONNX export records the generic sampler instead (ONNX
@@ -85,7 +86,7 @@ def native_grid_sample(
         NORMALIZED_MARGIN,
         mode,
         padding_mode,
-        _records(images, grid),
+        records(images, grid),
         single_pixel_axes,
     )
     return _sample_channels_first(
@@ -139,7 +140,7 @@ def native_sample_pixels(
         [size - 1 + MARGIN for size in sizes],
         mode,
         padding_mode,
-        _records(images, points),
+        records(images, points),
     )
     grid = _kernel_grid(
         points,
@@ -160,15 +161,6 @@ def native_sample_pixels(
         )
     return _sample_channels_first(
         images, grid, mode, padding_mode, False, invalid
-    )
-
-
-def _records(images, points):
-    """Whether autograd records the sampling of `images` at `points`."""
-    import torch
-
-    return torch.is_grad_enabled() and (
-        images.requires_grad or points.requires_grad
     )
 
 
@@ -346,7 +338,7 @@ def _compiled_inference(images, grid):
         torch.compiler.is_compiling()
         and not torch.compiler.is_exporting()
         and not torch.onnx.is_in_onnx_export()
-        and not _records(images, grid)
+        and not records(images, grid)
     )
 
 

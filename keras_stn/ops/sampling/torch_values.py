@@ -22,6 +22,22 @@ with public APIs only:
 from keras_stn.typing import Tensor
 
 
+def records(*tensors: Tensor) -> bool:
+    """Whether autograd records what is computed from these torch tensors.
+
+    Args:
+        *tensors: torch tensors.
+
+    Returns:
+        `True` where gradients are enabled and one of them requires them.
+    """
+    import torch
+
+    return torch.is_grad_enabled() and any(
+        tensor.requires_grad for tensor in tensors
+    )
+
+
 def readable(*tensors: Tensor) -> bool:
     """Whether these torch tensors' values and buffers may be read now.
 

@@ -36,6 +36,7 @@ from keras_stn.ops.sampling.cpp_kernel.build import stacked
 from keras_stn.ops.sampling.generic import pixel_points
 from keras_stn.ops.sampling.generic import sample_bilinear
 from keras_stn.ops.sampling.options import SamplingOptions
+from keras_stn.ops.sampling.torch_values import records
 from keras_stn.typing import Tensor
 
 # The kernel's dtype codes.
@@ -112,7 +113,7 @@ def _kernel_sample(images, points, padding_mode, align_corners):
 
     output_shape = points.shape[1:-1]
     flat = points.reshape(points.shape[0], -1, points.shape[-1])
-    if torch.is_grad_enabled() and (images.requires_grad or flat.requires_grad):
+    if records(images, flat):
         outputs = _sampling_function().apply(
             images, flat, padding_mode, align_corners
         )
