@@ -20,7 +20,8 @@ which a CNN on the projection of the input cannot undo. The nets:
 
 The data, made with SciPy (so they do not depend on the library under
 test) and deterministic from the seed: the digit (28x28, centred) is
-extruded to `SLAB_DEPTH` voxels about the volume's centre, in-plane rotated
+extruded to `SLAB_DEPTH` voxels (`--slab-depth`) about the volume's centre,
+in-plane rotated
 by U(-`MAX_ROLL`, `MAX_ROLL`) degrees, then tilted out of the projection
 plane by U(0, `MAX_TILT`) degrees about an axis of uniformly random
 direction in that plane (the tilt is the angle between the slab's normal
@@ -143,7 +144,10 @@ def _axis_angle_rotations(axes, angles):
 
 
 def make_volumes(
-    images: np.ndarray, seed: int, size: int = VOLUME
+    images: np.ndarray,
+    seed: int,
+    size: int = VOLUME,
+    slab_depth: int = SLAB_DEPTH,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Extrude MNIST digits to slabs, turn and move them in cubic volumes.
 
@@ -151,13 +155,14 @@ def make_volumes(
     `rotation.T @ (p - centre - shift)` of the slab, `p` being `(x, y, z)`
     and `centre` the volume's centre, read from the digit (bilinear in `x`
     and `y`) and the slab's depth profile (linear in `z`): trilinear
-    interpolation of the extruded digit, `SLAB_DEPTH` voxels thick.
+    interpolation of the extruded digit, `slab_depth` voxels thick.
 
     Args:
         images: uint8 digits of shape `(n, 28, 28)`.
         seed: seed of the random rotations and shifts; the result depends
-            only on `images`, `seed` and `size`.
+            only on `images`, `seed`, `size` and `slab_depth`.
         size: the volume's side, in voxels (even, at least 28).
+        slab_depth: the slab's thickness, in voxels (even, at most `size`).
 
     Returns:
         `(volumes, parameters)`: float32 volumes of shape `(n, size, size,
@@ -176,7 +181,7 @@ def make_volumes(
     >>> volumes.shape, sorted(parameters)
     ((2, 32, 32, 32, 1), ['direction', 'roll', 'rotation', 'shift', 'tilt'])
     """
-    images = _check_digits(images, size)
+    images = _check_digits(images, size, slab_depth)
     rng = np.random.default_rng(seed)
     n = len(images)
     parameters = {
@@ -189,12 +194,13 @@ def make_volumes(
     )
     shifts = np.stack(
         [
-            _random_shift(rng, rotation, image, size)
+            _random_shift(rng, rotation, image, size, slab_depth)
             for rotation, image in zip(rotations, images, strict=True)
         ]
     ).reshape(n, 3)
     parameters.update(rotation=rotations, shift=shifts)
-    return place_digits(images, rotations, shifts, size), parameters
+    volumes = place_digits(images, rotations, shifts, size, slab_depth)
+    return volumes, parameters
 
 
 def place_digits(
@@ -202,11 +208,12 @@ def place_digits(
     rotations: np.ndarray,
     shifts: np.ndarray,
     size: int = VOLUME,
+    slab_depth: int = SLAB_DEPTH,
 ) -> np.ndarray:
     """Extrude digits to slabs, turn and move them in cubic volumes.
 
     What `make_volumes` does with the rotations and shifts it draws: the
-    slab (the digit, `SLAB_DEPTH` voxels thick, centred in the volume) is
+    slab (the digit, `slab_depth` voxels thick, centred in the volume) is
     turned by `rotation` about the volume's centre, then moved by `shift`.
 
     Args:
@@ -215,6 +222,7 @@ def place_digits(
         shifts: `(n, 3)` shifts `(x, y, z)`, in voxels.
         size: the volume's side, in voxels (at least 28, and even, so that
             the digit's pixels and the slab's planes fall on voxels).
+        slab_depth: the slab's thickness, in voxels (even, at most `size`).
 
     Returns:
         float32 volumes `(n, size, size, size, 1)`, laid out `(depth,
@@ -228,12 +236,7 @@ def place_digits(
     >>> volume[0, :, 16, 16, 0].nonzero()[0].tolist()  # the slab's planes
     [14, 15, 16, 17]
     """
-    images = _check_digits(images, size)
-    if size % 2:
-        raise ValueError(
-            "Invalid value for argument `size`. Expected an even size. "
-            f"Received size={size!r}"
-        )
+    images = _check_digits(images, size, slab_depth)
     n = len(images)
     rotations = np.asarray(rotations, "float64").reshape(n, 3, 3)
     shifts = np.asarray(shifts, "float64").reshape(n, 3)
@@ -246,7 +249,7 @@ def place_digits(
         # bilinearly from the digit, times the slab's depth profile (flat
         # over its planes, fading out linearly over one voxel).
         source = (points - centre - shifts[index]) @ rotations[index]
-        profile = np.clip((SLAB_DEPTH + 1) / 2 - np.abs(source[:, 2]), 0, 1)
+        profile = np.clip((slab_depth + 1) / 2 - np.abs(source[:, 2]), 0, 1)
         inside = np.flatnonzero(profile)
         rows_cols = source[inside, 1::-1].T + (DIGIT - 1) / 2
         values = ndimage.map_coordinates(pixels[index], rows_cols, order=1)
@@ -254,18 +257,32 @@ def place_digits(
     return volumes[..., None]
 
 
-def _check_digits(images, size):
-    """`images` as an array, after checking it and `size`."""
+def _check_digits(images, size, slab_depth):
+    """`images` as an array, after checking it, `size` and `slab_depth`."""
     images = check_digits(images)
-    if isinstance(size, bool) or not isinstance(size, int) or size < DIGIT:
+    if not _is_even_int(size) or size < DIGIT:
         raise ValueError(
-            "Invalid value for argument `size`. Expected an integer of at "
-            f"least {DIGIT}. Received size={size!r}"
+            "Invalid value for argument `size`. Expected an even integer of "
+            f"at least {DIGIT}. Received size={size!r}"
+        )
+    if not _is_even_int(slab_depth) or not 0 < slab_depth <= size:
+        raise ValueError(
+            "Invalid value for argument `slab_depth`. Expected an even "
+            f"integer from 2 to size={size}. Received slab_depth={slab_depth!r}"
         )
     return images
 
 
-def _random_shift(rng, rotation, image, size):
+def _is_even_int(value):
+    """Whether `value` is an even `int` (a `bool` is not)."""
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value % 2 == 0
+    )
+
+
+def _random_shift(rng, rotation, image, size, slab_depth):
     """A shift, uniform among those that keep the turned slab's ink inside.
 
     Where no shift does (a digit whose ink spans more than the volume once
@@ -279,7 +296,7 @@ def _random_shift(rng, rotation, image, size):
     offsets = np.array([[dx, dy] for dx in (-1, 1) for dy in (-1, 1)])
     corners = np.stack([cols, rows], -1)[:, None] + offsets - (DIGIT - 1) / 2
     corners = corners.reshape(-1, 2)
-    depth = (SLAB_DEPTH + 1) / 2
+    depth = (slab_depth + 1) / 2
     ink = np.concatenate(
         [
             np.pad(corners, ((0, 0), (0, 1)), constant_values=z)
@@ -293,13 +310,17 @@ def _random_shift(rng, rotation, image, size):
     return np.where(fits, low + rng.uniform(size=3) * (high - low), 0.0)
 
 
-def build_model(model: str, size: int = VOLUME) -> keras.Sequential:
+def build_model(
+    model: str, size: int = VOLUME, slab_depth: int = SLAB_DEPTH
+) -> keras.Sequential:
     """Build the CNN or the 3-D ST-CNN on volumes (uncompiled).
 
     Args:
         model: one of `MODELS`.
         size: the side of the cubic, one-channel input volumes; a multiple
             of 4 (the CNN's two poolings).
+        slab_depth: the thickness of the data's slabs, by which the
+            projection divides its sum (see `project`).
 
     Returns:
         A `keras.Sequential` mapping `(batch, size, size, size, 1)` volumes
@@ -320,16 +341,15 @@ def build_model(model: str, size: int = VOLUME) -> keras.Sequential:
             f"of 4. Received size={size!r}"
         )
     if model == "st-cnn":
-        return _st_cnn(size)
+        return _st_cnn(size, slab_depth)
     target = st_cnn_parameters(size)
     shape = (None, size, size, 1)
     width = closest_width(
         lambda width: count_parameters(convolutional_head(width), shape),
         target,
     )
-    return _sequential(
-        "cnn", size, _projection(size, size) + convolutional_head(width)
-    )
+    projection = _projection(size, size, slab_depth)
+    return _sequential("cnn", size, projection + convolutional_head(width))
 
 
 def st_cnn_parameters(size: int = VOLUME) -> int:
@@ -361,7 +381,7 @@ def st_cnn_parameters(size: int = VOLUME) -> int:
     )
 
 
-def _st_cnn(size):
+def _st_cnn(size, slab_depth):
     """The 3-D ST-CNN (see the module docstring)."""
     # Half as many depth planes as the input: the projection sums them, so
     # fewer suffice, and on a CPU the sampler is the costliest layer.
@@ -373,7 +393,7 @@ def _st_cnn(size):
     )
     layers = [
         transformer,
-        *_projection(size, size // 2),
+        *_projection(size, size // 2, slab_depth),
         *convolutional_head(ST_CNN_WIDTH),
     ]
     return _sequential("st-cnn", size, layers)
@@ -402,31 +422,32 @@ def _localization_layers():
     return layers
 
 
-def _projection(size, depth):
+def _projection(size, depth, slab_depth):
     """Layers projecting `(depth, size, size, 1)` volumes along depth.
 
-    The mean over the depth axis, times `size / SLAB_DEPTH`: for volumes
-    of `size` planes, their sum divided by `SLAB_DEPTH`, so that a digit
+    The mean over the depth axis, times `size / slab_depth`: for volumes
+    of `size` planes, their sum divided by `slab_depth`, so that a digit
     facing the projection shows with its own values; for fewer planes
     spanning the same volume, the same sum up to sampling.
     """
     return [
         keras.layers.AveragePooling3D((depth, 1, 1)),
         keras.layers.Reshape((size, size, 1)),
-        keras.layers.Rescaling(size / SLAB_DEPTH),
+        keras.layers.Rescaling(size / slab_depth),
     ]
 
 
-def project(volumes: np.ndarray) -> np.ndarray:
+def project(volumes: np.ndarray, slab_depth: int = SLAB_DEPTH) -> np.ndarray:
     """Project volumes along depth as the nets do.
 
     Args:
         volumes: `(n, depth, size, size, 1)` volumes spanning a cube of
             side `size` (the transformer's output has fewer planes).
+        slab_depth: the thickness of the volumes' slabs.
 
     Returns:
         `(n, size, size)` images: the mean over depth, times `size /
-        SLAB_DEPTH`.
+        slab_depth`.
 
     Example:
 
@@ -434,7 +455,7 @@ def project(volumes: np.ndarray) -> np.ndarray:
     [1.0, 1.0, 1.0, 1.0]
     """
     volumes = np.asarray(volumes)
-    return volumes.mean(axis=1)[..., 0] * volumes.shape[-2] / SLAB_DEPTH
+    return volumes.mean(axis=1)[..., 0] * volumes.shape[-2] / slab_depth
 
 
 def slab_tilts(theta: np.ndarray, rotations: np.ndarray) -> np.ndarray:
@@ -479,6 +500,7 @@ def prepare_data(
     test_samples: int | None = None,
     size: int = VOLUME,
     protocol: str = "fixed",
+    slab_depth: int = SLAB_DEPTH,
 ) -> tuple[tuple, tuple]:
     """Load MNIST, keep the first samples, and make their volumes.
 
@@ -492,6 +514,7 @@ def prepare_data(
         protocol: one of `experiment.PROTOCOLS`; under `"fresh"`, the
             training digits are left as they are, for
             `experiment.FreshEpochs`.
+        slab_depth: the slabs' thickness, in voxels.
 
     Returns:
         `((x_train, y_train), (x_test, y_test, test_parameters))`: float32
@@ -508,9 +531,11 @@ def prepare_data(
         (x_test, y_test), test_samples, "--test-samples"
     )
     if protocol == "fixed":
-        x_train = make_volumes(x_train, seed, size)[0]
+        x_train = make_volumes(x_train, seed, size, slab_depth)[0]
     train = x_train, y_train.astype("int32")
-    test_volumes, test_parameters = make_volumes(x_test, TEST_SEED, size)
+    test_volumes, test_parameters = make_volumes(
+        x_test, TEST_SEED, size, slab_depth
+    )
     return train, (test_volumes, y_test.astype("int32"), test_parameters)
 
 
@@ -580,6 +605,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the volumes' side in voxels, a multiple of 4 of at least 28 "
         "(default: %(default)s; the paper's is 60)",
     )
+    parser.add_argument(
+        "--slab-depth",
+        type=positive_int,
+        default=SLAB_DEPTH,
+        help="the thickness of the digits' slabs in voxels, even, at most "
+        "the volume's side (default: %(default)s)",
+    )
     add_protocol_argument(parser)
     add_training_arguments(parser, epochs=5, batch_size=32)
     args = parser.parse_args(argv)
@@ -588,8 +620,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "argument --volume-size: expected a multiple of 4 of at least "
             f"{DIGIT}, received {args.volume_size}"
         )
+    if args.slab_depth % 2 or args.slab_depth > args.volume_size:
+        parser.error(
+            "argument --slab-depth: expected an even number of at most "
+            f"--volume-size ({args.volume_size}), received {args.slab_depth}"
+        )
     if args.output_dir is None:
         name = args.model + protocol_suffix(args)
+        if args.slab_depth != SLAB_DEPTH:
+            name += f"_slab{args.slab_depth}"
         args.output_dir = Path("outputs") / "mnist_3d" / name
     return args
 
@@ -610,13 +649,14 @@ def main(argv: list[str] | None = None) -> dict:
         args.test_samples,
         args.volume_size,
         args.protocol,
+        args.slab_depth,
     )
 
     def volumes(digits, seed):
-        return make_volumes(digits, seed, args.volume_size)[0]
+        return make_volumes(digits, seed, args.volume_size, args.slab_depth)[0]
 
     fit_data = training_data(x_train, y_train, args, volumes)
-    model = build_model(args.model, args.volume_size)
+    model = build_model(args.model, args.volume_size, args.slab_depth)
     model.compile(
         optimizer=cosine_adam(args.epochs, len(x_train), args.batch_size),
         loss="sparse_categorical_crossentropy",
@@ -638,6 +678,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "model": args.model,
         "volume_size": args.volume_size,
+        "slab_depth": args.slab_depth,
         "parameters": model.count_params(),
         "error_percent": round(100 * (1 - float(accuracy)), 2),
         "accuracy": float(accuracy),
@@ -681,8 +722,8 @@ def _transformer_tilts(model, volumes, parameters, args):
     shown = volumes[:PICTURE_SAMPLES]
     outputs = keras.ops.convert_to_numpy(transformer(shown))
     picture = draw_projections(
-        project(shown),
-        project(outputs),
+        project(shown, args.slab_depth),
+        project(outputs, args.slab_depth),
         parameters["tilt"][:PICTURE_SAMPLES],
         tilts[:PICTURE_SAMPLES],
     )

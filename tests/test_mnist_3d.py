@@ -45,24 +45,25 @@ def test_rotations_against_scipy():
     np.testing.assert_allclose(angles, tilts, atol=1e-9)
 
 
-def test_volumes_against_scipy_affine_transform():
+@pytest.mark.parametrize("slab_depth", [mnist_3d.SLAB_DEPTH, 10])
+def test_volumes_against_scipy_affine_transform(slab_depth):
     digits = fake_digits(3, seed=4)
     tilts, directions, rolls = random_rotations(3, seed=1)
     rotations = mnist_3d.rotation_matrices(tilts, directions, rolls)
     shifts = np.array([[1.5, -2.0, 0.25], [0, 0, 0], [-1, 2, 1]])
-    volumes = mnist_3d.place_digits(digits, rotations, shifts, SIZE)
+    volumes = mnist_3d.place_digits(digits, rotations, shifts, SIZE, slab_depth)
     assert volumes.shape == (3, SIZE, SIZE, SIZE, 1)
     assert volumes.dtype == np.float32
-    # The slab, extruded explicitly: the digit on SLAB_DEPTH planes about
+    # The slab, extruded explicitly: the digit on slab_depth planes about
     # the centre, in a (depth, height, width) volume.
     margin = (SIZE - mnist_3d.DIGIT) // 2
-    first = SIZE // 2 - mnist_3d.SLAB_DEPTH // 2
+    first = SIZE // 2 - slab_depth // 2
     centre = np.full(3, (SIZE - 1) / 2)
     for digit, rotation, shift, volume in zip(
         digits, rotations, shifts, volumes, strict=True
     ):
         slab = np.zeros((SIZE,) * 3)
-        planes = slice(first, first + mnist_3d.SLAB_DEPTH)
+        planes = slice(first, first + slab_depth)
         pixels = slice(margin, margin + mnist_3d.DIGIT)
         slab[planes, pixels, pixels] = digit / 255.0
         # affine_transform reads input[matrix @ o + offset] for each output
@@ -117,6 +118,13 @@ def test_bad_arguments_raise_clear_errors():
         mnist_3d.make_volumes(np.zeros((2, 20, 20)), seed=0)
     with pytest.raises(ValueError, match="`size`"):
         mnist_3d.make_volumes(np.zeros((2, 28, 28)), seed=0, size=24)
+    with pytest.raises(ValueError, match="`size`"):
+        mnist_3d.place_digits(
+            np.zeros((1, 28, 28)), np.eye(3)[None], [0] * 3, 29
+        )
+    for slab_depth in (3, 0, 30, 4.0):
+        with pytest.raises(ValueError, match="`slab_depth`"):
+            mnist_3d.make_volumes(np.zeros((2, 28, 28)), 0, 28, slab_depth)
     with pytest.raises(ValueError, match="`model`"):
         mnist_3d.build_model("fcn")
     with pytest.raises(ValueError, match="`size`"):
@@ -238,3 +246,8 @@ def test_default_output_dir_names_the_run():
     assert str(args.output_dir).endswith("mnist_3d/st-cnn_fresh")
     with pytest.raises(SystemExit):
         mnist_3d.parse_args(["--volume-size", "30"])
+    args = mnist_3d.parse_args(["--slab-depth", "8"])
+    assert str(args.output_dir).endswith("mnist_3d/st-cnn_slab8")
+    for slab_depth in ("7", "36"):
+        with pytest.raises(SystemExit):
+            mnist_3d.parse_args(["--slab-depth", slab_depth])
