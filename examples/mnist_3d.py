@@ -21,11 +21,10 @@ which a CNN on the projection of the input cannot undo. The nets:
 The data, made with SciPy (so they do not depend on the library under
 test) and deterministic from the seed: the digit (28x28, centred) is
 extruded to `SLAB_DEPTH` voxels (`--slab-depth`) about the volume's centre,
-in-plane rotated
-by U(-`MAX_ROLL`, `MAX_ROLL`) degrees, then tilted out of the projection
-plane by U(0, `MAX_TILT`) degrees about an axis of uniformly random
-direction in that plane (the tilt is the angle between the slab's normal
-and the depth axis), then moved by a translation drawn uniformly among
+in-plane rotated by U(-`MAX_ROLL`, `MAX_ROLL`) degrees, then tilted out of
+the projection plane by U(0, `MAX_TILT`) degrees about an axis of uniformly
+random direction in that plane (the tilt is the angle between the slab's
+normal and the depth axis), then moved by a translation drawn uniformly among
 those that keep its ink inside the volume. The test set is always made with
 `TEST_SEED`, whatever `--seed`, so that runs compare on the same volumes.
 `--protocol fresh` makes new training volumes each epoch
