@@ -403,3 +403,46 @@ def test_without_a_compiler_pytorchs_kernel_runs(monkeypatch):
     )
     np.testing.assert_allclose(gradients[0], expected[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gradients[1], expected[2], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("values_readable", (True, False))
+def test_pytorch_pixel_path_keeps_the_kinks(values_readable, monkeypatch):
+    """Points on and within a unit in the last place of whole pixel
+    coordinates, where bilinear sampling has a kink: PyTorch's pixel path
+    gives the generic sampler's outputs and gradients, whether it checks
+    the points first (values readable) or always applies its guard."""
+    rng = np.random.default_rng(6)
+    images = rng.random((2, 28, 20, 2)).astype("float32")
+    # Resizing at the identity (28 to 20 columns: 1.4 * i + 0.2), and
+    # whole coordinates moved a unit in the last place either way.
+    columns = (np.arange(20, dtype="float32") + 0.5) * 1.4 - 0.5
+    rows = np.arange(1, 27, dtype="float32")
+    rows = np.concatenate(
+        [np.nextafter(rows, -1), rows, np.nextafter(rows, 99)]
+    )
+    x, y = np.meshgrid(columns, rows)
+    points = np.broadcast_to(np.stack([x, y]), (2, 2, *x.shape))
+    upstream = rng.normal(size=(2, *x.shape, 2)).astype("float32")
+    if BACKEND != "torch":
+        assert declined(pytorch_grid_sample, images, points[0])
+        return
+    import torch
+
+    from keras_stn.ops.sampling import generic
+
+    if not values_readable:
+        monkeypatch.setattr(pytorch_grid_sample, "readable", lambda *t: False)
+    options = SamplingOptions("bilinear", "zeros", False, False)
+
+    def sampled(path):
+        pixels = torch.tensor(points.copy(), requires_grad=True)
+        outputs = path.sample(torch.tensor(images), list(pixels), options)
+        (outputs * torch.tensor(upstream)).sum().backward()
+        return outputs.detach(), pixels.grad
+
+    (outputs, grads), (expected, expected_grads) = (
+        sampled(pytorch_grid_sample),
+        sampled(generic),
+    )
+    np.testing.assert_allclose(outputs, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grads, expected_grads, rtol=1e-5, atol=1e-5)

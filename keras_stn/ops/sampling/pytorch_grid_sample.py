@@ -134,18 +134,27 @@ def native_sample_pixels(
     sizes = list(reversed(images.shape[1:-1]))  # x, y[, z]
     padded_sizes = [1 << (size - 1).bit_length() for size in sizes]
     points = torch.stack([point.to(images.dtype) for point in points], -1)
+    # One bound for every axis, the largest axis' (`clamp` with a bound per
+    # axis costs 10 times one number's): points past a smaller axis'
+    # `MARGIN` read only padding there, with a zero gradient, wherever they
+    # are clamped.
     points, invalid = _finite(
         points,
         -MARGIN,
-        [size - 1 + MARGIN for size in sizes],
+        float(max(sizes)) - 1 + MARGIN,
         mode,
         padding_mode,
         records(images, points),
     )
-    grid = _kernel_grid(
-        points,
-        torch.tensor(padded_sizes, dtype=points.dtype, device=points.device),
-    )
+    if len(set(padded_sizes)) == 1:
+        # One number: PyTorch's CPU ops broadcast a tensor of one size per
+        # axis over the last axis of the points ten times slower.
+        kernel_sizes = float(padded_sizes[0])
+    else:
+        kernel_sizes = torch.tensor(
+            padded_sizes, dtype=points.dtype, device=points.device
+        )
+    grid = _kernel_grid(points, kernel_sizes)
     images = torch.movedim(images, -1, 1)
     if padded_sizes != sizes:
         # (0, extra x, 0, extra y[, 0, extra z]): the last axis first.
@@ -186,8 +195,7 @@ def _finite(
         points: coordinates, `(..., rank)`, `x, y[, z]` last.
         low: where finite points are clamped from, with `"zeros"` and
             `"border"` padding, along every axis.
-        high: where they are clamped to: a number, or a list of one per
-            axis.
+        high: where they are clamped to, along every axis.
         mode: `"bilinear"`, `"nearest"` or `"bicubic"`.
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
         records: whether autograd records the sampling.
@@ -205,7 +213,7 @@ def _finite(
 
     nan_samples_nan = mode == "bilinear" and padding_mode == "zeros"
     if nan_samples_nan and single_pixel_axes is None and not records:
-        return points.clamp(*_bounds(points, low, high)), None
+        return points.clamp(low, high), None
     values = points.detach()
     if readable(values) and _ordinary(values, low, high, padding_mode):
         return points, None
@@ -215,30 +223,16 @@ def _finite(
     invalid = torch.isnan(values)
     if single_pixel_axes is not None:
         invalid = invalid | (torch.isinf(values) & single_pixel_axes)
-    low, high = _bounds(points, low, high)
     # `nan_to_num` sends infinities to the largest floats, then clamped (in
     # place: one copy of the points, not two); its gradient, and `clamp`'s,
     # is zero where they move a point.
     return torch.nan_to_num(points, 0.0).clamp_(low, high), invalid.any(-1)
 
 
-def _bounds(points, low, high):
-    """`_finite`'s bounds as `clamp` takes them: numbers, or tensors of one
-    per axis where `high` is a list."""
-    import torch
-
-    if isinstance(high, float):
-        return low, high
-    high = torch.tensor(high, dtype=points.dtype, device=points.device)
-    return torch.full_like(high, low), high
-
-
 def _ordinary(values, low, high, padding_mode):
     """Whether no point needs the rule: one pass for the extremes.
 
-    NaN makes the extremes NaN, which fails every comparison; with a `high`
-    per axis, the smallest is checked (a point beyond it but within its own
-    axis's takes the rule's ops, which leave it as it is).
+    NaN makes the extremes NaN, which fails every comparison.
     """
     import torch
 
@@ -247,9 +241,7 @@ def _ordinary(values, low, high, padding_mode):
     lowest, highest = (float(v) for v in torch.aminmax(values))
     if padding_mode == "reflection":
         return math.isfinite(lowest) and math.isfinite(highest)
-    return lowest >= low and highest <= (
-        high if isinstance(high, float) else min(high)
-    )
+    return lowest >= low and highest <= high
 
 
 def _kernel_grid(points, padded_sizes):
@@ -259,14 +251,18 @@ def _kernel_grid(points, padded_sizes):
     2) - 0.5` in the grid's dtype (PyTorch's CPU code; its CUDA and scalar
     code compute `((g + 1) * size - 1) / 2`, which is the same number when
     `size` is a power of two). Where rounding makes that land on the other
-    side of a whole pixel coordinate than the point itself, `g` is moved by
-    a unit in the last place towards the point, up to twice. The gradient
-    is that of the plain normalization.
+    side of a whole pixel coordinate than the point itself, `g` is moved
+    towards the point by a unit in the last place of the number that the
+    kernel rounds (`g + 1`, or `g` itself where `g <= -0.5`), up to twice.
+    The gradient is that of the plain normalization. Where the values may be
+    read (`torch_values.readable`) and no point lands across, one check
+    replaces the guard's passes over the points.
 
     Args:
         points: pixel coordinates, shape `(..., rank)`, `x, y[, z]` last.
-        padded_sizes: the power-of-two sizes, `x, y[, z]`, of the images
-            the kernel samples.
+        padded_sizes: the power-of-two sizes of the images the kernel
+            samples: one number for every axis, or a tensor of one per
+            axis, `x, y[, z]`.
 
     Returns:
         The normalized grid, shaped like `points`.
@@ -275,15 +271,27 @@ def _kernel_grid(points, padded_sizes):
 
     grid = (points * 2.0 + 1.0) / padded_sizes - 1.0
     points = points.detach()
-    adjusted = grid.detach()
+    unadjusted = adjusted = grid.detach()
+    floors = torch.floor(points)
+    check = readable(points)
     for _ in range(2):
         landed = (adjusted + 1.0) * (padded_sizes / 2) - 0.5
-        crossed = torch.floor(landed) != torch.floor(points)
+        crossed = torch.floor(landed) != floors
+        if check and not torch.any(crossed):
+            break
         direction = torch.where(landed < points, torch.inf, -torch.inf)
-        adjusted = torch.where(
-            crossed, torch.nextafter(adjusted, direction), adjusted
+        # A step of the number the kernel rounds: `g + 1` where `g > -0.5`
+        # (`g + 1` is then exact once stepped, and coarser than `g`),
+        # `g` elsewhere.
+        stepped = torch.where(
+            adjusted > -0.5,
+            torch.nextafter(adjusted + 1.0, direction) - 1.0,
+            torch.nextafter(adjusted, direction),
         )
-    return grid + (adjusted - grid.detach())
+        adjusted = torch.where(crossed, stepped, adjusted)
+    if adjusted is unadjusted:
+        return grid
+    return grid + (adjusted - unadjusted)
 
 
 def _sample_channels_first(
