@@ -146,15 +146,7 @@ def native_sample_pixels(
         padding_mode,
         records(images, points),
     )
-    if len(set(padded_sizes)) == 1:
-        # One number: PyTorch's CPU ops broadcast a tensor of one size per
-        # axis over the last axis of the points ten times slower.
-        kernel_sizes = float(padded_sizes[0])
-    else:
-        kernel_sizes = torch.tensor(
-            padded_sizes, dtype=points.dtype, device=points.device
-        )
-    grid = _kernel_grid(points, kernel_sizes)
+    grid = _kernel_grid(points, padded_sizes)
     images = torch.movedim(images, -1, 1)
     if padded_sizes != sizes:
         # (0, extra x, 0, extra y[, 0, extra z]): the last axis first.
@@ -260,15 +252,22 @@ def _kernel_grid(points, padded_sizes):
 
     Args:
         points: pixel coordinates, shape `(..., rank)`, `x, y[, z]` last.
-        padded_sizes: the power-of-two sizes of the images the kernel
-            samples: one number for every axis, or a tensor of one per
-            axis, `x, y[, z]`.
+        padded_sizes: the power-of-two sizes, `x, y[, z]`, of the images
+            the kernel samples.
 
     Returns:
         The normalized grid, shaped like `points`.
     """
     import torch
 
+    if len(set(padded_sizes)) == 1:
+        # One number: PyTorch's CPU ops broadcast a tensor of one size per
+        # axis over the last axis of the points ten times slower.
+        padded_sizes = float(padded_sizes[0])
+    else:
+        padded_sizes = torch.tensor(
+            padded_sizes, dtype=points.dtype, device=points.device
+        )
     grid = (points * 2.0 + 1.0) / padded_sizes - 1.0
     points = points.detach()
     unadjusted = adjusted = grid.detach()
