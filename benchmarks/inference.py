@@ -20,7 +20,12 @@ Two measurements, side by side in one process on the current backend:
   timed through the same calls, is Keras' own cost around any layer
   (`trivial`). Each row gives the raw ratio `model / torch` and
   keras-stn's share, `ours = (model - trivial) / torch`, which the goals
-  bound: 1.0 on feature maps and 224x224 images, 1.5 at MNIST size.
+  bound: 1.0 on feature maps and 224x224 images, 1.5 at MNIST size. On
+  torch, a third model whose layer calls PyTorch's `grid_sample` itself
+  (`PyTorchGridSample`) gives the same share of PyTorch's own kernel,
+  `floor = (pytorch_layer - trivial) / torch`: what Keras adds around a
+  layer that samples, beyond a layer that slices, which no implementation
+  of the sampler escapes.
 - st_cnn: `model.predict` of a small ST-CNN on 224x224 RGB images (a
   `SpatialTransformer` with its default localization net, then the small
   CNN of `training_step.py`) against the same model whose transformer
@@ -74,6 +79,23 @@ class GridSample(keras.layers.Layer):
 
     def call(self, images, grid):
         return grid_sample(images, grid, data_format="channels_last")
+
+    def compute_output_shape(self, images_shape, grid_shape):
+        return (*grid_shape[:-1], images_shape[-1])
+
+
+class PyTorchGridSample(keras.layers.Layer):
+    """PyTorch's `grid_sample` of channels-last images, on torch only."""
+
+    def call(self, images, grid):
+        outputs = torch.nn.functional.grid_sample(
+            torch.movedim(images, -1, 1),
+            grid,
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )
+        return torch.movedim(outputs, 1, -1)
 
     def compute_output_shape(self, images_shape, grid_shape):
         return (*grid_shape[:-1], images_shape[-1])
@@ -237,13 +259,19 @@ def measure_sampling(name, size, goal, repeats):
         `raw_ratio = model / torch` and `ours = (model - trivial) / torch`,
         and `ours_best`, the same of each call's fastest round: on a shared
         machine, whose load slows some rounds by up to 2x, the least
-        disturbed measure of what the calls themselves cost.
+        disturbed measure of what the calls themselves cost. On torch also
+        `floor`, the share of the model whose layer is `PyTorchGridSample`
+        (`None` on the other backends).
     """
     inputs = list(random_inputs(size))
-    model = sampling_model(size, GridSample())
-    trivial = sampling_model(size, SliceToGrid())
+    models = {
+        "model": sampling_model(size, GridSample()),
+        "trivial": sampling_model(size, SliceToGrid()),
+    }
+    if BACKEND == "torch":
+        models["pytorch_layer"] = sampling_model(size, PyTorchGridSample())
     functions = {"torch": torch_reference(*inputs)}
-    for prefix, keras_model in (("model", model), ("trivial", trivial)):
+    for prefix, keras_model in models.items():
         for call, function in keras_calls(keras_model, inputs).items():
             functions[f"{prefix}/{call}"] = function
     times = round_seconds(functions, repeats)
@@ -256,6 +284,7 @@ def measure_sampling(name, size, goal, repeats):
         call = key.removeprefix("model/")
         model_seconds = seconds[key]
         trivial_seconds = seconds[f"trivial/{call}"]
+        pytorch_layer_seconds = seconds.get(f"pytorch_layer/{call}")
         rows.append(
             {
                 "kind": "sampling",
@@ -271,6 +300,10 @@ def measure_sampling(name, size, goal, repeats):
                 "ours": (model_seconds - trivial_seconds) / seconds["torch"],
                 "ours_best": (best[key] - best[f"trivial/{call}"])
                 / best["torch"],
+                "floor": None
+                if pytorch_layer_seconds is None
+                else (pytorch_layer_seconds - trivial_seconds)
+                / seconds["torch"],
             }
         )
     return rows

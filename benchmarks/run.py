@@ -198,6 +198,11 @@ def ratio(key):
     return lambda row: f"{row[key]:.2f}x"
 
 
+def optional_ratio(key):
+    """A `table` cell: `row[key]` as a ratio, or "-" where it is `None`."""
+    return lambda row: "-" if row[key] is None else f"{row[key]:.2f}x"
+
+
 def goal(key):
     """A `table` cell: `row["goal"]`, and whether `row[key]` meets it;
     "none" where the row has no goal."""
@@ -298,6 +303,7 @@ def inference_table(rows):
             ("model / PyTorch", ratio("raw_ratio")),
             ("ours: (model - trivial) / PyTorch", ratio("ours")),
             ("ours, fastest rounds", ratio("ours_best")),
+            ("PyTorch's kernel in the layer (torch)", optional_ratio("floor")),
             ("goal (ours)", goal("ours")),
         ],
         order_by="size",

@@ -17,16 +17,23 @@ SAMPLING_SIZE = (3, 10, 12, 2)
 ST_CNN_SIZE = (2, 32, 32, 3)
 
 
-def test_sampling_model_computes_pytorch_grid_sample():
+def test_sampling_models_compute_pytorch_grid_sample():
+    """keras-stn's layer, and on torch the layer of PyTorch's own kernel."""
     images, grid = inference.random_inputs(SAMPLING_SIZE)
-    model = inference.sampling_model(SAMPLING_SIZE, inference.GridSample())
-    expected = inference.torch_reference(images, grid)().numpy()
-    np.testing.assert_allclose(
-        model.predict_on_batch([images, grid]),
-        np.moveaxis(expected, 1, -1),
-        rtol=1e-5,
-        atol=1e-5,
+    expected = np.moveaxis(
+        inference.torch_reference(images, grid)().numpy(), 1, -1
     )
+    layers = [inference.GridSample()]
+    if keras.backend.backend() == "torch":
+        layers.append(inference.PyTorchGridSample())
+    for layer in layers:
+        model = inference.sampling_model(SAMPLING_SIZE, layer)
+        np.testing.assert_allclose(
+            model.predict_on_batch([images, grid]),
+            expected,
+            rtol=1e-5,
+            atol=1e-5,
+        )
     # The grid reaches outside the images, where zero padding applies.
     assert np.abs(grid).max() > 1.0
 
@@ -83,6 +90,10 @@ def test_every_call_has_finite_ratios(rows):
         # sizes is below their noise and may be negative.
         assert math.isfinite(row["ours"]), row
         assert math.isfinite(row["ours_best"]), row
+        # PyTorch's kernel in the same layer, on torch only.
+        on_torch = keras.backend.backend() == "torch"
+        assert (row["floor"] is not None) == on_torch, row
+        assert row["floor"] is None or math.isfinite(row["floor"]), row
         # A graph of one's own may be exported, so it holds the backend's
         # own ops by design and no goal bounds it.
         exportable = row["call"] in inference.EXPORTABLE_CALLS

@@ -137,6 +137,36 @@ def test_infinite_points(mode, padding_mode, implementation):
     assert np.all(grad_grid[infinite] == 0.0)
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("padding_mode", ("zeros", "border"))
+@pytest.mark.parametrize("mode", MODES)
+def test_finite_points_at_any_distance(mode, padding_mode, implementation):
+    """Outputs only (no gradient), where torch's path without autograd
+    lets PyTorch's kernel sample far points unclamped if their squares sum
+    to a finite number (1e18), and clamps them otherwise (1e30, 3e38)."""
+    images, grid, upstream = random_case(3)
+    grid[0, 1, 2, 0] = 1e18
+    grid[1, 3, 1, 1] = -1e18
+    grid[0, 4, 3] = (1e30, 0.5)
+    grid[1, 0, 0] = (-3e38, 3e38)
+    far = np.abs(grid) > FAR
+    kwargs = dict(mode=mode, padding_mode=padding_mode, align_corners=False)
+    outputs = grid_sample(
+        images,
+        grid,
+        data_format="channels_last",
+        implementation=implementation,
+        **kwargs,
+    )
+    far_grid = np.where(far, np.sign(grid) * FAR, grid).astype("float32")
+    expected, _, _ = torch_grid_sample(
+        images, far_grid, upstream, "channels_last", **kwargs
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(outputs), expected, rtol=1e-5, atol=1e-5
+    )
+
+
 @pytest.mark.parametrize("align_corners", (False, True))
 @pytest.mark.parametrize("padding_mode", ("zeros", "border"))
 def test_infinite_points_on_a_one_pixel_axis(padding_mode, align_corners):

@@ -12,6 +12,7 @@ its graph where it meets one.
 import keras
 from keras import ops
 
+from keras_stn.ops.dtypes import dtype_name
 from keras_stn.typing import Tensor
 
 
@@ -32,7 +33,7 @@ def constant(values, like: Tensor) -> Tensor:
     >>> (tuple(out.shape), keras.backend.standardize_dtype(out.dtype))
     ((1, 2), 'float32')
     """
-    dtype = keras.backend.standardize_dtype(like.dtype)
+    dtype = dtype_name(like.dtype)
     if keras.backend.backend() == "torch":
         import torch
 

@@ -8,7 +8,7 @@ coordinates of a 200-pixel image would be rounded to 1/8 of a pixel.
 maps float64 to float32.
 """
 
-import keras
+from keras_stn.ops.dtypes import dtype_name
 
 LOW_PRECISION_DTYPES = ("float16", "bfloat16")
 
@@ -22,7 +22,7 @@ def is_low_precision(dtype) -> bool:
     Returns:
         `True` for float16 and bfloat16.
     """
-    return keras.backend.standardize_dtype(dtype) in LOW_PRECISION_DTYPES
+    return dtype_name(dtype) in LOW_PRECISION_DTYPES
 
 
 def at_least_float32(dtype) -> str:
@@ -41,4 +41,4 @@ def at_least_float32(dtype) -> str:
     """
     if is_low_precision(dtype):
         return "float32"
-    return keras.backend.standardize_dtype(dtype)
+    return dtype_name(dtype)

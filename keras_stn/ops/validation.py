@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_stn.ops.dtypes import dtype_name
 from keras_stn.typing import Size
 from keras_stn.typing import Tensor
 
@@ -262,7 +263,7 @@ def to_tensor(value, name: str) -> Tensor:
 
 def check_float_dtype(x: Tensor, name: str) -> None:
     """Raise if the tensor `x` does not have a floating-point dtype."""
-    dtype = keras.backend.standardize_dtype(x.dtype)
+    dtype = dtype_name(x.dtype)
     if not keras.backend.is_float_dtype(dtype):
         hint = ""
         if dtype == "uint8":

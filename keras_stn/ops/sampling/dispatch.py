@@ -34,6 +34,7 @@ import keras
 from keras import ops
 
 from keras_stn.ops.coordinates import are_static
+from keras_stn.ops.dtypes import dtype_name
 from keras_stn.ops.sampling import generic
 from keras_stn.ops.sampling import pytorch_grid_sample
 from keras_stn.ops.sampling import torch_values
@@ -167,8 +168,7 @@ def choose_path(
         ):
             return torch_ctypes
         if (
-            keras.backend.standardize_dtype(images.dtype)
-            in pytorch_grid_sample.DTYPES
+            dtype_name(images.dtype) in pytorch_grid_sample.DTYPES
             and are_static(images.shape[1:-1])
             and not torch.onnx.is_in_onnx_export()
             and (

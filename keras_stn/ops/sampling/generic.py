@@ -11,12 +11,12 @@ any order. It is the reference that every faster path of
 import itertools
 import math
 
-import keras
 from keras import ops
 
 from keras_stn.ops.coordinates import size_as
 from keras_stn.ops.coordinates import spatial_sizes
 from keras_stn.ops.coordinates import unnormalize
+from keras_stn.ops.dtypes import dtype_name
 from keras_stn.ops.precision import at_least_float32
 from keras_stn.ops.sampling.nonfinite import finite_points
 from keras_stn.ops.sampling.nonfinite import mark_invalid
@@ -226,7 +226,7 @@ def _floor(coordinate):
     gradient. For float64, `trunc` (which keeps the dtype) less one where it
     rounds up is the floor, exactly; other dtypes keep the one op.
     """
-    if keras.backend.standardize_dtype(coordinate.dtype) != "float64":
+    if dtype_name(coordinate.dtype) != "float64":
         return ops.floor(coordinate)
     truncated = ops.trunc(coordinate)
     return ops.where(truncated > coordinate, truncated - 1.0, truncated)

@@ -41,20 +41,22 @@ def records(*tensors: Tensor) -> bool:
 def readable(*tensors: Tensor) -> bool:
     """Whether these torch tensors' values and buffers may be read now.
 
+    For tensors that no transform reaches (`transformed` is false), as on
+    every path but the generic sampler's (`dispatch.choose_path` sends the
+    others there); this does not look again.
+
     Args:
         *tensors: torch tensors.
 
     Returns:
-        `True` where no tracer records the call and every tensor is a
-        plain tensor in the CPU's memory.
+        `True` where no tracer records the call and every tensor is in the
+        CPU's memory.
     """
     import torch
 
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
-    return all(tensor.device.type == "cpu" for tensor in tensors) and not (
-        transformed(*tensors)
-    )
+    return all(tensor.device.type == "cpu" for tensor in tensors)
 
 
 def transformed(*tensors: Tensor) -> bool:

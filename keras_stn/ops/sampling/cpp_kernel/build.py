@@ -28,6 +28,7 @@ import warnings
 
 import keras
 
+from keras_stn.ops.dtypes import dtype_name
 from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
@@ -125,15 +126,12 @@ def kernel_samples(
     >>> kernel_samples(images, points, "bicubic", "zeros")
     False
     """
-    dtype = keras.backend.standardize_dtype(images.dtype)
+    dtype = dtype_name(images.dtype)
     return (
         mode == "bilinear"
         and padding_mode in KERNEL_PADDING_MODES
         and dtype in KERNEL_DTYPES
-        and all(
-            keras.backend.standardize_dtype(point.dtype) == dtype
-            for point in points
-        )
+        and all(dtype_name(point.dtype) == dtype for point in points)
     )
 
 

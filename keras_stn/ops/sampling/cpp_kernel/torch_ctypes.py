@@ -28,6 +28,7 @@ import pathlib
 
 import keras
 
+from keras_stn.ops.dtypes import dtype_name
 from keras_stn.ops.sampling.cpp_kernel.build import KERNEL_PADDING_MODES
 from keras_stn.ops.sampling.cpp_kernel.build import compiled_library
 from keras_stn.ops.sampling.cpp_kernel.build import coordinates_code
@@ -222,7 +223,7 @@ def _call(name, tensors, options):
     padding, coordinates = options
     rank = images.dim() - 2
     sizes = (ctypes.c_int64 * (rank + 2))(*images.shape)
-    dtype = KERNEL_DTYPE_CODES[keras.backend.standardize_dtype(images.dtype)]
+    dtype = KERNEL_DTYPE_CODES[dtype_name(images.dtype)]
     buffers = [
         None if tensor is None else ctypes.c_void_p(tensor.data_ptr())
         for tensor in tensors
