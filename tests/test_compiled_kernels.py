@@ -150,6 +150,17 @@ def test_native_macros_say_what_the_processor_gives():
     assert ("__AVX512F__" in macros) == (" avx512f" in flags)
 
 
+def test_block_channels_are_the_kernels():
+    """The dispatch's count of the channels that the vector blocks take is
+    the C++ header's."""
+    header = (compiled_kernels.KERNELS_DIR / "bilinear_sampling.h").read_text()
+    channels = compiled_kernels.BLOCK_MAX_CHANNELS
+    assert f"constexpr int kMaxBlockChannels = {channels};" in header
+    assert compiled_kernels.targets_avx2() == (
+        "__AVX2__" in compiled_kernels.native_macros()
+    )
+
+
 def test_tensorflow_builds_without_avx512_fp16():
     from keras_stn.ops.sampling.cpp_kernel import tensorflow_ops
 

@@ -17,6 +17,7 @@ from keras import ops
 
 from keras_stn import SpatialTransformer
 from keras_stn.ops import grid_sample
+from keras_stn.ops.sampling.cpp_kernel import build as compiled_kernels
 from keras_stn.ops.sampling.options import SamplingOptions
 
 from helpers import BACKEND
@@ -118,18 +119,34 @@ def test_kernel_only_where_it_applies():
     with torch.no_grad():
         assert applies()
 
-    def at_grid(channels, grid=grid):
-        images = torch.ones((*SIZE[:3], channels))
+    def at_grid(channels, grid=grid, dtype=torch.float32):
+        images = torch.ones((*grid.shape[:3], channels), dtype=dtype)
         return takes_path(
-            torch_sampling, images, grid, "bilinear", "zeros", normalized=True
+            torch_sampling,
+            images,
+            grid.to(dtype),
+            "bilinear",
+            "zeros",
+            normalized=True,
         )
 
     # At a normalized grid, in training, from two channels on; without
-    # gradients, PyTorch's forward pass is faster up to 16 channels.
+    # gradients, PyTorch's forward pass is faster up to 16 channels in
+    # small calls, and where the kernel's vector blocks do not sample in
+    # large ones.
     assert not at_grid(1)
     assert at_grid(2)
+    assert not at_grid(3, grid.detach())
     assert not at_grid(15, grid.detach())
     assert at_grid(16, grid.detach())
+    large = torch.zeros((2, 256, 256, 2))  # 2**17 points
+    blocks = compiled_kernels.targets_avx2()
+    for channels in (1, 3, compiled_kernels.BLOCK_MAX_CHANNELS):
+        assert at_grid(channels, large) == blocks
+        assert not at_grid(channels, large[:, :-1])
+    assert not at_grid(3, large, torch.float64)
+    assert not at_grid(compiled_kernels.BLOCK_MAX_CHANNELS + 1, large)
+    assert at_grid(16, large)
     # TorchScript's tracer cannot record a call through ctypes.
     with mock.patch.object(torch.jit, "is_tracing", lambda: True):
         assert not applies()

@@ -28,6 +28,7 @@ Every path module has the same `sample(images, points, options)`
 """
 
 import functools
+import math
 import types
 
 import keras
@@ -44,12 +45,16 @@ from keras_stn.ops.sampling.cpp_kernel import jax_ffi
 from keras_stn.ops.sampling.cpp_kernel import tensorflow_ops
 from keras_stn.ops.sampling.cpp_kernel import torch_ctypes
 from keras_stn.ops.sampling.cpp_kernel.build import kernel_samples
+from keras_stn.ops.sampling.cpp_kernel.build import samples_in_blocks
 from keras_stn.ops.sampling.options import SamplingOptions
 from keras_stn.typing import Tensor
 
 # Without gradients, on torch, the C++ kernel samples a normalized grid
-# faster than PyTorch's `grid_sample` from this many channels on.
+# faster than PyTorch's `grid_sample` from this many channels on, and, where
+# its vector blocks sample the images (`build.samples_in_blocks`), in calls
+# of this many points or more.
 INFERENCE_KERNEL_MIN_CHANNELS = 16
+INFERENCE_KERNEL_MIN_POINTS = 2**17
 
 
 def sample(
@@ -163,7 +168,7 @@ def choose_path(
         records = torch_values.records(images, *tensors)
         if (
             kernel_case
-            and _torch_kernel_pays(images.shape[-1], normalized, records)
+            and _torch_kernel_pays(images, points, normalized, records)
             and torch_ctypes.takes(images, *tensors, records=records)
         ):
             return torch_ctypes
@@ -180,20 +185,28 @@ def choose_path(
     return generic
 
 
-def _torch_kernel_pays(channels, normalized, records):
+def _torch_kernel_pays(images, points, normalized, records):
     """Whether the C++ kernel samples faster than PyTorch's `grid_sample`
     path on torch (measured side by side in `docs/design/sampler-paths.md`).
 
     At points in pixels, where PyTorch's path pads the images and guards
     the points, it does. At a normalized grid it does for several channels
-    in training (forward and backward), and for many without gradients:
-    PyTorch's forward pass is vectorized over the points, the kernel's over
-    the channels. The same rule holds under `torch.compile`, so that a
-    compiled model gives its eager numbers bit for bit.
+    in training (forward and backward); without gradients, for many
+    channels, and in large calls where its vector blocks sample: PyTorch's
+    forward pass is vectorized over the points, as the blocks are, and
+    costs less around a small call. The same rule holds under
+    `torch.compile`, so that a compiled model gives its eager numbers bit
+    for bit.
     """
     if not normalized:
         return True
-    return channels >= (2 if records else INFERENCE_KERNEL_MIN_CHANNELS)
+    channels = images.shape[-1]
+    if records:
+        return channels >= 2
+    return channels >= INFERENCE_KERNEL_MIN_CHANNELS or (
+        math.prod(points.shape[:-1]) >= INFERENCE_KERNEL_MIN_POINTS
+        and samples_in_blocks(images)
+    )
 
 
 def _with_blank_example(tensor):

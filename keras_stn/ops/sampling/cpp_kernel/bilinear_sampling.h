@@ -555,14 +555,15 @@ class Sampler {
   // `ForwardPoint` for the block of points from `p`.
   void ForwardBlock(const Block& block, int64_t p, T* outputs) const {
     const auto& [corners, values, weights] = block;
+    Float sums[kBlockChannels];
     for (int c = 0; c < kBlockChannels; ++c) {
       Float sum = Lanes::Zero();
       for (int k = 0; k < kCorners; ++k) {
         sum = Lanes::Add(sum, Lanes::Mul(values[k][c], weights[k]));
       }
-      StoreLanes(outputs + p * Channels + c, Channels,
-                 Lanes::Clear(corners.outside, sum));
+      sums[c] = Lanes::Clear(corners.outside, sum);
     }
+    Lanes::StoreInterleaved(outputs + p * kBlockChannels, sums);
   }
 
   // `BackwardPoint` for the block of points from `p`.
@@ -572,9 +573,7 @@ class Sampler {
                      int64_t p) const {
     const auto& [corners, values, weights] = block;
     Float up[kBlockChannels];
-    for (int c = 0; c < kBlockChannels; ++c) {
-      up[c] = LoadLanes(upstream + p * Channels + c, Channels);
-    }
+    Lanes::LoadInterleaved(upstream + p * kBlockChannels, up);
     if (kImages) {
       // A scatter-add, point by point as the scalar path adds.
       int32_t index[kCorners][kBlock];

@@ -46,6 +46,10 @@ FLAGS = (
     "-fPIC",
 )
 KERNEL_DTYPES = ("float32", "float64")
+# The most channels of float32 images (2-D) that the kernel samples in
+# vector blocks of points, where the compiler targets AVX2: the C++
+# `kMaxBlockChannels` of `bilinear_sampling.h`.
+BLOCK_MAX_CHANNELS = 7
 # How long each kernel takes to build, measured on 2 cores
 # (docs/getting-started.md, "First use"): TensorFlow's headers make its
 # kernel the slowest.
@@ -133,6 +137,33 @@ def kernel_samples(
         and dtype in KERNEL_DTYPES
         and all(dtype_name(point.dtype) == dtype for point in points)
     )
+
+
+def samples_in_blocks(images: Tensor) -> bool:
+    """Whether the kernel samples these images in vector blocks of points.
+
+    Its blocks take float32 images (2-D) of 1 to `BLOCK_MAX_CHANNELS`
+    channels, where the compiler targets AVX2 (`vector_lanes.h`); its
+    scalar path takes the others, a point at a time.
+
+    Args:
+        images: the channels-last batch to sample.
+
+    Returns:
+        Whether the kernel's blocks sample them.
+    """
+    return (
+        len(images.shape) == 4
+        and 1 <= images.shape[-1] <= BLOCK_MAX_CHANNELS
+        and dtype_name(images.dtype) == "float32"
+        and targets_avx2()
+    )
+
+
+@functools.cache
+def targets_avx2() -> bool:
+    """Whether the kernels built here target AVX2 (`native_macros`)."""
+    return "__AVX2__" in native_macros()
 
 
 @functools.cache

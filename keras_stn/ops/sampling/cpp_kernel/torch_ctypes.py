@@ -34,6 +34,7 @@ from keras_stn.ops.sampling.cpp_kernel.build import compiled_library
 from keras_stn.ops.sampling.cpp_kernel.build import coordinates_code
 from keras_stn.ops.sampling.cpp_kernel.build import kernel_convention
 from keras_stn.ops.sampling.cpp_kernel.build import stacked
+from keras_stn.ops.sampling.cpp_kernel.build import targets_avx2
 from keras_stn.ops.sampling.generic import pixel_points
 from keras_stn.ops.sampling.generic import sample_bilinear
 from keras_stn.ops.sampling.options import SamplingOptions
@@ -264,9 +265,11 @@ def _library():
 if keras.backend.backend() == "torch":
     import torch
 
-    # `torch.compile` asks `available` once, while it traces, and calls the
-    # operator, defined once, at import: it cannot trace a definition.
+    # `torch.compile` asks `available` and `targets_avx2` once, while it
+    # traces, and calls the operator, defined once, at import: it cannot
+    # trace a definition.
     torch.compiler.assume_constant_result(available)
+    torch.compiler.assume_constant_result(targets_avx2)
 
     @torch.library.custom_op("keras_stn::bilinear_sample", mutates_args=())
     def opaque_bilinear_sample(
