@@ -41,17 +41,22 @@ def masked_loss(upstream):
     return loss
 
 
+def sample_channels_last(images, grid, implementation, **kwargs):
+    """`grid_sample` of channels-last images with `implementation`."""
+    return grid_sample(
+        images,
+        grid,
+        data_format="channels_last",
+        implementation=implementation,
+        **kwargs,
+    )
+
+
 def sample_with_gradients(images, grid, upstream, implementation, **kwargs):
     """`grid_sample` (channels last), and the gradients of `masked_loss`."""
 
     def sample(images, grid):
-        return grid_sample(
-            images,
-            grid,
-            data_format="channels_last",
-            implementation=implementation,
-            **kwargs,
-        )
+        return sample_channels_last(images, grid, implementation, **kwargs)
 
     loss = masked_loss(upstream)
     outputs = ops.convert_to_numpy(sample(images, grid))
@@ -151,13 +156,7 @@ def test_finite_points_at_any_distance(mode, padding_mode, implementation):
     grid[1, 0, 0] = (-3e38, 3e38)
     far = np.abs(grid) > FAR
     kwargs = dict(mode=mode, padding_mode=padding_mode, align_corners=False)
-    outputs = grid_sample(
-        images,
-        grid,
-        data_format="channels_last",
-        implementation=implementation,
-        **kwargs,
-    )
+    outputs = sample_channels_last(images, grid, implementation, **kwargs)
     far_grid = np.where(far, np.sign(grid) * FAR, grid).astype("float32")
     expected, _, _ = torch_grid_sample(
         images, far_grid, upstream, "channels_last", **kwargs
@@ -213,13 +212,7 @@ def test_nan_and_infinite_pixels_spread_as_in_torch(
     images[0, 5, 2, 0] = np.inf
     grid = rng.uniform(-2.0, 2.0, (1, 30, 30, 2)).astype("float32")
     kwargs = dict(mode=mode, padding_mode=padding_mode, align_corners=False)
-    outputs = grid_sample(
-        images,
-        grid,
-        data_format="channels_last",
-        implementation=implementation,
-        **kwargs,
-    )
+    outputs = sample_channels_last(images, grid, implementation, **kwargs)
     outputs = ops.convert_to_numpy(outputs)
     expected = torch.nn.functional.grid_sample(
         torch.from_numpy(images).movedim(-1, 1),

@@ -563,7 +563,7 @@ class Sampler {
       }
       sums[c] = Lanes::Clear(corners.outside, sum);
     }
-    Lanes::StoreInterleaved(outputs + p * kBlockChannels, sums);
+    StoreInterleaved(outputs + p * kBlockChannels, sums);
   }
 
   // `BackwardPoint` for the block of points from `p`.
@@ -573,7 +573,7 @@ class Sampler {
                      int64_t p) const {
     const auto& [corners, values, weights] = block;
     Float up[kBlockChannels];
-    Lanes::LoadInterleaved(upstream + p * kBlockChannels, up);
+    LoadInterleaved(upstream + p * kBlockChannels, up);
     if (kImages) {
       // A scatter-add, point by point as the scalar path adds.
       int32_t index[kCorners][kBlock];

@@ -132,43 +132,6 @@ struct Lanes {
     *second = _mm512_permutex2var_ps(x, high, y);
   }
 
-  // Lane `i` of `values[c]` to `to[i * kChannels + c]`: `kChannels`
-  // vector stores, one masked permutation a vector and channel
-  // (`Interleaving`), where a store a lane took a third longer at three
-  // channels.
-  template <int kChannels>
-  static void StoreInterleaved(float* to, const Float (&values)[kChannels]) {
-    static constexpr Interleaving<kCount, kChannels> kTables;
-    for (int v = 0; v < kChannels; ++v) {
-      Float out = values[0];
-      if (kChannels > 1) {
-        out = Zero();
-        for (int c = 0; c < kChannels; ++c) {
-          out = Permute(out, kTables.interleaved[v][c], values[c]);
-        }
-      }
-      Store(to + v * kCount, out);
-    }
-  }
-  // The inverse of `StoreInterleaved`: lane `i` of `values[c]` from
-  // `from[i * kChannels + c]`.
-  template <int kChannels>
-  static void LoadInterleaved(const float* from, Float (&values)[kChannels]) {
-    static constexpr Interleaving<kCount, kChannels> kTables;
-    Float vectors[kChannels];
-    for (int v = 0; v < kChannels; ++v) vectors[v] = Load(from + v * kCount);
-    for (int c = 0; c < kChannels; ++c) {
-      values[c] = vectors[0];
-      if (kChannels > 1) {
-        values[c] = Zero();
-        for (int v = 0; v < kChannels; ++v) {
-          values[c] = Permute(values[c], kTables.split[c][v], vectors[v]);
-        }
-      }
-    }
-  }
-
- private:
   // `values[lanes[j]]` in lane `j` where `lanes[j] >= 0`, `into[j]`
   // elsewhere.
   static Float Permute(Float into, const int32_t* lanes, Float values) {
@@ -261,46 +224,6 @@ struct Lanes {
     *second = _mm256_permute2f128_ps(low, high, 0x31);
   }
 
-  // Lane `i` of `values[c]` to `to[i * kChannels + c]`: `kChannels`
-  // vector stores, a permutation and a blend a vector and channel
-  // (`Interleaving`).
-  template <int kChannels>
-  static void StoreInterleaved(float* to, const Float (&values)[kChannels]) {
-    static constexpr Interleaving<kCount, kChannels> kTables;
-    for (int v = 0; v < kChannels; ++v) {
-      Float out = values[0];
-      if (kChannels > 1) {
-        out = Zero();
-        for (int c = 0; c < kChannels; ++c) {
-          out = Permute(out, kTables.interleaved[v][c], values[c]);
-        }
-      }
-      Store(to + v * kCount, out);
-    }
-  }
-  // The inverse of `StoreInterleaved`: lane `i` of `values[c]` from
-  // `from[i * kChannels + c]`.
-  template <int kChannels>
-  static void LoadInterleaved(const float* from, Float (&values)[kChannels]) {
-    static constexpr Interleaving<kCount, kChannels> kTables;
-    Float vectors[kChannels];
-    for (int v = 0; v < kChannels; ++v) vectors[v] = Load(from + v * kCount);
-    for (int c = 0; c < kChannels; ++c) {
-      values[c] = vectors[0];
-      if (kChannels > 1) {
-        values[c] = Zero();
-        for (int v = 0; v < kChannels; ++v) {
-          values[c] = Permute(values[c], kTables.split[c][v], vectors[v]);
-        }
-      }
-    }
-  }
-
- private:
-  static Float InOrder(Float pairs) {
-    return _mm256_castpd_ps(
-        _mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
-  }
   // `values[lanes[j]]` in lane `j` where `lanes[j] >= 0`, `into[j]`
   // elsewhere.
   static Float Permute(Float into, const int32_t* lanes, Float values) {
@@ -311,9 +234,53 @@ struct Lanes {
     return _mm256_blendv_ps(into, _mm256_permutevar8x32_ps(values, index),
                             takes);
   }
+
+ private:
+  static Float InOrder(Float pairs) {
+    return _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
+  }
 };
 
 #endif  // __AVX512F__
+
+// Lane `i` of `values[c]` to `to[i * kChannels + c]`: `kChannels` vector
+// stores, and a permutation a vector and channel (`Interleaving`), where a
+// store a lane took a third longer at three channels.
+template <int kChannels>
+void StoreInterleaved(float* to, const Lanes::Float (&values)[kChannels]) {
+  static constexpr Interleaving<Lanes::kCount, kChannels> kTables;
+  for (int v = 0; v < kChannels; ++v) {
+    Lanes::Float out = values[0];
+    if (kChannels > 1) {
+      out = Lanes::Zero();
+      for (int c = 0; c < kChannels; ++c) {
+        out = Lanes::Permute(out, kTables.interleaved[v][c], values[c]);
+      }
+    }
+    Lanes::Store(to + v * Lanes::kCount, out);
+  }
+}
+
+// The inverse of `StoreInterleaved`: lane `i` of `values[c]` from
+// `from[i * kChannels + c]`.
+template <int kChannels>
+void LoadInterleaved(const float* from, Lanes::Float (&values)[kChannels]) {
+  static constexpr Interleaving<Lanes::kCount, kChannels> kTables;
+  Lanes::Float vectors[kChannels];
+  for (int v = 0; v < kChannels; ++v) {
+    vectors[v] = Lanes::Load(from + v * Lanes::kCount);
+  }
+  for (int c = 0; c < kChannels; ++c) {
+    values[c] = vectors[0];
+    if (kChannels > 1) {
+      values[c] = Lanes::Zero();
+      for (int v = 0; v < kChannels; ++v) {
+        values[c] = Lanes::Permute(values[c], kTables.split[c][v], vectors[v]);
+      }
+    }
+  }
+}
 
 }  // namespace keras_stn
 
