@@ -370,6 +370,7 @@ def test_compiled_inference_calls_the_kernel_as_an_operator():
         return
     import torch
 
+    F32 = torch.float32
     graphs = []
 
     def operators(graph_module, inputs):
@@ -396,6 +397,22 @@ def test_compiled_inference_calls_the_kernel_as_an_operator():
         output.numpy(), expected[0], rtol=1e-5, atol=1e-5
     )
     assert "keras_stn.bilinear_sample.default" in graphs[-1]
+    # A large call of three channels, which the kernel's vector blocks
+    # sample faster than PyTorch's forward pass: the same choice while
+    # tracing, in one graph, with the eager numbers.
+    rng = np.random.default_rng(6)
+    large_images = torch.tensor(rng.normal(size=(2, 256, 256, 3)), dtype=F32)
+    large_grid = torch.tensor(
+        rng.uniform(-1.2, 1.2, (2, 256, 256, 2)), dtype=F32
+    )
+    with torch.no_grad():
+        output = compiled(large_images, large_grid)
+        torch.testing.assert_close(
+            output, sample(large_images, large_grid), rtol=0, atol=0
+        )
+    blocks = compiled_kernels.targets_avx2()
+    operator = "bilinear_sample" if blocks else "grid_sample"
+    assert f"keras_stn.{operator}.default" in graphs[-1]
     compiled(images, grid.requires_grad_())
     assert not any("keras_stn" in target for target in graphs[-1])
 

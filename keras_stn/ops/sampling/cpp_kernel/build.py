@@ -160,7 +160,6 @@ def samples_in_blocks(images: Tensor) -> bool:
     )
 
 
-@functools.cache
 def targets_avx2() -> bool:
     """Whether the kernels built here target AVX2 (`native_macros`)."""
     return "__AVX2__" in native_macros()
