@@ -84,17 +84,19 @@ class GridSample(keras.layers.Layer):
         return (*grid_shape[:-1], images_shape[-1])
 
 
+def pytorch_grid_sample(images, grid):
+    """PyTorch's `grid_sample` of channels-first torch tensors, with the
+    benchmark's options (bilinear, zero padding)."""
+    return torch.nn.functional.grid_sample(
+        images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+
+
 class PyTorchGridSample(keras.layers.Layer):
     """PyTorch's `grid_sample` of channels-last images, on torch only."""
 
     def call(self, images, grid):
-        outputs = torch.nn.functional.grid_sample(
-            torch.movedim(images, -1, 1),
-            grid,
-            mode="bilinear",
-            padding_mode="zeros",
-            align_corners=False,
-        )
+        outputs = pytorch_grid_sample(torch.movedim(images, -1, 1), grid)
         return torch.movedim(outputs, 1, -1)
 
     def compute_output_shape(self, images_shape, grid_shape):
@@ -232,13 +234,7 @@ def torch_reference(images, grid):
 
     def call():
         with torch.no_grad():
-            return torch.nn.functional.grid_sample(
-                images,
-                grid,
-                mode="bilinear",
-                padding_mode="zeros",
-                align_corners=False,
-            )
+            return pytorch_grid_sample(images, grid)
 
     return call
 

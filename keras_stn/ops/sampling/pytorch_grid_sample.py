@@ -175,16 +175,15 @@ def _finite(
     padding): at MNIST size the `keras.ops` version costs more than the
     kernel itself, and marking the outputs costs two passes over them.
     Where the values may not be read (`torch_values.readable`: traced
-    calls, tensors on other devices than the CPU, `torch.func`
-    transforms), it always applies. Bilinear sampling with `"zeros"`
-    padding that autograd does not record needs less: PyTorch's kernel
-    samples NaN in every channel at a NaN point (its weights are NaN),
-    which the rule keeps, and 0 at every finite point outside, however far
-    (`tests/test_nonfinite.py`), but NaN at an infinite one. So there a
-    sum of squares of the points (one read, half a clamp's time at
-    8x224x224 points) shows that none is infinite or NaN, or else a clamp
-    to the margin moves the infinite ones (the backward pass would give a
-    NaN point a NaN gradient).
+    calls, tensors on other devices than the CPU), it always applies.
+    Bilinear sampling with `"zeros"` padding that autograd does not record
+    needs less: PyTorch's kernel samples NaN in every channel at a NaN
+    point (its weights are NaN), which the rule keeps, and 0 at every
+    finite point outside, however far (`tests/test_nonfinite.py`), but NaN
+    at an infinite one. So there a sum of squares of the points (one read,
+    half a clamp's time at 8x224x224 points) shows that none is infinite or
+    NaN, or else a clamp to the margin moves the infinite ones (the
+    backward pass would give a NaN point a NaN gradient).
 
     Args:
         points: coordinates, `(..., rank)`, `x, y[, z]` last.
@@ -325,7 +324,10 @@ def _sample_channels_first(
     rank = grid.shape[-1]
     output_shape = tuple(grid.shape[1:-1])
     grid = grid.to(images.dtype)
-    if len(output_shape) != rank:
+    # Output shapes other than `(out_height, out_width)` (or with
+    # `out_depth`), which the kernel takes as they are.
+    flattened = len(output_shape) != rank
+    if flattened:
         # Every output point in one row: (batch, 1, [1,] points, rank). The
         # number of points given, not -1, which an empty batch leaves open.
         grid = grid.reshape(
@@ -347,7 +349,7 @@ def _sample_channels_first(
         # (batch, 1, *grid's output axes), against (batch, channels, ...).
         flags = invalid.reshape(grid.shape[:-1])[:, None]
         outputs = outputs.masked_fill_(flags, float("nan"))
-    if len(output_shape) != rank:
+    if flattened:
         outputs = outputs.reshape(*outputs.shape[:2], *output_shape)
     return torch.movedim(outputs, 1, -1)
 
