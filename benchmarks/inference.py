@@ -104,10 +104,20 @@ class PyTorchGridSample(keras.layers.Layer):
 
 
 class SliceToGrid(keras.layers.Layer):
-    """Keras' cost around a layer: the images cut to the grid's size."""
+    """Keras' cost around a layer: the images cut to the grid's size.
+
+    On JAX the grid also enters, as a zero term that XLA fuses into the
+    slice's copy: `jax.jit` drops the arguments a function does not use,
+    and with them the grid's transfer from NumPy in `predict_on_batch` and
+    `predict` (0.2 ms at 8x224x224x3), which Keras pays for any model of
+    these inputs.
+    """
 
     def call(self, images, grid):
-        return images[:, : grid.shape[1], : grid.shape[2]]
+        sliced = images[:, : grid.shape[1], : grid.shape[2]]
+        if BACKEND == "jax":
+            sliced = sliced + ops.cast(0 * grid[:1, :1, :1, :1], images.dtype)
+        return sliced
 
     def compute_output_shape(self, images_shape, grid_shape):
         return (*grid_shape[:-1], images_shape[-1])
