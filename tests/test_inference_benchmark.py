@@ -46,6 +46,18 @@ def test_trivial_model_slices_the_images():
     )
 
 
+def test_trivial_model_reads_the_grid_on_jax():
+    """On JAX the grid enters the output (a NaN grid makes it NaN), so that
+    `jax.jit` keeps the grid's transfer, which any model of it pays."""
+    images, grid = inference.random_inputs(SAMPLING_SIZE)
+    model = inference.sampling_model(SAMPLING_SIZE, inference.SliceToGrid())
+    outputs = model.predict_on_batch([images, np.full_like(grid, np.nan)])
+    if keras.backend.backend() == "jax":
+        assert np.isnan(outputs).all()
+    else:
+        np.testing.assert_array_equal(outputs, images)
+
+
 def test_identity_transformer_runs_its_localization_net():
     keras.utils.set_random_seed(0)
     images, _ = inference.random_inputs(ST_CNN_SIZE)
