@@ -116,7 +116,7 @@ class SliceToGrid(keras.layers.Layer):
     def call(self, images, grid):
         sliced = images[:, : grid.shape[1], : grid.shape[2]]
         if BACKEND == "jax":
-            sliced = sliced + ops.cast(0 * grid[:1, :1, :1, :1], images.dtype)
+            sliced = sliced + 0 * grid[:1, :1, :1, :1]
         return sliced
 
     def compute_output_shape(self, images_shape, grid_shape):

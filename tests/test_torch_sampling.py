@@ -370,7 +370,6 @@ def test_compiled_inference_calls_the_kernel_as_an_operator():
         return
     import torch
 
-    F32 = torch.float32
     graphs = []
 
     def operators(graph_module, inputs):
@@ -401,9 +400,11 @@ def test_compiled_inference_calls_the_kernel_as_an_operator():
     # sample faster than PyTorch's forward pass: the same choice while
     # tracing, in one graph, with the eager numbers.
     rng = np.random.default_rng(6)
-    large_images = torch.tensor(rng.normal(size=(2, 256, 256, 3)), dtype=F32)
+    large_images = torch.tensor(
+        rng.normal(size=(2, 256, 256, 3)), dtype=torch.float32
+    )
     large_grid = torch.tensor(
-        rng.uniform(-1.2, 1.2, (2, 256, 256, 2)), dtype=F32
+        rng.uniform(-1.2, 1.2, (2, 256, 256, 2)), dtype=torch.float32
     )
     with torch.no_grad():
         output = compiled(large_images, large_grid)
